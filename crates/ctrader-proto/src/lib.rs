@@ -1,0 +1,1 @@
+//! The cTrader Open API wire protocol.

@@ -1,0 +1,29 @@
+//! The shared vocabulary of palm-oil-bot.
+//!
+//! `domain` owns the types every other crate speaks in: fixed-point [`Price`], [`Volume`] and
+//! [`Money`], [`Side`], symbols and their specification, quotes and bars, order intents, fills,
+//! positions, the broker's view of them, sentiment readings, the kill switch, and the [`Clock`]
+//! that lets logic take time from its inputs. It must never do I/O, depend on an async runtime,
+//! know a wire format, or use floating point where a price is compared: prices, volumes and money
+//! are integers until the edge where a person reads them.
+
+mod error;
+mod market;
+mod money;
+mod risk;
+mod sentiment;
+mod time;
+mod trading;
+
+pub use error::DomainError;
+pub use market::{
+    Bar, Holiday, Quote, Side, SymbolId, SymbolSpec, Timeframe, TradingSchedule, WeeklySession,
+};
+pub use money::{Money, PRICE_SCALE, Price, VOLUME_SCALE, Volume};
+pub use risk::KillSwitchState;
+pub use sentiment::{SentimentReading, SentimentUnavailable};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp};
+pub use trading::{
+    BrokerDeal, BrokerPosition, BrokerSnapshot, ClientOrderId, CloseReason, DealCloseDetail, Fill,
+    IntentStatus, OrderIntent, OrderRequest, PendingOrder, Position, PositionId, PositionStatus,
+};
