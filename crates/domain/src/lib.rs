@@ -11,6 +11,7 @@ mod error;
 mod market;
 mod money;
 mod risk;
+mod secret;
 mod sentiment;
 mod time;
 mod trading;
@@ -21,6 +22,7 @@ pub use market::{
 };
 pub use money::{Money, PRICE_SCALE, Price, VOLUME_SCALE, Volume};
 pub use risk::KillSwitchState;
+pub use secret::Secret;
 pub use sentiment::{SentimentReading, SentimentUnavailable};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp};
 pub use trading::{
