@@ -1,0 +1,368 @@
+//! Where non-secret settings come from: defaults, an optional TOML file, then the environment.
+//!
+//! Every setting has one name: the environment variable (e.g. `RSI_PERIOD`), whose lower-case form
+//! is its key in the TOML file (`rsi_period = 14`). The environment wins over the file. The table
+//! below is the single source for `check-config`, validation and the README's settings table.
+
+use std::collections::BTreeMap;
+
+/// One documented setting.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    /// Environment variable name (upper case); the TOML key is its lower-case form.
+    pub name: &'static str,
+    /// Default value as text, when the setting has one.
+    pub default: Option<&'static str>,
+    /// What it means, for `--help`, `check-config` and the README.
+    pub doc: &'static str,
+}
+
+const fn spec(name: &'static str, default: Option<&'static str>, doc: &'static str) -> SettingSpec {
+    SettingSpec { name, default, doc }
+}
+
+/// Every non-secret setting the bot understands.
+pub const SETTINGS: &[SettingSpec] = &[
+    spec(
+        "CTRADER_ENV",
+        Some("demo"),
+        "demo or live: which cTrader world to trade in",
+    ),
+    spec(
+        "CTRADER_HOST",
+        None,
+        "cTrader host; defaults to demo.ctraderapi.com or live.ctraderapi.com (set it to point at a simulator)",
+    ),
+    spec("CTRADER_PORT", Some("5035"), "cTrader Protobuf port"),
+    spec(
+        "CTRADER_CA_FILE",
+        None,
+        "PEM file of a private CA to trust in addition to the public roots (simulators only; refused for the official hosts)",
+    ),
+    spec(
+        "SYMBOL_CANDIDATES",
+        Some("PALMOIL,FCPO,CPO"),
+        "symbol names to look up, in order (comma-separated)",
+    ),
+    spec(
+        "TIMEFRAME",
+        Some("M15"),
+        "bar timeframe: M1, M5, M15, M30, H1, H4 or D1",
+    ),
+    spec("RSI_PERIOD", Some("14"), "RSI period in bars"),
+    spec(
+        "RSI_OVERSOLD",
+        Some("30"),
+        "RSI level below which a long entry is considered",
+    ),
+    spec(
+        "RSI_OVERBOUGHT",
+        Some("70"),
+        "RSI level above which a short entry is considered",
+    ),
+    spec(
+        "LONG_ONLY",
+        Some("false"),
+        "true: never open short positions",
+    ),
+    spec(
+        "STOP_LOSS",
+        Some("40"),
+        "stop-loss distance from the fill, in price units (MYR/t)",
+    ),
+    spec(
+        "TAKE_PROFIT",
+        Some("80"),
+        "take-profit distance from the fill, in price units (MYR/t)",
+    ),
+    spec(
+        "ORDER_VOLUME",
+        Some("1"),
+        "fixed order size in units (used when RISK_PER_TRADE is not set)",
+    ),
+    spec(
+        "RISK_PER_TRADE",
+        None,
+        "fraction of equity to risk per trade given the stop-loss distance (e.g. 0.01); overrides ORDER_VOLUME",
+    ),
+    spec(
+        "DAILY_LOSS_LIMIT",
+        Some("0.03"),
+        "fraction of the day's starting equity whose loss engages the kill switch",
+    ),
+    spec(
+        "MAX_DRAWDOWN",
+        Some("0.10"),
+        "fraction of peak equity whose loss engages the kill switch",
+    ),
+    spec(
+        "SENTIMENT_VETO",
+        Some("0.3"),
+        "a sentiment score opposing a trade by more than this vetoes the entry (0 to 1)",
+    ),
+    spec(
+        "SENTIMENT_POLICY",
+        Some("ignore"),
+        "when sentiment is stale or unavailable: ignore or stand_aside",
+    ),
+    spec(
+        "SENTIMENT_MAX_AGE",
+        Some("7200"),
+        "seconds after which a sentiment reading is stale",
+    ),
+    spec(
+        "SENTIMENT_REFRESH",
+        Some("900"),
+        "seconds between sentiment refreshes",
+    ),
+    spec(
+        "SENTIMENT_SOURCES",
+        Some("perplexity,nitter"),
+        "sentiment sources in fallback order: perplexity, nitter, x (comma-separated)",
+    ),
+    spec(
+        "NITTER_INSTANCES",
+        Some(""),
+        "Nitter base URLs for the RSS fallback (comma-separated, https)",
+    ),
+    spec(
+        "NITTER_QUERIES",
+        Some("palm oil,CPO futures,FCPO"),
+        "Nitter search queries (comma-separated, 200 characters at most each)",
+    ),
+    spec(
+        "DATABASE_URL",
+        Some("sqlite://./data/palm-oil-bot.db"),
+        "SQLite database file",
+    ),
+    spec(
+        "BIND_ADDRESS",
+        Some("127.0.0.1"),
+        "address of the metrics, health and dashboard server",
+    ),
+    spec(
+        "PORT",
+        Some("9184"),
+        "port of the metrics, health and dashboard server",
+    ),
+    spec(
+        "LOG_FORMAT",
+        Some("auto"),
+        "auto (readable on a terminal, JSON otherwise), json or pretty",
+    ),
+    spec(
+        "RUST_LOG",
+        Some("info"),
+        "log level filter, e.g. info or palm_oil_bot=debug,info",
+    ),
+    spec(
+        "LABEL_PREFIX",
+        Some("pob"),
+        "prefix of the order labels that mark positions as this bot's",
+    ),
+];
+
+/// Names of the secrets, which may come only from the environment.
+pub const SECRET_NAMES: &[&str] = &[
+    "CTRADER_CLIENT_ID",
+    "CTRADER_CLIENT_SECRET",
+    "CTRADER_ACCESS_TOKEN",
+    "CTRADER_REFRESH_TOKEN",
+    "PERPLEXITY_API_KEY",
+    "X_BEARER_TOKEN",
+];
+
+/// Where a setting's effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The TOML file given with `--config`.
+    File,
+    /// An environment variable.
+    Environment,
+}
+
+impl Origin {
+    /// Lower-case name for `check-config`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Origin::Default => "default",
+            Origin::File => "file",
+            Origin::Environment => "environment",
+        }
+    }
+}
+
+/// A problem with one setting; never carries a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    /// The setting's name (environment variable name, or the file).
+    pub setting: String,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+impl SettingProblem {
+    /// A problem with `setting`.
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> SettingProblem {
+        SettingProblem {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The raw text of every setting after layering defaults, file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct RawSettings {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl RawSettings {
+    /// Layers defaults, the TOML file text (if any) and the environment; problems found in the
+    /// file (unknown keys, secrets, unsupported values) are appended to `problems`.
+    pub fn layer(
+        file: Option<(&str, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<SettingProblem>,
+    ) -> RawSettings {
+        let mut values = BTreeMap::new();
+        for s in SETTINGS {
+            if let Some(d) = s.default {
+                values.insert(s.name, (d.to_owned(), Origin::Default));
+            }
+        }
+        if let Some((path, text)) = file {
+            for (key, value) in parse_file(path, text, problems) {
+                values.insert(key, (value, Origin::File));
+            }
+        }
+        for s in SETTINGS {
+            if let Some(v) = env(s.name) {
+                values.insert(s.name, (v, Origin::Environment));
+            }
+        }
+        RawSettings { values }
+    }
+
+    /// The effective text of a setting, if it has one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Every setting with a value, its text and origin, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str, Origin)> {
+        self.values.iter().map(|(k, (v, o))| (*k, v.as_str(), *o))
+    }
+}
+
+/// Reads a flat TOML table whose keys are lower-case setting names.
+fn parse_file(
+    path: &str,
+    text: &str,
+    problems: &mut Vec<SettingProblem>,
+) -> Vec<(&'static str, String)> {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(SettingProblem::new(path, format!("is not valid TOML: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let upper = key.to_ascii_uppercase();
+        if SECRET_NAMES.contains(&upper.as_str()) {
+            problems.push(SettingProblem::new(
+                upper,
+                format!("is a secret and may only come from the environment, not from {path}"),
+            ));
+            continue;
+        }
+        let Some(spec) = SETTINGS.iter().find(|s| s.name == upper) else {
+            problems.push(SettingProblem::new(
+                key,
+                format!("in {path} is not a known setting"),
+            ));
+            continue;
+        };
+        match value_text(&value) {
+            Some(v) => out.push((spec.name, v)),
+            None => problems.push(SettingProblem::new(
+                spec.name,
+                format!("in {path} must be a string, number, boolean or list of those"),
+            )),
+        }
+    }
+    out
+}
+
+fn value_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(value_text).collect();
+            parts.map(|p| p.join(","))
+        }
+        toml::Value::Datetime(_) | toml::Value::Table(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_wins_over_file_over_default() {
+        let mut problems = Vec::new();
+        let file = "rsi_period = 21\ntimeframe = \"H1\"\nsymbol_candidates = [\"A\", \"B\"]";
+        let raw = RawSettings::layer(
+            Some(("bot.toml", file)),
+            &env_of(&[("RSI_PERIOD", "9")]),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(raw.get("RSI_PERIOD"), Some("9"));
+        assert_eq!(raw.get("TIMEFRAME"), Some("H1"));
+        assert_eq!(raw.get("SYMBOL_CANDIDATES"), Some("A,B"));
+        assert_eq!(raw.get("RSI_OVERSOLD"), Some("30"));
+    }
+
+    #[test]
+    fn file_problems_name_the_key_and_never_accept_secrets() {
+        let mut problems = Vec::new();
+        let file = "rsi_perod = 3\nperplexity_api_key = \"pplx-very-secret\"";
+        RawSettings::layer(Some(("bot.toml", file)), &env_of(&[]), &mut problems);
+        assert_eq!(problems.len(), 2);
+        assert!(problems.iter().any(|p| p.setting == "rsi_perod"));
+        assert!(problems.iter().any(|p| p.setting == "PERPLEXITY_API_KEY"));
+        assert!(!format!("{problems:?}").contains("pplx-very-secret"));
+    }
+
+    #[test]
+    fn invalid_toml_is_reported() {
+        let mut problems = Vec::new();
+        RawSettings::layer(
+            Some(("bot.toml", "rsi_period = ")),
+            &env_of(&[]),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].problem.contains("not valid TOML"));
+    }
+}
