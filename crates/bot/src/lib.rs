@@ -10,4 +10,5 @@
 
 pub mod allowlist;
 pub mod config;
+pub mod order_id;
 pub mod settings;
