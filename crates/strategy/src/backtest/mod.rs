@@ -1,0 +1,752 @@
+//! The backtest engine: a pure loop over bars that fills decisions at the next bar's open,
+//! plus the helpers that read its inputs and present its results.
+//!
+//! The exact semantics are in `docs/backtesting.md`; the comments below say where each rule lives.
+
+mod data;
+mod report;
+mod svg;
+
+pub use data::{OhlcOptions, read_ohlc_csv, read_sentiment_csv};
+pub use report::{render_table, write_trades_csv};
+pub use svg::render_equity_svg;
+
+use domain::{
+    Bar, KillSwitchState, Money, Price, SentimentReading, Side, SymbolId, SymbolSpec, Timestamp,
+    TradingSchedule, Volume,
+};
+use serde::{Serialize, Serializer};
+
+use crate::ConfigError;
+use crate::decision::{Action, BarContext, Entry, PositionView, Strategy};
+use crate::risk::{RiskConfig, RiskGate};
+
+/// Settings of a backtest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacktestConfig {
+    /// Starting cash (its `digits` is the precision of every amount in the results).
+    pub initial_cash: Money,
+    /// Full bid-ask spread around the CSV prices, which are taken as mid prices.
+    pub spread: Price,
+    /// Commission charged on every fill (entry and exit each pay it).
+    pub commission_per_fill: Money,
+    /// Sizing and the kill-switch limits.
+    pub risk: RiskConfig,
+    /// The symbol traded: volume limits and trading schedule.
+    pub symbol: SymbolSpec,
+}
+
+impl Default for BacktestConfig {
+    /// 10,000.00 cash, no spread, no commission, default risk rules, [`backtest_symbol`].
+    fn default() -> BacktestConfig {
+        BacktestConfig {
+            initial_cash: Money::new(1_000_000, 2),
+            spread: Price::ZERO,
+            commission_per_fill: Money::zero(2),
+            risk: RiskConfig::default(),
+            symbol: backtest_symbol(),
+        }
+    }
+}
+
+/// A symbol for backtests of CSV data: always open, volumes from 0.01 unit in steps of 0.01.
+pub fn backtest_symbol() -> SymbolSpec {
+    SymbolSpec {
+        id: SymbolId(0),
+        name: "BACKTEST".to_owned(),
+        digits: 5,
+        pip_position: 0,
+        lot_size: Volume(100),
+        min_volume: Volume(1),
+        max_volume: Volume(i64::MAX / 4),
+        step_volume: Volume(1),
+        schedule: TradingSchedule::always_open(),
+    }
+}
+
+/// Why a trade ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitKind {
+    /// The strategy decided to close (filled at the next bar's open).
+    Signal,
+    /// The stop-loss was touched inside a bar.
+    StopLoss,
+    /// The take-profit was touched inside a bar.
+    TakeProfit,
+    /// The kill switch engaged (filled at the next bar's open).
+    KillSwitch,
+    /// The data ended: closed at the last bar's open.
+    EndOfData,
+}
+
+impl ExitKind {
+    /// The name used in the trades CSV.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExitKind::Signal => "signal",
+            ExitKind::StopLoss => "stop_loss",
+            ExitKind::TakeProfit => "take_profit",
+            ExitKind::KillSwitch => "kill_switch",
+            ExitKind::EndOfData => "end_of_data",
+        }
+    }
+}
+
+fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn display_opt<T: std::fmt::Display, S: Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+fn side_name<S: Serializer>(side: &Side, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *side == Side::Buy { "long" } else { "short" })
+}
+
+/// One closed trade. Amounts are exact decimals (serialized as strings); times are bar starts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TradeRecord {
+    /// Long or short.
+    #[serde(serialize_with = "side_name")]
+    pub side: Side,
+    /// Volume (units of the instrument).
+    #[serde(serialize_with = "display")]
+    pub volume: Volume,
+    /// Start of the bar whose open filled the entry.
+    #[serde(serialize_with = "display")]
+    pub entry_time: Timestamp,
+    /// Entry fill price (spread included).
+    #[serde(serialize_with = "display")]
+    pub entry_price: Price,
+    /// Start of the bar in which the exit filled.
+    #[serde(serialize_with = "display")]
+    pub exit_time: Timestamp,
+    /// Exit fill price (spread included).
+    #[serde(serialize_with = "display")]
+    pub exit_price: Price,
+    /// Profit after both commissions.
+    #[serde(serialize_with = "display")]
+    pub pnl: Money,
+    /// Both commissions.
+    #[serde(serialize_with = "display")]
+    pub commission: Money,
+    /// Why it ended.
+    pub exit_kind: ExitKind,
+    /// Index of the entry bar.
+    pub entry_bar: usize,
+    /// Index of the exit bar.
+    pub exit_bar: usize,
+    /// The strategy's reason for the entry.
+    pub entry_reason: String,
+    /// The reason for the exit.
+    pub exit_reason: String,
+}
+
+/// Equity marked at one bar's close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EquityPoint {
+    /// The bar's start.
+    pub time: Timestamp,
+    /// Cash plus the open position valued at the price it could be closed at (close ∓ half spread).
+    pub equity: Money,
+    /// True when a position was open at some moment of this bar.
+    pub exposed: bool,
+}
+
+/// The statistics of a run (what the terminal table and the JSON report show).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Bars processed.
+    pub bars: usize,
+    /// Start of the first bar.
+    #[serde(serialize_with = "display")]
+    pub first_bar: Timestamp,
+    /// Start of the last bar.
+    #[serde(serialize_with = "display")]
+    pub last_bar: Timestamp,
+    /// Starting cash.
+    #[serde(serialize_with = "display")]
+    pub initial_equity: Money,
+    /// Equity at the last close.
+    #[serde(serialize_with = "display")]
+    pub final_equity: Money,
+    /// (final − initial) / initial, in percent.
+    pub return_pct: f64,
+    /// Last close / first open − 1, in percent, no costs.
+    pub buy_and_hold_return_pct: f64,
+    /// Largest fall of the close-marked equity from its running peak, in percent of the peak.
+    pub max_drawdown_pct: f64,
+    /// Closed trades.
+    pub trade_count: usize,
+    /// Share of closed trades with positive PnL, in percent (None without trades).
+    pub win_rate_pct: Option<f64>,
+    /// Gross profit / gross loss of closed trades (None without a losing trade).
+    pub profit_factor: Option<f64>,
+    /// Annualised Sharpe ratio of per-bar returns, risk-free rate 0 (None when undefined).
+    pub sharpe: Option<f64>,
+    /// Share of bars with a position open at some moment, in percent.
+    pub exposure_pct: f64,
+    /// Commission paid.
+    #[serde(serialize_with = "display")]
+    pub total_commission: Money,
+    /// Entry decisions refused by the risk rules (schedule, size below minimum, kill switch).
+    pub refused_entries: usize,
+    /// Why the kill switch engaged, if it did.
+    #[serde(serialize_with = "display_opt")]
+    pub kill_switch: Option<String>,
+    /// Every closed trade.
+    pub trades: Vec<TradeRecord>,
+}
+
+/// A run's report and its equity curve (one point per bar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacktestResult {
+    /// Statistics and trades.
+    pub report: Report,
+    /// Equity at every close.
+    pub equity_curve: Vec<EquityPoint>,
+}
+
+/// A backtest that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BacktestError {
+    /// No bars.
+    #[error("no bars to backtest")]
+    NoBars,
+    /// Bars out of order (the CSV reader refuses these; a caller building bars itself may not).
+    #[error("bar {index} at {at} does not come after the previous bar")]
+    Unsorted {
+        /// Index of the offending bar.
+        index: usize,
+        /// Its start.
+        at: Timestamp,
+    },
+    /// An amount left the range of a 64-bit integer.
+    #[error("amounts overflowed at bar {index}: reduce cash or volume")]
+    Overflow {
+        /// The bar being processed.
+        index: usize,
+    },
+}
+
+impl BacktestError {
+    /// Running the same backtest again gives the same error.
+    pub const fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// How often the progress callback is called, in bars.
+const PROGRESS_EVERY: usize = 1 << 16;
+
+/// Runs strategies over bars with the configured costs and risk rules.
+#[derive(Debug, Clone)]
+pub struct Backtester {
+    config: BacktestConfig,
+    gate: RiskGate,
+}
+
+/// The open position inside a run.
+#[derive(Debug, Clone)]
+struct OpenTrade {
+    side: Side,
+    volume: Volume,
+    entry_price: Price,
+    entry_time: Timestamp,
+    entry_bar: usize,
+    stop_loss: Option<Price>,
+    take_profit: Option<Price>,
+    commission: i128,
+    reason: String,
+}
+
+/// What fills at the next bar's open.
+#[derive(Debug, Clone)]
+enum Pending {
+    Close { kind: ExitKind, reason: String },
+    Open { entry: Entry, reason: String },
+    Reverse { entry: Entry, reason: String },
+}
+
+/// Money arithmetic of a run, in minor units at the cash's precision.
+#[derive(Debug, Clone, Copy)]
+struct Ledger {
+    digits: u8,
+    half_spread_down: i64,
+    half_spread_up: i64,
+    commission: i128,
+}
+
+impl Ledger {
+    /// Price a buyer pays at `mid`.
+    const fn buy_price(&self, mid: Price) -> Price {
+        Price(mid.0.saturating_add(self.half_spread_up))
+    }
+
+    /// Price a seller gets at `mid`.
+    const fn sell_price(&self, mid: Price) -> Price {
+        Price(mid.0.saturating_sub(self.half_spread_down))
+    }
+
+    /// Fill price for opening (`closing == false`) or closing a position of `side` at `mid`.
+    const fn fill(&self, side: Side, closing: bool, mid: Price) -> Price {
+        match (side, closing) {
+            (Side::Buy, false) | (Side::Sell, true) => self.buy_price(mid),
+            (Side::Sell, false) | (Side::Buy, true) => self.sell_price(mid),
+        }
+    }
+
+    /// Profit of a move in minor units, rounded toward zero (as `Money::from_price_move`).
+    fn pnl(&self, side: Side, entry: Price, exit: Price, volume: Volume) -> i128 {
+        let delta = i128::from(exit.0) - i128::from(entry.0);
+        let signed = if side == Side::Buy { delta } else { -delta };
+        // price (1e-5) x volume (1e-2) = 1e-7 money units.
+        let raw = signed * i128::from(volume.0);
+        let digits = u32::from(self.digits.min(30));
+        if digits >= 7 {
+            raw * 10_i128.pow(digits - 7)
+        } else {
+            raw / 10_i128.pow(7 - digits)
+        }
+    }
+
+    fn money(&self, minor: i128, index: usize) -> Result<Money, BacktestError> {
+        i64::try_from(minor)
+            .map(|m| Money::new(m, self.digits))
+            .map_err(|_| BacktestError::Overflow { index })
+    }
+}
+
+impl Backtester {
+    /// A backtester with validated settings.
+    pub fn new(config: BacktestConfig) -> Result<Backtester, ConfigError> {
+        if config.initial_cash.minor <= 0 {
+            return Err(ConfigError::invalid(
+                "cash",
+                config.initial_cash,
+                "must be positive",
+            ));
+        }
+        if config.spread.raw() < 0 {
+            return Err(ConfigError::invalid(
+                "spread",
+                config.spread,
+                "must not be negative",
+            ));
+        }
+        if config.commission_per_fill.minor < 0 {
+            return Err(ConfigError::invalid(
+                "commission",
+                config.commission_per_fill,
+                "must not be negative",
+            ));
+        }
+        if config.commission_per_fill.digits > config.initial_cash.digits {
+            return Err(ConfigError::invalid(
+                "commission",
+                config.commission_per_fill,
+                "has more decimals than the cash",
+            ));
+        }
+        let gate = RiskGate::new(config.risk.clone(), config.symbol.clone())?;
+        Ok(Backtester { config, gate })
+    }
+
+    /// The settings.
+    pub const fn config(&self) -> &BacktestConfig {
+        &self.config
+    }
+
+    /// Runs `strategy` over `bars` (oldest first) with `sentiment` readings (sorted by `known_at`),
+    /// calling `progress(done, total)` every 65,536 bars and once at the end.
+    ///
+    /// Per bar `i`: (1) fill what bar `i − 1` decided at bar `i`'s open (on the last bar: only
+    /// closes, then any open position is closed there too); (2) stop-loss / take-profit inside the
+    /// bar, the stop first when both are touched; (3) mark equity at the close; (4) the kill switch
+    /// sees that equity; (5) the strategy decides at the close, seeing only bars `0..=i` and
+    /// sentiment known by the close.
+    pub fn run<S: Strategy + ?Sized>(
+        &self,
+        strategy: &mut S,
+        bars: &[Bar],
+        sentiment: &[SentimentReading],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<BacktestResult, BacktestError> {
+        let (first, last) = match (bars.first(), bars.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(BacktestError::NoBars),
+        };
+        if let Some(index) = (1..bars.len()).find(|&i| bars[i].start <= bars[i - 1].start) {
+            return Err(BacktestError::Unsorted {
+                index,
+                at: bars[index].start,
+            });
+        }
+        let digits = self.config.initial_cash.digits;
+        let spread = self.config.spread.raw();
+        let ledger = Ledger {
+            digits,
+            half_spread_down: spread / 2,
+            half_spread_up: spread - spread / 2,
+            commission: i128::from(
+                self.config
+                    .commission_per_fill
+                    .rescale(digits)
+                    .map_or(0, |m| m.minor),
+            ),
+        };
+        let mut run = Run {
+            gate: &self.gate,
+            ledger,
+            cash: i128::from(self.config.initial_cash.minor),
+            position: None,
+            trades: Vec::new(),
+            commission_paid: 0,
+            refused: 0,
+        };
+        let mut kill = KillSwitchState::default();
+        let mut pending: Option<Pending> = None;
+        let mut curve: Vec<EquityPoint> = Vec::with_capacity(bars.len());
+        let mut equity = run.cash;
+        let mut next_reading = 0usize;
+        let total = bars.len();
+        let last_index = total - 1;
+
+        for (i, bar) in bars.iter().enumerate() {
+            // The day's reference equity is the equity carried into its first bar.
+            let carried = ledger.money(equity, i)?;
+            if self.gate.observe_equity(&mut kill, carried, bar.start) && run.position.is_some() {
+                pending = Some(kill_close(&kill));
+            }
+
+            // (1) Fills at the open.
+            if let Some(action) = pending.take() {
+                run.fill_pending(action, bar, i, i == last_index)?;
+            }
+            if i == last_index
+                && let Some(trade) = run.position.take()
+            {
+                let exit = ledger.fill(trade.side, true, bar.open);
+                run.close(
+                    trade,
+                    exit,
+                    bar.start,
+                    i,
+                    ExitKind::EndOfData,
+                    "end of data: closed at the last bar's open".into(),
+                );
+            }
+            let exposed = run.position.is_some();
+
+            // (2) Stops inside the bar.
+            run.check_stops(bar, i);
+
+            // (3) Mark at the close.
+            equity = run.cash + run.unrealized(bar.close);
+            let marked = ledger.money(equity, i)?;
+            curve.push(EquityPoint {
+                time: bar.start,
+                equity: marked,
+                exposed,
+            });
+
+            // (4) Kill switch on the close's equity, attributed to the bar's own day.
+            let close_time = bar.start.plus_millis(bar.timeframe.millis());
+            let engaged_now =
+                self.gate
+                    .observe_equity(&mut kill, marked, close_time.plus_millis(-1));
+
+            // (5) Decide at the close.
+            while sentiment
+                .get(next_reading)
+                .is_some_and(|r| r.known_at <= close_time)
+            {
+                next_reading += 1;
+            }
+            let ctx = BarContext {
+                now: close_time,
+                position: run.position.as_ref().map(|t| PositionView {
+                    side: t.side,
+                    entry_price: t.entry_price,
+                    volume: t.volume,
+                }),
+                sentiment: next_reading.checked_sub(1).and_then(|k| sentiment.get(k)),
+            };
+            let decision = strategy.on_bar(bar, &ctx);
+            if kill.engaged {
+                if engaged_now && run.position.is_some() {
+                    pending = Some(kill_close(&kill));
+                } else if matches!(decision.action, Action::Open(_) | Action::Reverse(_)) {
+                    run.refused += 1;
+                }
+                if matches!(decision.action, Action::Close | Action::Reverse(_))
+                    && run.position.is_some()
+                    && pending.is_none()
+                {
+                    pending = Some(Pending::Close {
+                        kind: ExitKind::Signal,
+                        reason: decision.reason.to_string(),
+                    });
+                }
+            } else {
+                pending = match decision.action {
+                    Action::Hold => None,
+                    Action::Close if run.position.is_some() => Some(Pending::Close {
+                        kind: ExitKind::Signal,
+                        reason: decision.reason.to_string(),
+                    }),
+                    Action::Close => None,
+                    Action::Open(entry) | Action::Reverse(entry) => {
+                        let closes_first =
+                            matches!(decision.action, Action::Reverse(_)) && run.position.is_some();
+                        let holding = run.position.is_some() && !closes_first;
+                        match self.gate.check_entry(&kill, close_time, holding) {
+                            Ok(()) => Some(if closes_first {
+                                Pending::Reverse {
+                                    entry,
+                                    reason: decision.reason.to_string(),
+                                }
+                            } else {
+                                Pending::Open {
+                                    entry,
+                                    reason: decision.reason.to_string(),
+                                }
+                            }),
+                            Err(refusal) => {
+                                run.refused += 1;
+                                closes_first.then(|| Pending::Close {
+                                    kind: ExitKind::Signal,
+                                    reason: format!(
+                                        "{}; entry refused: {refusal}",
+                                        decision.reason
+                                    ),
+                                })
+                            }
+                        }
+                    }
+                };
+            }
+            if (i + 1) % PROGRESS_EVERY == 0 {
+                progress(i + 1, total);
+            }
+        }
+        progress(total, total);
+
+        let report = report::summarize(
+            &self.config,
+            first,
+            last,
+            &curve,
+            run.trades,
+            ledger.money(run.commission_paid, last_index)?,
+            run.refused,
+            kill.reason.clone(),
+        );
+        Ok(BacktestResult {
+            report,
+            equity_curve: curve,
+        })
+    }
+}
+
+fn kill_close(kill: &KillSwitchState) -> Pending {
+    Pending::Close {
+        kind: ExitKind::KillSwitch,
+        reason: format!(
+            "kill switch: {}",
+            kill.reason.as_deref().unwrap_or("engaged")
+        ),
+    }
+}
+
+/// The mutable state of one run.
+struct Run<'a> {
+    gate: &'a RiskGate,
+    ledger: Ledger,
+    cash: i128,
+    position: Option<OpenTrade>,
+    trades: Vec<TradeRecord>,
+    commission_paid: i128,
+    refused: usize,
+}
+
+impl Run<'_> {
+    fn unrealized(&self, mid: Price) -> i128 {
+        self.position.as_ref().map_or(0, |t| {
+            let exit = self.ledger.fill(t.side, true, mid);
+            self.ledger.pnl(t.side, t.entry_price, exit, t.volume)
+        })
+    }
+
+    fn close(
+        &mut self,
+        trade: OpenTrade,
+        exit_price: Price,
+        at: Timestamp,
+        index: usize,
+        kind: ExitKind,
+        reason: String,
+    ) {
+        let gross = self
+            .ledger
+            .pnl(trade.side, trade.entry_price, exit_price, trade.volume);
+        let commission = self.ledger.commission;
+        self.cash += gross - commission;
+        self.commission_paid += commission;
+        let total_commission = trade.commission + commission;
+        let digits = self.ledger.digits;
+        // Saturate rather than fail: a single trade's PnL beyond i64 minor units is not a real case,
+        // and equity overflow is reported by the mark that follows.
+        let clamp = |v: i128| {
+            Money::new(
+                i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX }),
+                digits,
+            )
+        };
+        self.trades.push(TradeRecord {
+            side: trade.side,
+            volume: trade.volume,
+            entry_time: trade.entry_time,
+            entry_price: trade.entry_price,
+            exit_time: at,
+            exit_price,
+            pnl: clamp(gross - total_commission),
+            commission: clamp(total_commission),
+            exit_kind: kind,
+            entry_bar: trade.entry_bar,
+            exit_bar: index,
+            entry_reason: trade.reason,
+            exit_reason: reason,
+        });
+    }
+
+    fn fill_pending(
+        &mut self,
+        action: Pending,
+        bar: &Bar,
+        index: usize,
+        is_last: bool,
+    ) -> Result<(), BacktestError> {
+        let (entry, reason) = match action {
+            Pending::Close { kind, reason } => {
+                if let Some(trade) = self.position.take() {
+                    let exit = self.ledger.fill(trade.side, true, bar.open);
+                    self.close(trade, exit, bar.start, index, kind, reason);
+                }
+                return Ok(());
+            }
+            Pending::Reverse { entry, reason } => {
+                if let Some(trade) = self.position.take() {
+                    let exit = self.ledger.fill(trade.side, true, bar.open);
+                    self.close(
+                        trade,
+                        exit,
+                        bar.start,
+                        index,
+                        ExitKind::Signal,
+                        reason.clone(),
+                    );
+                }
+                (entry, reason)
+            }
+            Pending::Open { entry, reason } => (entry, reason),
+        };
+        // A position opened at the last bar's open would be closed at the same price at once.
+        if is_last || self.position.is_some() {
+            return Ok(());
+        }
+        let price = self.ledger.fill(entry.side, false, bar.open);
+        let available = self.cash - self.ledger.commission;
+        let available = self.ledger.money(available.max(0), index)?;
+        let volume = match self.gate.size(&entry, available, price) {
+            Ok(v) => v,
+            Err(_) => {
+                self.refused += 1;
+                return Ok(());
+            }
+        };
+        self.cash -= self.ledger.commission;
+        self.commission_paid += self.ledger.commission;
+        let (sl, tp) = match entry.side {
+            Side::Buy => (
+                entry.stop_loss.map(|d| Price(price.0 - d.0)),
+                entry.take_profit.map(|d| Price(price.0 + d.0)),
+            ),
+            Side::Sell => (
+                entry.stop_loss.map(|d| Price(price.0 + d.0)),
+                entry.take_profit.map(|d| Price(price.0 - d.0)),
+            ),
+        };
+        self.position = Some(OpenTrade {
+            side: entry.side,
+            volume,
+            entry_price: price,
+            entry_time: bar.start,
+            entry_bar: index,
+            stop_loss: sl,
+            take_profit: tp,
+            commission: self.ledger.commission,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Stop-loss and take-profit inside the bar, on the side of the book that closes the
+    /// position (bid for a long, ask for a short). A gap through a level fills at the open.
+    fn check_stops(&mut self, bar: &Bar, index: usize) {
+        let Some(trade) = &self.position else { return };
+        if trade.stop_loss.is_none() && trade.take_profit.is_none() {
+            return;
+        }
+        let l = self.ledger;
+        let (open, high, low) = (
+            l.fill(trade.side, true, bar.open),
+            l.fill(trade.side, true, bar.high),
+            l.fill(trade.side, true, bar.low),
+        );
+        let hit = match trade.side {
+            Side::Buy => {
+                if let Some(sl) = trade.stop_loss.filter(|&sl| low <= sl) {
+                    Some((ExitKind::StopLoss, sl.min(open), sl))
+                } else {
+                    trade
+                        .take_profit
+                        .filter(|&tp| high >= tp)
+                        .map(|tp| (ExitKind::TakeProfit, tp.max(open), tp))
+                }
+            }
+            Side::Sell => {
+                if let Some(sl) = trade.stop_loss.filter(|&sl| high >= sl) {
+                    Some((ExitKind::StopLoss, sl.max(open), sl))
+                } else {
+                    trade
+                        .take_profit
+                        .filter(|&tp| low <= tp)
+                        .map(|tp| (ExitKind::TakeProfit, tp.min(open), tp))
+                }
+            }
+        };
+        if let Some((kind, price, level)) = hit
+            && let Some(trade) = self.position.take()
+        {
+            let what = if kind == ExitKind::StopLoss {
+                "stop-loss"
+            } else {
+                "take-profit"
+            };
+            let reason = format!("{what} at {level} touched inside the bar");
+            self.close(trade, price, bar.start, index, kind, reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
