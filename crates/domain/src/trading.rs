@@ -202,6 +202,10 @@ pub struct DealCloseDetail {
     pub balance: Money,
     /// Volume that was closed.
     pub closed_volume: Volume,
+    /// Why the position closed, when the broker said so (e.g. the client saw the closing order's
+    /// type `STOP_LOSS_TAKE_PROFIT` or its stop-out flag); `None` when a deal list gave no hint,
+    /// and reconciliation then infers it from the position's stop levels.
+    pub close_reason: Option<CloseReason>,
 }
 
 /// Why a position closed.

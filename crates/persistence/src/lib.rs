@@ -1,1 +1,36 @@
-//! Durable trading records.
+//! `persistence` owns the bot's durable memory: positions, order intents and their lifecycle,
+//! fills, the reconciliation audit log, the kill switch and equity marks, and sentiment readings,
+//! in one SQLite file (WAL, `synchronous = FULL`, versioned migrations) behind the [`TradeStore`]
+//! trait, with an in-memory twin that behaves the same; and the pure reconciliation [`plan`] that
+//! diffs a broker snapshot against the store, broker winning. It must never send an order, talk to
+//! the network, read environment variables, install globals, or overwrite, recreate or migrate a
+//! database it does not fully understand (foreign, corrupt or newer): it refuses with an error
+//! that names the file.
+
+mod error;
+mod memory;
+mod reconcile;
+mod report;
+mod rows;
+mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use memory::MemoryTradeStore;
+pub use reconcile::{
+    Correction, ExitRecord, Exposure, IntentResolution, PositionLevels, ReasonBasis,
+    ReconcileError, ReconcilePlan, client_order_id_in_label, deal_history_start,
+    infer_close_reason, order_label, plan,
+};
+pub use report::{
+    CorrectionRow, ExposureRow, ForeignPositionRow, PositionRow, PositionsReport, ReconcileReport,
+    TradeRow, TradesReport,
+};
+pub use sqlite::{
+    DEFAULT_DATABASE_PATH, DurabilitySettings, MIGRATOR, SqliteStoreConfig, SqliteTradeStore,
+    schema_version,
+};
+pub use store::{
+    AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    StoredIntent, TradeStore,
+};
