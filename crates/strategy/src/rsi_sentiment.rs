@@ -18,6 +18,27 @@ pub enum SentimentPolicy {
     StandAside,
 }
 
+impl std::str::FromStr for SentimentPolicy {
+    type Err = ConfigError;
+    /// `ignore` or `stand-aside` (also `stand_aside`, `standaside`), any case.
+    fn from_str(s: &str) -> Result<SentimentPolicy, ConfigError> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "")
+            .as_str()
+        {
+            "ignore" => Ok(SentimentPolicy::Ignore),
+            "standaside" => Ok(SentimentPolicy::StandAside),
+            _ => Err(ConfigError::invalid(
+                "sentiment policy",
+                s,
+                "expected ignore or stand-aside",
+            )),
+        }
+    }
+}
+
 /// How sentiment tempers entries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentimentRules {
@@ -677,6 +698,13 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn parses_the_policy_names() {
+        assert_eq!("ignore".parse(), Ok(SentimentPolicy::Ignore));
+        assert_eq!("Stand-Aside".parse(), Ok(SentimentPolicy::StandAside));
+        assert!("maybe".parse::<SentimentPolicy>().is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 
 use crate::ConfigError;
 use crate::decision::{Action, BarContext, Entry, PositionView, Strategy};
-use crate::risk::{RiskConfig, RiskGate};
+use crate::risk::{RiskConfig, RiskGate, SizingRule};
 
 /// Settings of a backtest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,38 @@ pub fn backtest_symbol() -> SymbolSpec {
         step_volume: Volume(1),
         schedule: TradingSchedule::always_open(),
     }
+}
+
+/// Parses `--size`: `all` (whole units the cash affords) or a number of units such as `2.5`.
+pub fn parse_size(text: &str) -> Result<SizingRule, ConfigError> {
+    if text.trim().eq_ignore_ascii_case("all") {
+        return Ok(SizingRule::AllCash);
+    }
+    match Volume::parse_units(text) {
+        Ok(volume) if volume.is_positive() => Ok(SizingRule::Fixed(volume)),
+        _ => Err(ConfigError::invalid(
+            "size",
+            text,
+            "expected `all` or a positive number of units with at most 2 decimals",
+        )),
+    }
+}
+
+/// Parses an amount of money such as `10000` or `2.50` at `digits` decimals (e.g. `--cash`,
+/// `--commission`); more decimals than `digits` are refused rather than dropped.
+pub fn parse_money(text: &str, digits: u8) -> Result<Money, ConfigError> {
+    let refuse = |reason| ConfigError::invalid("amount", text, reason);
+    // A price parses the same decimal grammar at 5 decimals.
+    let fine =
+        Price::parse(text).map_err(|_| refuse("not a decimal number with at most 5 decimals"))?;
+    let exact = Money::new(fine.raw(), 5);
+    let money = exact
+        .rescale(digits)
+        .ok_or_else(|| refuse("out of range"))?;
+    if money.rescale(5) != Some(exact) {
+        return Err(refuse("more decimals than the account currency has"));
+    }
+    Ok(money)
 }
 
 /// Why a trade ended.

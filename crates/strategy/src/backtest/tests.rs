@@ -612,3 +612,17 @@ proptest! {
         prop_assert_eq!(done(&full), done(&part));
     }
 }
+
+#[test]
+fn parses_size_and_money_options() {
+    assert_eq!(parse_size("all"), Ok(SizingRule::AllCash));
+    assert_eq!(parse_size("ALL"), Ok(SizingRule::AllCash));
+    assert_eq!(parse_size("2.5"), Ok(SizingRule::Fixed(Volume(250))));
+    assert!(parse_size("0").is_err());
+    assert!(parse_size("1.234").is_err());
+    assert!(parse_size("some").is_err());
+    assert_eq!(parse_money("10000", 2), Ok(Money::new(1_000_000, 2)));
+    assert_eq!(parse_money("2.5", 2), Ok(Money::new(250, 2)));
+    assert!(parse_money("2.555", 2).is_err());
+    assert!(parse_money("ten", 2).is_err());
+}
