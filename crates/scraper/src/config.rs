@@ -13,9 +13,9 @@ use crate::nitter::{NitterConfig, NitterSource};
 use crate::perplexity::{PerplexityConfig, PerplexitySource};
 use crate::replay::{ReplayConfig, ReplaySource};
 use crate::retry::{Sleeper, TokioSleeper};
-use crate::secret::Secret;
 use crate::source::SentimentSource;
 use crate::x_api::{XConfig, XSearchSource};
+use domain::Secret;
 
 /// A kind of source, as named in `order`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -205,7 +205,7 @@ fn credential(
     credential: &'static str,
 ) -> Result<Secret, ConfigError> {
     match value {
-        Some(secret) if !secret.is_blank() => Ok(secret.clone()),
+        Some(secret) if !secret.is_empty() => Ok(secret.clone()),
         _ => Err(ConfigError::MissingCredential {
             source_name,
             credential,

@@ -14,8 +14,8 @@ use crate::error::{HttpError, SourceError};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::limits::SlidingBudget;
 use crate::retry::{RetryPolicy, Sleeper, full_jitter, server_wait};
-use crate::secret::Secret;
 use crate::source::{SentimentFuture, SentimentSource, one_line, validated};
+use domain::Secret;
 
 /// The source name in readings and stats.
 pub const PERPLEXITY: &str = "perplexity";
@@ -500,7 +500,7 @@ fn number(value: Option<Value>, field: &'static str) -> Result<f64, SourceError>
 
 /// Removes the key from text an API sent back, in case it echoes the credential.
 fn redact(text: &str, key: &Secret) -> String {
-    if key.is_blank() {
+    if key.is_empty() {
         return text.to_owned();
     }
     text.replace(key.expose(), "***")

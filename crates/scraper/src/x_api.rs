@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::error::{HttpError, SourceError};
 use crate::http::{HttpClient, HttpRequest};
 use crate::lexicon::{PalmOilLexicon, aggregate};
-use crate::secret::Secret;
 use crate::source::{SentimentFuture, SentimentSource, one_line, validated};
+use domain::Secret;
 
 /// The source name in readings and stats.
 pub const X: &str = "x";
