@@ -1,1 +1,34 @@
-//! The cTrader Open API client.
+//! `ctrader-client` owns the connection to the cTrader Open API and the [`Broker`] boundary the bot
+//! trades through: TLS (rustls, webpki roots plus an optional private CA, verification never off),
+//! one reader and one writer task per link, replies matched by `clientMsgId`, heartbeats, client-side
+//! rate limits, reconnection with capped exponential backoff and full jitter, token refresh, and the
+//! conversion of protocol integers into the domain's fixed-point types at its edge; beside it sits
+//! [`FakeBroker`], an in-memory broker with the same behaviour for tests. It must never decide to
+//! trade and never retry an order: an order is sent once, and an unknown outcome is reported so
+//! the owner reconciles.
+
+mod backoff;
+mod broker;
+mod client;
+mod config;
+mod convert;
+mod error;
+mod fake;
+mod history;
+mod limits;
+mod link;
+mod quotes;
+mod schedule;
+mod tls;
+
+pub use broker::{
+    Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
+    OrderOutcome, OrderRejection, Protection,
+};
+pub use client::CTraderClient;
+pub use config::{
+    CTraderConfig, Credentials, DEFAULT_PORT, DEMO_HOST, ExtraCa, LIVE_HOST, RateLimits,
+    ReconnectPolicy, Timing,
+};
+pub use error::BrokerError;
+pub use fake::{FakeBroker, FakeOrderScript};

@@ -1,0 +1,1088 @@
+//! The cTrader client: session set-up (application auth, account auth, token refresh,
+//! resubscription), a supervisor that reconnects with backoff when a link dies, and the
+//! [`Broker`] operations over the live link.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ctrader_proto::openapi::{
+    ProtoOaAccountAuthReq, ProtoOaAccountAuthRes, ProtoOaAmendPositionSltpReq,
+    ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaClosePositionReq,
+    ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent, ProtoOaExecutionType,
+    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderType,
+    ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes,
+    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq,
+    ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq,
+    ProtoOaTraderRes,
+};
+use ctrader_proto::{Envelope, OpenApiMessage, Payload};
+use domain::{
+    Bar, Clock, Fill, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec, SystemClock,
+    Timeframe, Timestamp, Volume,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use backon::BackoffBuilder as _;
+
+use crate::backoff::FullJitter;
+use crate::broker::{
+    Broker, BrokerEvent, BrokerEvents, ExecutionKind, OpenState, OrderFill, OrderOutcome,
+    OrderRejection, Protection,
+};
+use crate::config::CTraderConfig;
+use crate::convert;
+use crate::history::{self, RawTrendbar};
+use crate::limits::{Limits, RequestClass};
+use crate::link::{Inbound, Link, LinkTiming, ReplyKind, RequestFailure};
+use crate::quotes::QuoteBook;
+use crate::{BrokerError, tls};
+
+/// The longest span one deal-list request covers (cTrader refuses longer ones).
+const DEAL_PAGE_MS: i64 = 7 * Timestamp::DAY_MS;
+/// Attempts of a read request refused with `BLOCKED_PAYLOAD_TYPE` before giving up.
+const BLOCKED_ATTEMPTS: usize = 3;
+/// A link that stayed up this long resets the reconnection backoff.
+const STABLE_LINK: Duration = Duration::from_secs(60);
+/// Money digits assumed until the trader's own are known.
+const DEFAULT_MONEY_DIGITS: u8 = 2;
+
+/// Error codes that mean the access token is no longer good.
+const TOKEN_CODES: &[&str] = &["CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED"];
+/// Error codes that mean the account session is gone (re-authorise it).
+const SESSION_CODES: &[&str] = &["ACCOUNT_NOT_AUTHORIZED", "CH_CLIENT_NOT_AUTHENTICATED"];
+/// Error codes of account authorisation that no retry can fix.
+const ACCOUNT_CODES: &[&str] = &[
+    "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+    "ACCOUNT_NOT_AUTHORIZED",
+    "RET_NO_SUCH_LOGIN",
+    "RET_ACCOUNT_DISABLED",
+];
+/// Error codes of application authorisation that mean wrong credentials.
+const APP_CODES: &[&str] = &["CH_CLIENT_AUTH_FAILURE", "CH_OA_CLIENT_NOT_FOUND"];
+
+/// A resilient connection to the cTrader Open API for one trading account; implements [`Broker`].
+/// Dropping it (or calling [`CTraderClient::shutdown`]) stops its tasks.
+#[derive(Debug)]
+pub struct CTraderClient {
+    inner: Arc<Inner>,
+}
+
+struct Tokens {
+    access: Secret,
+    refresh: Option<Secret>,
+}
+
+/// What the supervisor is asked to do by the reader or by a failed request.
+#[derive(Debug)]
+enum Control {
+    /// The account session (or its token) is gone: authorise the account again.
+    Reauthorise(String),
+    /// The server ended the session: drop the link and reconnect.
+    Drop(String),
+}
+
+struct Inner {
+    config: CTraderConfig,
+    tls: Arc<rustls::ClientConfig>,
+    tokens: Mutex<Tokens>,
+    link: Mutex<Option<Arc<Link>>>,
+    subscriptions: Mutex<BTreeSet<SymbolId>>,
+    events: mpsc::UnboundedSender<BrokerEvent>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<BrokerEvent>>>,
+    control: mpsc::UnboundedSender<Control>,
+    limits: Limits,
+    money_digits: Arc<AtomicU8>,
+    clock: Arc<dyn Clock>,
+    stopped: Mutex<Option<BrokerError>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CTraderClient")
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .field("account_id", &self.config.account_id)
+            .field("connected", &lock(&self.link).is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex that no code panics under; a poisoned one still holds valid data.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CTraderClient {
+    /// Connects, authorises the application and the account, and starts supervising the link.
+    /// Fails with the first error (check [`BrokerError::is_transient`] before retrying).
+    pub async fn connect(config: CTraderConfig) -> Result<CTraderClient, BrokerError> {
+        CTraderClient::connect_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`CTraderClient::connect`], with the clock that stamps quotes lacking a broker time.
+    pub async fn connect_with_clock(
+        config: CTraderConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<CTraderClient, BrokerError> {
+        config.validate()?;
+        let tls = tls::client_config(config.extra_ca.as_ref())?;
+        let (events, receiver) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            tokens: Mutex::new(Tokens {
+                access: config.credentials.access_token.clone(),
+                refresh: config.credentials.refresh_token.clone(),
+            }),
+            limits: Limits::new(config.rate_limits),
+            config,
+            tls,
+            link: Mutex::new(None),
+            subscriptions: Mutex::new(BTreeSet::new()),
+            events,
+            receiver: Mutex::new(Some(receiver)),
+            control,
+            money_digits: Arc::new(AtomicU8::new(DEFAULT_MONEY_DIGITS)),
+            clock,
+            stopped: Mutex::new(None),
+            shutdown: CancellationToken::new(),
+        });
+        let link = inner.establish().await?;
+        *lock(&inner.link) = Some(Arc::clone(&link));
+        tokio::spawn(supervise(Arc::clone(&inner), link, control_rx));
+        Ok(CTraderClient { inner })
+    }
+
+    /// Stops reconnecting and closes the link; later requests fail with `Stopped`.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// True while a live, authorised link is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner.link).as_ref().is_some_and(|l| !l.is_down())
+    }
+
+    /// Decimal digits of the account's money (`moneyDigits`), as the broker reported them.
+    pub fn money_digits(&self) -> u8 {
+        self.inner.money_digits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CTraderClient {
+    fn drop(&mut self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Inner {
+    fn account(&self) -> i64 {
+        self.config.account_id
+    }
+
+    fn emit(&self, event: BrokerEvent) {
+        // The owner may not have taken the stream; events then have nowhere to go.
+        let _ = self.events.send(event);
+    }
+
+    /// The live link, or why there is none.
+    fn live_link(&self) -> Result<Arc<Link>, BrokerError> {
+        if let Some(err) = lock(&self.stopped).as_ref() {
+            return Err(BrokerError::Stopped(err.to_string()));
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(BrokerError::Stopped("shut down".into()));
+        }
+        match lock(&self.link).as_ref() {
+            Some(link) if !link.is_down() => Ok(Arc::clone(link)),
+            _ => Err(BrokerError::NotConnected),
+        }
+    }
+
+    /// Opens a new link and makes it ready: application auth, account auth (refreshing the token if
+    /// needed), the account's money digits, and every spot subscription.
+    async fn establish(&self) -> Result<Arc<Link>, BrokerError> {
+        let timing = &self.config.timing;
+        let stream = tokio::time::timeout(
+            timing.connect_timeout,
+            tls::connect(Arc::clone(&self.tls), &self.config.host, self.config.port),
+        )
+        .await
+        .map_err(|_| BrokerError::Timeout {
+            request: "connect",
+            after: timing.connect_timeout,
+        })??;
+        let link = Link::start(
+            stream,
+            LinkTiming {
+                heartbeat_interval: timing.heartbeat_interval,
+                silence_limit: timing.silence_limit,
+            },
+            Dispatcher {
+                book: QuoteBook::default(),
+                events: self.events.clone(),
+                control: self.control.clone(),
+                clock: Arc::clone(&self.clock),
+                money_digits: Arc::clone(&self.money_digits),
+                account_id: self.account(),
+            },
+        );
+        let ready = async {
+            self.authorise_application(&link).await?;
+            self.authorise_account(&link).await?;
+            self.load_money_digits(&link).await?;
+            self.resubscribe(&link).await
+        };
+        match ready.await {
+            Ok(()) => Ok(link),
+            Err(e) => {
+                link.close(format!("session set-up failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    async fn authorise_application(&self, link: &Link) -> Result<(), BrokerError> {
+        let creds = &self.config.credentials;
+        let req = ProtoOaApplicationAuthReq {
+            client_id: creds.client_id.clone(),
+            client_secret: creds.client_secret.expose().to_owned(),
+            ..Default::default()
+        };
+        match self
+            .call::<ProtoOaApplicationAuthRes>(link, req.into(), "application auth", RequestClass::Ordinary)
+            .await
+        {
+            Err(BrokerError::Refused { code, .. }) if APP_CODES.contains(&code.as_str()) => {
+                Err(BrokerError::BadCredentials { code })
+            }
+            // Already authenticated on this connection is success.
+            Err(BrokerError::Refused { code, .. }) if code == "CH_CLIENT_ALREADY_AUTHENTICATED" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Account auth; on a token error, refreshes once (when a refresh token is configured).
+    async fn authorise_account(&self, link: &Link) -> Result<(), BrokerError> {
+        match self.account_auth_once(link).await {
+            Err(BrokerError::TokenRevoked { code }) => {
+                if lock(&self.tokens).refresh.is_none() {
+                    return Err(BrokerError::TokenRevoked { code });
+                }
+                self.refresh_tokens(link).await?;
+                self.account_auth_once(link).await
+            }
+            other => other,
+        }
+    }
+
+    async fn account_auth_once(&self, link: &Link) -> Result<(), BrokerError> {
+        let req = ProtoOaAccountAuthReq {
+            ctid_trader_account_id: self.account(),
+            access_token: lock(&self.tokens).access.expose().to_owned(),
+            ..Default::default()
+        };
+        match self
+            .call::<ProtoOaAccountAuthRes>(link, req.into(), "account auth", RequestClass::Ordinary)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BrokerError::Refused { code, .. }) if TOKEN_CODES.contains(&code.as_str()) => {
+                Err(BrokerError::TokenRevoked { code })
+            }
+            Err(BrokerError::Refused { code, .. }) if ACCOUNT_CODES.contains(&code.as_str()) => {
+                Err(BrokerError::AccountNotAuthorised {
+                    account_id: self.account(),
+                    code,
+                })
+            }
+            Err(BrokerError::Refused { code, .. }) if code == "ALREADY_LOGGED_IN" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Trades the refresh token for new tokens, keeps them, and hands them to the owner to persist.
+    async fn refresh_tokens(&self, link: &Link) -> Result<(), BrokerError> {
+        let Some(refresh) = lock(&self.tokens).refresh.clone() else {
+            return Err(BrokerError::TokenRevoked {
+                code: "no refresh token".into(),
+            });
+        };
+        let req = ProtoOaRefreshTokenReq {
+            refresh_token: refresh.expose().to_owned(),
+            ..Default::default()
+        };
+        let res = match self
+            .call::<ProtoOaRefreshTokenRes>(link, req.into(), "token refresh", RequestClass::Ordinary)
+            .await
+        {
+            Ok(res) => res,
+            Err(BrokerError::Refused { code, .. }) if !crate::error::is_transient_code(&code) => {
+                return Err(BrokerError::TokenRefreshFailed { code });
+            }
+            Err(e) => return Err(e),
+        };
+        if res.access_token.trim().is_empty() || res.refresh_token.trim().is_empty() {
+            return Err(BrokerError::TokenRefreshFailed {
+                code: "empty token in the refresh response".into(),
+            });
+        }
+        let access = Secret::new(res.access_token);
+        let refresh = Secret::new(res.refresh_token);
+        {
+            let mut tokens = lock(&self.tokens);
+            tokens.access = access.clone();
+            tokens.refresh = Some(refresh.clone());
+        }
+        let expires_at = res
+            .expires_in
+            .checked_mul(1000)
+            .filter(|ms| *ms > 0)
+            .map(|ms| self.clock.now().plus_millis(ms));
+        tracing::info!("cTrader access token refreshed");
+        self.emit(BrokerEvent::TokenRefreshed {
+            access_token: access,
+            refresh_token: refresh,
+            expires_at,
+        });
+        Ok(())
+    }
+
+    async fn load_money_digits(&self, link: &Link) -> Result<(), BrokerError> {
+        let req = ProtoOaTraderReq {
+            ctid_trader_account_id: self.account(),
+            ..Default::default()
+        };
+        let res: ProtoOaTraderRes = self
+            .call(link, req.into(), "trader", RequestClass::Ordinary)
+            .await?;
+        if let Some(d) = res.trader.money_digits {
+            let digits = u8::try_from(d)
+                .ok()
+                .filter(|d| *d <= 18)
+                .ok_or_else(|| BrokerError::BadValue(format!("account moneyDigits {d}")))?;
+            self.money_digits.store(digits, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn resubscribe(&self, link: &Link) -> Result<(), BrokerError> {
+        let symbols: Vec<SymbolId> = lock(&self.subscriptions).iter().copied().collect();
+        if symbols.is_empty() {
+            return Ok(());
+        }
+        self.subscribe(link, symbols).await
+    }
+
+    async fn subscribe(&self, link: &Link, symbols: Vec<SymbolId>) -> Result<(), BrokerError> {
+        let req = ProtoOaSubscribeSpotsReq {
+            ctid_trader_account_id: self.account(),
+            symbol_id: symbols.iter().map(|s| s.0).collect(),
+            subscribe_to_spot_timestamp: Some(true),
+            ..Default::default()
+        };
+        match self
+            .call::<ProtoOaSubscribeSpotsRes>(link, req.into(), "subscribe spots", RequestClass::Ordinary)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(BrokerError::Refused { code, .. }) if code == "ALREADY_SUBSCRIBED" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a request that changes nothing at the broker and reads its typed answer. Error frames
+    /// become errors; `BLOCKED_PAYLOAD_TYPE` waits out `retryAfter` and tries again (safe: the
+    /// broker refused it, so nothing happened).
+    async fn call<T: OpenApiMessage>(
+        &self,
+        link: &Link,
+        payload: Payload,
+        name: &'static str,
+        class: RequestClass,
+    ) -> Result<T, BrokerError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.limits.acquire(class).await;
+            let envelope = link
+                .request(
+                    payload.clone(),
+                    ReplyKind::Any,
+                    name,
+                    self.config.timing.request_timeout,
+                )
+                .await
+                .map_err(RequestFailure::into_error)?;
+            match self.refusal(name, &envelope) {
+                Some(BrokerError::RateLimited { retry_after, .. }) if attempt < BLOCKED_ATTEMPTS => {
+                    let pause = retry_after.unwrap_or(Duration::from_secs(1));
+                    tracing::warn!(request = name, ?pause, "rate limited by the broker; waiting");
+                    self.limits.block_for(pause);
+                }
+                Some(err) => return Err(err),
+                None => {
+                    let got = envelope.payload.name();
+                    return T::try_from(envelope.payload).map_err(|_| {
+                        BrokerError::Protocol(format!("{name}: expected {}, got {got}", T::NAME))
+                    });
+                }
+            }
+        }
+    }
+
+    /// The error an error frame carries; `None` for any other frame. Session and token errors also
+    /// ask the supervisor to authorise the account again.
+    fn refusal(&self, request: &'static str, envelope: &Envelope) -> Option<BrokerError> {
+        let (code, description, retry_after) = match &envelope.payload {
+            Payload::ErrorRes(e) => (&e.error_code, &e.description, e.retry_after),
+            Payload::CommonErrorRes(e) => (&e.error_code, &e.description, None),
+            Payload::OrderErrorEvent(e) => (&e.error_code, &e.description, None),
+            _ => return None,
+        };
+        if let Some(seconds) = retry_after {
+            self.limits.block_for(Duration::from_secs(seconds));
+        }
+        let session_lost = TOKEN_CODES.contains(&code.as_str()) || SESSION_CODES.contains(&code.as_str());
+        if session_lost && !request.ends_with("auth") && request != "token refresh" {
+            let _ = self
+                .control
+                .send(Control::Reauthorise(format!("{request} refused with {code}")));
+        }
+        Some(match code.as_str() {
+            "BLOCKED_PAYLOAD_TYPE" | "REQUEST_FREQUENCY_EXCEEDED" => BrokerError::RateLimited {
+                request,
+                retry_after: retry_after.map(Duration::from_secs),
+            },
+            _ => BrokerError::Refused {
+                request,
+                code: code.clone(),
+                description: description.clone(),
+            },
+        })
+    }
+
+    /// Sends a trading request ONCE and waits for its execution. Never retried.
+    async fn execute(
+        &self,
+        payload: Payload,
+        name: &'static str,
+        what: String,
+        client_order_id: Option<domain::ClientOrderId>,
+    ) -> Result<OrderOutcome, BrokerError> {
+        let link = self.live_link()?;
+        self.limits.acquire(RequestClass::Ordinary).await;
+        let kind = ReplyKind::Execution {
+            client_order_id: client_order_id.as_ref().map(|c| c.as_str().to_owned()),
+        };
+        let envelope = match link
+            .request(payload, kind, name, self.config.timing.order_timeout)
+            .await
+        {
+            Ok(envelope) => envelope,
+            Err(RequestFailure::NotSent(e)) => return Err(e),
+            Err(RequestFailure::Unanswered(e)) => {
+                return Err(BrokerError::OrderOutcomeUnknown {
+                    what,
+                    client_order_id,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        if let Some(err) = self.refusal(name, &envelope) {
+            return match err {
+                // Refused before execution: definitely not executed.
+                BrokerError::RateLimited { .. } => Err(err),
+                BrokerError::Refused {
+                    code, description, ..
+                } => Ok(OrderOutcome::Rejected(OrderRejection { code, description })),
+                other => Err(other),
+            };
+        }
+        let Payload::ExecutionEvent(event) = envelope.payload else {
+            return Err(BrokerError::OrderOutcomeUnknown {
+                what,
+                client_order_id,
+                reason: format!("unexpected answer {}", envelope.payload.name()),
+            });
+        };
+        self.outcome(&event, what, client_order_id)
+    }
+
+    /// Reads an execution event that answered an order or a close.
+    fn outcome(
+        &self,
+        event: &ProtoOaExecutionEvent,
+        what: String,
+        client_order_id: Option<domain::ClientOrderId>,
+    ) -> Result<OrderOutcome, BrokerError> {
+        let report = convert::execution_report(event, self.money_digits.load(Ordering::Relaxed));
+        let rejection = |code: &str| {
+            Ok(OrderOutcome::Rejected(OrderRejection {
+                code: report.error_code.clone().unwrap_or_else(|| code.to_owned()),
+                description: None,
+            }))
+        };
+        match report.kind {
+            ExecutionKind::Filled | ExecutionKind::PartialFill => match report.fill {
+                Some(fill) => Ok(OrderOutcome::Filled(OrderFill {
+                    fill,
+                    position: report.position,
+                    position_closed: report.position_closed,
+                    partial: report.kind == ExecutionKind::PartialFill,
+                })),
+                None => Err(BrokerError::OrderOutcomeUnknown {
+                    what,
+                    client_order_id,
+                    reason: "fill without a usable deal".into(),
+                }),
+            },
+            ExecutionKind::Rejected => rejection("ORDER_REJECTED"),
+            ExecutionKind::Cancelled => rejection("ORDER_CANCELLED"),
+            ExecutionKind::Expired => rejection("ORDER_EXPIRED"),
+            other => Err(BrokerError::OrderOutcomeUnknown {
+                what,
+                client_order_id,
+                reason: format!("unexpected execution {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Handles what the reader hands over: quotes, executions, order errors, session events.
+struct Dispatcher {
+    book: QuoteBook,
+    events: mpsc::UnboundedSender<BrokerEvent>,
+    control: mpsc::UnboundedSender<Control>,
+    clock: Arc<dyn Clock>,
+    money_digits: Arc<AtomicU8>,
+    account_id: i64,
+}
+
+impl Dispatcher {
+    fn emit(&self, event: BrokerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn ask(&self, control: Control) {
+        let _ = self.control.send(control);
+    }
+}
+
+impl Inbound for Dispatcher {
+    fn on_frame(&mut self, envelope: Envelope, answered: bool) {
+        match envelope.payload {
+            Payload::SpotEvent(spot) => {
+                let side = |raw: Option<u64>| match raw.map(convert::spot_price).transpose() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "spot price dropped");
+                        None
+                    }
+                };
+                let (bid, ask) = (side(spot.bid), side(spot.ask));
+                let time = spot
+                    .timestamp
+                    .map_or_else(|| self.clock.now(), Timestamp);
+                if let Some(q) = self.book.apply(SymbolId(spot.symbol_id), bid, ask, time) {
+                    self.emit(BrokerEvent::Quote(q));
+                }
+            }
+            Payload::ExecutionEvent(event) => {
+                let digits = self.money_digits.load(Ordering::Relaxed);
+                self.emit(BrokerEvent::Execution(Box::new(convert::execution_report(
+                    &event, digits,
+                ))));
+            }
+            Payload::OrderErrorEvent(e) if !answered => self.emit(BrokerEvent::OrderError {
+                order_id: e.order_id,
+                position_id: e.position_id.map(PositionId),
+                code: e.error_code,
+                description: e.description,
+            }),
+            Payload::AccountsTokenInvalidatedEvent(e) => {
+                if e.ctid_trader_account_ids.is_empty()
+                    || e.ctid_trader_account_ids.contains(&self.account_id)
+                {
+                    let reason = e.reason.unwrap_or_else(|| "token invalidated".into());
+                    self.ask(Control::Reauthorise(format!("access token invalidated: {reason}")));
+                }
+            }
+            Payload::AccountDisconnectEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                self.ask(Control::Reauthorise("the server disconnected the account".into()));
+            }
+            Payload::ClientDisconnectEvent(e) => {
+                let reason = e.reason.unwrap_or_else(|| "no reason given".into());
+                self.ask(Control::Drop(format!("the server ended the session: {reason}")));
+            }
+            Payload::ErrorRes(e) => {
+                tracing::warn!(code = %e.error_code, "unsolicited error from the broker");
+                if TOKEN_CODES.contains(&e.error_code.as_str()) {
+                    self.ask(Control::Reauthorise(format!("broker error {}", e.error_code)));
+                }
+            }
+            other => tracing::debug!(payload = other.name(), "ignored frame from the broker"),
+        }
+    }
+}
+
+/// Watches the live link; authorises the account again when asked; on a dead link reconnects with
+/// backoff, restores the session and says "reconnected: reconcile now"; stops on a permanent error.
+async fn supervise(
+    inner: Arc<Inner>,
+    mut link: Arc<Link>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut delays = FullJitter::new(inner.config.reconnect).build();
+    let mut up_since = tokio::time::Instant::now();
+    loop {
+        let reason = tokio::select! {
+            () = inner.shutdown.cancelled() => {
+                link.close("client shut down");
+                *lock(&inner.link) = None;
+                return;
+            }
+            reason = link.closed() => reason,
+            Some(request) = control.recv() => match request {
+                Control::Drop(reason) => {
+                    link.close(reason.clone());
+                    reason
+                }
+                Control::Reauthorise(why) => {
+                    tracing::warn!(%why, "authorising the cTrader account again");
+                    match reauthorise(&inner, &link).await {
+                        Ok(()) => {
+                            inner.emit(BrokerEvent::Reconnected);
+                            continue;
+                        }
+                        Err(e) if e.is_transient() => {
+                            let reason = format!("re-authorisation failed: {e}");
+                            link.close(reason.clone());
+                            reason
+                        }
+                        Err(e) => {
+                            link.close(format!("re-authorisation failed: {e}"));
+                            stop(&inner, e);
+                            return;
+                        }
+                    }
+                }
+            },
+        };
+        *lock(&inner.link) = None;
+        tracing::warn!(%reason, "cTrader link lost; reconnecting");
+        inner.emit(BrokerEvent::Disconnected { reason });
+        if up_since.elapsed() >= STABLE_LINK {
+            delays = FullJitter::new(inner.config.reconnect).build();
+        }
+        match reconnect(&inner, &mut delays).await {
+            Ok(new) => {
+                *lock(&inner.link) = Some(Arc::clone(&new));
+                link = new;
+                up_since = tokio::time::Instant::now();
+                // Drop requests queued for the dead link: the new session is already authorised.
+                while control.try_recv().is_ok() {}
+                tracing::info!("cTrader link restored");
+                inner.emit(BrokerEvent::Reconnected);
+            }
+            Err(e) => {
+                stop(&inner, e);
+                return;
+            }
+        }
+    }
+}
+
+async fn reauthorise(inner: &Inner, link: &Link) -> Result<(), BrokerError> {
+    inner.authorise_account(link).await?;
+    inner.resubscribe(link).await
+}
+
+/// Tries to establish a new link until it works, a permanent error occurs, the attempts run out or
+/// the client shuts down.
+async fn reconnect(
+    inner: &Inner,
+    delays: &mut crate::backoff::FullJitterDelays,
+) -> Result<Arc<Link>, BrokerError> {
+    let mut last = None;
+    loop {
+        let Some(delay) = delays.next() else {
+            let last = last.map_or_else(String::new, |e: BrokerError| format!(": {e}"));
+            return Err(BrokerError::Stopped(format!(
+                "gave up reconnecting after the configured attempts{last}"
+            )));
+        };
+        tokio::select! {
+            () = inner.shutdown.cancelled() => return Err(BrokerError::Stopped("shut down".into())),
+            () = tokio::time::sleep(delay) => {}
+        }
+        let attempt = tokio::select! {
+            () = inner.shutdown.cancelled() => return Err(BrokerError::Stopped("shut down".into())),
+            attempt = inner.establish() => attempt,
+        };
+        match attempt {
+            Ok(link) => return Ok(link),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, ?delay, "reconnection attempt failed");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Stops for good: no link, every later request fails, the owner is told why.
+fn stop(inner: &Inner, error: BrokerError) {
+    tracing::error!(%error, "cTrader client stopped");
+    *lock(&inner.link) = None;
+    *lock(&inner.stopped) = Some(error.clone());
+    if matches!(
+        error,
+        BrokerError::TokenRevoked { .. } | BrokerError::TokenRefreshFailed { .. }
+    ) {
+        inner.emit(BrokerEvent::TokenInvalidated {
+            reason: error.to_string(),
+        });
+    }
+    inner.emit(BrokerEvent::Stopped(error));
+}
+
+impl Broker for CTraderClient {
+    async fn resolve_symbol(&self, candidates: &[String]) -> Result<SymbolSpec, BrokerError> {
+        let inner = &self.inner;
+        if candidates.iter().all(|c| c.trim().is_empty()) {
+            return Err(BrokerError::InvalidRequest(
+                "no candidate symbol names given".into(),
+            ));
+        }
+        let link = inner.live_link()?;
+        let list: ProtoOaSymbolsListRes = inner
+            .call(
+                &link,
+                ProtoOaSymbolsListReq {
+                    ctid_trader_account_id: inner.account(),
+                    include_archived_symbols: Some(false),
+                    ..Default::default()
+                }
+                .into(),
+                "symbols list",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        let found = candidates.iter().find_map(|c| {
+            list.symbol.iter().find(|s| {
+                s.enabled != Some(false)
+                    && s.symbol_name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(c.trim()))
+            })
+        });
+        let Some(light) = found else {
+            return Err(BrokerError::SymbolNotFound {
+                tried: candidates.to_vec(),
+                listed: list.symbol.len(),
+            });
+        };
+        let name = light.symbol_name.clone().unwrap_or_default();
+        let full: ProtoOaSymbolByIdRes = inner
+            .call(
+                &link,
+                ProtoOaSymbolByIdReq {
+                    ctid_trader_account_id: inner.account(),
+                    symbol_id: vec![light.symbol_id],
+                    ..Default::default()
+                }
+                .into(),
+                "symbol by id",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        let symbol = full
+            .symbol
+            .iter()
+            .find(|s| s.symbol_id == light.symbol_id)
+            .ok_or_else(|| {
+                BrokerError::BadValue(format!(
+                    "symbol {name} ({}) is listed but its details were not returned",
+                    light.symbol_id
+                ))
+            })?;
+        convert::symbol_spec(&name, symbol)
+    }
+
+    async fn subscribe_quotes(&self, symbol: SymbolId) -> Result<(), BrokerError> {
+        let link = self.inner.live_link()?;
+        // Remembered first, so a reconnect during the request still resubscribes.
+        let added = lock(&self.inner.subscriptions).insert(symbol);
+        let result = self.inner.subscribe(&link, vec![symbol]).await;
+        if let Err(e) = &result
+            && added
+            && !e.is_transient()
+        {
+            lock(&self.inner.subscriptions).remove(&symbol);
+        }
+        result
+    }
+
+    async fn trendbars(
+        &self,
+        symbol: SymbolId,
+        timeframe: Timeframe,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Bar>, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let mut bars = Vec::new();
+        for (page_from, page_to) in history::pages(timeframe, from, to) {
+            let mut cursor = page_from;
+            // Each round either ends the page or moves the cursor forward by at least one bar.
+            while cursor < page_to {
+                let res: ProtoOaGetTrendbarsRes = inner
+                    .call(
+                        &link,
+                        ProtoOaGetTrendbarsReq {
+                            ctid_trader_account_id: inner.account(),
+                            from_timestamp: Some(cursor.0),
+                            to_timestamp: Some(page_to.0),
+                            period: history::period_code(timeframe),
+                            symbol_id: symbol.0,
+                            ..Default::default()
+                        }
+                        .into(),
+                        "trendbars",
+                        RequestClass::Historical,
+                    )
+                    .await?;
+                let mut latest = None;
+                for t in &res.trendbar {
+                    let bar = history::decode_bar(
+                        symbol,
+                        timeframe,
+                        RawTrendbar {
+                            low: t.low.unwrap_or_default(),
+                            delta_open: t.delta_open.unwrap_or_default(),
+                            delta_high: t.delta_high.unwrap_or_default(),
+                            delta_close: t.delta_close.unwrap_or_default(),
+                            minutes: t.utc_timestamp_in_minutes.unwrap_or_default(),
+                            volume: t.volume,
+                        },
+                    )?;
+                    latest = latest.max(Some(bar.start));
+                    bars.push(bar);
+                }
+                match latest {
+                    Some(last) if res.has_more == Some(true) && last >= cursor => {
+                        cursor = last.plus_millis(timeframe.millis());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(history::tidy(bars, from, to))
+    }
+
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
+        if !order.volume.is_positive() {
+            return Err(BrokerError::InvalidRequest(format!(
+                "order {}: volume {} is not positive",
+                order.client_order_id, order.volume
+            )));
+        }
+        if order.label.chars().count() > 100 {
+            return Err(BrokerError::InvalidRequest(format!(
+                "order {}: label longer than 100 characters",
+                order.client_order_id
+            )));
+        }
+        let distance = |p: Option<domain::Price>, what: &str| match p {
+            Some(p) if p.raw() <= 0 => Err(BrokerError::InvalidRequest(format!(
+                "order {}: {what} distance {p} is not positive",
+                order.client_order_id
+            ))),
+            _ => Ok(p.map(domain::Price::raw)),
+        };
+        let req = ProtoOaNewOrderReq {
+            ctid_trader_account_id: self.inner.account(),
+            symbol_id: order.symbol.0,
+            order_type: ProtoOaOrderType::Market as i32,
+            trade_side: convert::trade_side(order.side),
+            volume: order.volume.raw(),
+            label: Some(order.label.clone()),
+            client_order_id: Some(order.client_order_id.as_str().to_owned()),
+            relative_stop_loss: distance(order.relative_stop_loss, "stop-loss")?,
+            relative_take_profit: distance(order.relative_take_profit, "take-profit")?,
+            position_id: order.position_to_close.map(|p| p.0),
+            ..Default::default()
+        };
+        self.inner
+            .execute(
+                req.into(),
+                "new order",
+                format!("order {}", order.client_order_id),
+                Some(order.client_order_id.clone()),
+            )
+            .await
+    }
+
+    async fn close_position(
+        &self,
+        position: PositionId,
+        volume: Volume,
+    ) -> Result<OrderOutcome, BrokerError> {
+        if !volume.is_positive() {
+            return Err(BrokerError::InvalidRequest(format!(
+                "close of position {position}: volume {volume} is not positive"
+            )));
+        }
+        let req = ProtoOaClosePositionReq {
+            ctid_trader_account_id: self.inner.account(),
+            position_id: position.0,
+            volume: volume.raw(),
+            ..Default::default()
+        };
+        self.inner
+            .execute(
+                req.into(),
+                "close position",
+                format!("close of position {position}"),
+                None,
+            )
+            .await
+    }
+
+    async fn amend_protection(
+        &self,
+        position: PositionId,
+        protection: Protection,
+    ) -> Result<(), BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        inner.limits.acquire(RequestClass::Ordinary).await;
+        let req = ProtoOaAmendPositionSltpReq {
+            ctid_trader_account_id: inner.account(),
+            position_id: position.0,
+            stop_loss: protection.stop_loss.map(domain::Price::to_f64),
+            take_profit: protection.take_profit.map(domain::Price::to_f64),
+            ..Default::default()
+        };
+        let envelope = link
+            .request(
+                req.into(),
+                ReplyKind::Execution {
+                    client_order_id: None,
+                },
+                "amend position",
+                inner.config.timing.order_timeout,
+            )
+            .await
+            .map_err(RequestFailure::into_error)?;
+        if let Some(err) = inner.refusal("amend position", &envelope) {
+            return Err(err);
+        }
+        match &envelope.payload {
+            Payload::ExecutionEvent(e)
+                if e.execution_type == ProtoOaExecutionType::OrderReplaced as i32 =>
+            {
+                Ok(())
+            }
+            Payload::ExecutionEvent(e) => Err(BrokerError::Refused {
+                request: "amend position",
+                code: e
+                    .error_code
+                    .clone()
+                    .unwrap_or_else(|| format!("{:?}", convert::execution_kind(e.execution_type))),
+                description: None,
+            }),
+            other => Err(BrokerError::Protocol(format!(
+                "amend position: unexpected answer {}",
+                other.name()
+            ))),
+        }
+    }
+
+    async fn open_state(&self) -> Result<OpenState, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let res: ProtoOaReconcileRes = inner
+            .call(
+                &link,
+                ProtoOaReconcileReq {
+                    ctid_trader_account_id: inner.account(),
+                    return_protection_orders: Some(false),
+                    ..Default::default()
+                }
+                .into(),
+                "reconcile",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        let digits = inner.money_digits.load(Ordering::Relaxed);
+        // Fail closed: one position we cannot read makes the whole answer unusable.
+        Ok(OpenState {
+            positions: res
+                .position
+                .iter()
+                .map(|p| convert::position(p, digits))
+                .collect::<Result<_, _>>()?,
+            orders: res
+                .order
+                .iter()
+                .filter(|o| !convert::is_protection_order(o))
+                .map(convert::pending_order)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn deals(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Fill>, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let digits = inner.money_digits.load(Ordering::Relaxed);
+        let mut fills: Vec<Fill> = Vec::new();
+        let mut cursor = from;
+        while cursor < to {
+            let page_to = Timestamp(cursor.0.saturating_add(DEAL_PAGE_MS).min(to.0));
+            let res: ProtoOaDealListRes = inner
+                .call(
+                    &link,
+                    ProtoOaDealListReq {
+                        ctid_trader_account_id: inner.account(),
+                        from_timestamp: Some(cursor.0),
+                        to_timestamp: Some(page_to.0),
+                        ..Default::default()
+                    }
+                    .into(),
+                    "deal list",
+                    RequestClass::Historical,
+                )
+                .await?;
+            let latest = res.deal.iter().map(|d| d.execution_timestamp).max();
+            for deal in &res.deal {
+                if let Some(fill) = convert::fill(deal, None, None, digits)? {
+                    fills.push(fill);
+                }
+            }
+            cursor = match latest {
+                // More in this page: continue after the newest deal seen (ids dedupe the edge).
+                Some(last) if res.has_more && last > cursor.0 => Timestamp(last),
+                Some(_) if res.has_more => {
+                    return Err(BrokerError::Protocol(
+                        "deal list says it has more but does not advance".into(),
+                    ));
+                }
+                _ => page_to,
+            };
+        }
+        fills.retain(|f| from <= f.time && f.time < to);
+        fills.sort_by_key(|f| (f.time, f.deal_id));
+        fills.dedup_by_key(|f| f.deal_id);
+        Ok(fills)
+    }
+
+    fn take_events(&self) -> Option<BrokerEvents> {
+        lock(&self.inner.receiver).take().map(BrokerEvents::new)
+    }
+}

@@ -1,0 +1,804 @@
+//! An in-memory broker with the real client's behaviour, for the bot's and other crates' tests:
+//! market orders fill at the quote (ask to buy, bid to sell), refusals come back as rejections,
+//! SL/TP trigger on quotes, positions and deals are kept, and the event stream carries the same
+//! events the cTrader client sends.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use domain::{
+    Bar, BrokerPosition, ClientOrderId, Clock, CloseReason, DealCloseDetail, Fill, Money,
+    OrderRequest, PendingOrder, PositionId, Price, Quote, Side, SymbolId, SymbolSpec, Timeframe,
+    Timestamp, Volume,
+};
+use tokio::sync::mpsc;
+
+use crate::broker::{
+    Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
+    OrderOutcome, OrderRejection, Protection,
+};
+use crate::BrokerError;
+
+/// What the fake does with the next order instead of executing it normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeOrderScript {
+    /// Refuse it with this broker error code (e.g. `NOT_ENOUGH_MONEY`).
+    Reject(String),
+    /// Fail before sending: nothing executes, the call returns this error.
+    Fail(BrokerError),
+    /// Execute it, then lose the answer: the call returns `OrderOutcomeUnknown`, as when the link
+    /// drops after the order left. Reconciliation finds the position.
+    ExecuteThenLoseAnswer,
+}
+
+/// An in-memory [`Broker`]; see the module documentation for what it models.
+pub struct FakeBroker {
+    state: Mutex<FakeState>,
+    events: mpsc::UnboundedSender<BrokerEvent>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<BrokerEvent>>>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct FakeState {
+    symbols: Vec<SymbolSpec>,
+    quotes: BTreeMap<SymbolId, Quote>,
+    subscribed: HashSet<SymbolId>,
+    positions: BTreeMap<PositionId, BrokerPosition>,
+    orders: Vec<PendingOrder>,
+    deals: Vec<Fill>,
+    bars: Vec<Bar>,
+    sent: Vec<OrderRequest>,
+    scripts: VecDeque<FakeOrderScript>,
+    balance: Money,
+    next_id: i64,
+    connected: bool,
+}
+
+impl std::fmt::Debug for FakeBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeBroker")
+            .field("state", &*self.lock())
+            .field("now", &self.clock.now())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeBroker {
+    /// An empty broker whose account holds `balance`; time comes from `clock`.
+    pub fn new(clock: Arc<dyn Clock>, balance: Money) -> FakeBroker {
+        let (events, receiver) = mpsc::unbounded_channel();
+        FakeBroker {
+            state: Mutex::new(FakeState {
+                symbols: Vec::new(),
+                quotes: BTreeMap::new(),
+                subscribed: HashSet::new(),
+                positions: BTreeMap::new(),
+                orders: Vec::new(),
+                deals: Vec::new(),
+                bars: Vec::new(),
+                sent: Vec::new(),
+                scripts: VecDeque::new(),
+                balance,
+                next_id: 1,
+                connected: true,
+            }),
+            events,
+            receiver: Mutex::new(Some(receiver)),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        // A panic while holding the lock can only come from a test assertion; keep going with the data.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: BrokerEvent) {
+        // Nobody listening is fine: the owner may not have taken the stream.
+        let _ = self.events.send(event);
+    }
+
+    /// Lists a symbol (its `name` is the broker's name, matched case-insensitively).
+    pub fn add_symbol(&self, spec: SymbolSpec) {
+        self.lock().symbols.push(spec);
+    }
+
+    /// Sets the best bid and ask; emits a quote when subscribed and triggers any SL/TP it crosses.
+    pub fn set_quote(&self, symbol: SymbolId, bid: Price, ask: Price) {
+        let now = self.clock.now();
+        let quote = Quote {
+            symbol,
+            bid,
+            ask,
+            time: now,
+        };
+        let (subscribed, triggered) = {
+            let mut st = self.lock();
+            st.quotes.insert(symbol, quote);
+            let triggered: Vec<(PositionId, Price, CloseReason)> = st
+                .positions
+                .values()
+                .filter(|p| p.symbol == symbol)
+                .filter_map(|p| protection_hit(p, bid, ask).map(|(px, why)| (p.id, px, why)))
+                .collect();
+            (st.subscribed.contains(&symbol), triggered)
+        };
+        if subscribed {
+            self.emit(BrokerEvent::Quote(quote));
+        }
+        for (id, price, reason) in triggered {
+            let report = {
+                let mut st = self.lock();
+                let volume = st.positions.get(&id).map(|p| p.volume).unwrap_or_default();
+                close_in_state(&mut st, id, volume, price, now, None)
+            };
+            if let Ok(mut report) = report {
+                if let Some(detail) = report.fill.as_mut().and_then(|f| f.close.as_mut()) {
+                    detail.close_reason = Some(reason);
+                }
+                self.emit(BrokerEvent::Execution(Box::new(report)));
+            }
+        }
+    }
+
+    /// Stores bars that `trendbars` serves.
+    pub fn add_bars(&self, bars: impl IntoIterator<Item = Bar>) {
+        self.lock().bars.extend(bars);
+    }
+
+    /// Lists a pending order (for reconciliation tests).
+    pub fn add_pending_order(&self, order: PendingOrder) {
+        self.lock().orders.push(order);
+    }
+
+    /// Opens a position without an order, as a trade made in another app would.
+    pub fn add_position(&self, position: BrokerPosition) {
+        self.lock().positions.insert(position.id, position);
+    }
+
+    /// Makes the next order follow `script` instead of executing normally.
+    pub fn script_next_order(&self, script: FakeOrderScript) {
+        self.lock().scripts.push_back(script);
+    }
+
+    /// Every order and close request that reached the broker, in order.
+    pub fn orders_sent(&self) -> Vec<OrderRequest> {
+        self.lock().sent.clone()
+    }
+
+    /// The open positions now.
+    pub fn positions(&self) -> Vec<BrokerPosition> {
+        self.lock().positions.values().cloned().collect()
+    }
+
+    /// The account balance now.
+    pub fn balance(&self) -> Money {
+        self.lock().balance
+    }
+
+    /// Closes a position at the current quote as someone outside the bot would (emits the execution).
+    pub fn close_externally(&self, position: PositionId) -> Result<(), BrokerError> {
+        let now = self.clock.now();
+        let report = {
+            let mut st = self.lock();
+            let p = st
+                .positions
+                .get(&position)
+                .cloned()
+                .ok_or_else(|| refused("close", "POSITION_NOT_FOUND"))?;
+            let quote = st
+                .quotes
+                .get(&p.symbol)
+                .copied()
+                .ok_or_else(|| refused("close", "NO_QUOTES"))?;
+            let price = exit_price(p.side, quote);
+            close_in_state(&mut st, position, p.volume, price, now, None)?
+        };
+        self.emit(BrokerEvent::Execution(Box::new(report)));
+        Ok(())
+    }
+
+    /// Drops the link (`false`: emits `Disconnected`, requests fail with `NotConnected`) or brings it
+    /// back (`true`: emits `Reconnected`, "reconcile now").
+    pub fn set_connected(&self, connected: bool) {
+        let was = std::mem::replace(&mut self.lock().connected, connected);
+        match (was, connected) {
+            (true, false) => self.emit(BrokerEvent::Disconnected {
+                reason: "fake link dropped".into(),
+            }),
+            (false, true) => self.emit(BrokerEvent::Reconnected),
+            _ => {}
+        }
+    }
+
+    fn check_connected(&self) -> Result<(), BrokerError> {
+        if self.lock().connected {
+            Ok(())
+        } else {
+            Err(BrokerError::NotConnected)
+        }
+    }
+
+    fn execute(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
+        self.check_connected()?;
+        let now = self.clock.now();
+        let script = self.lock().scripts.pop_front();
+        let lose_answer = match script {
+            Some(FakeOrderScript::Fail(err)) => return Err(err),
+            Some(FakeOrderScript::Reject(code)) => {
+                self.lock().sent.push(order.clone());
+                return Ok(rejection(&code));
+            }
+            Some(FakeOrderScript::ExecuteThenLoseAnswer) => true,
+            None => false,
+        };
+        let (outcome, reports) = {
+            let mut st = self.lock();
+            st.sent.push(order.clone());
+            execute_in_state(&mut st, order, now)
+        };
+        for report in reports {
+            self.emit(BrokerEvent::Execution(Box::new(report)));
+        }
+        if lose_answer {
+            return Err(BrokerError::OrderOutcomeUnknown {
+                what: format!("order {}", order.client_order_id),
+                client_order_id: Some(order.client_order_id.clone()),
+                reason: "fake: answer lost after the order left".into(),
+            });
+        }
+        Ok(outcome)
+    }
+}
+
+impl Broker for FakeBroker {
+    async fn resolve_symbol(&self, candidates: &[String]) -> Result<SymbolSpec, BrokerError> {
+        self.check_connected()?;
+        if candidates.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "no candidate symbol names given".into(),
+            ));
+        }
+        let st = self.lock();
+        candidates
+            .iter()
+            .find_map(|c| {
+                st.symbols
+                    .iter()
+                    .find(|s| s.name.eq_ignore_ascii_case(c.trim()))
+            })
+            .cloned()
+            .ok_or_else(|| BrokerError::SymbolNotFound {
+                tried: candidates.to_vec(),
+                listed: st.symbols.len(),
+            })
+    }
+
+    async fn subscribe_quotes(&self, symbol: SymbolId) -> Result<(), BrokerError> {
+        self.check_connected()?;
+        let quote = {
+            let mut st = self.lock();
+            if !st.symbols.iter().any(|s| s.id == symbol) {
+                return Err(refused("subscribe spots", "SYMBOL_NOT_FOUND"));
+            }
+            st.subscribed.insert(symbol);
+            st.quotes.get(&symbol).copied()
+        };
+        // Like cTrader: the latest prices right after subscribing.
+        if let Some(q) = quote {
+            self.emit(BrokerEvent::Quote(q));
+        }
+        Ok(())
+    }
+
+    async fn trendbars(
+        &self,
+        symbol: SymbolId,
+        timeframe: Timeframe,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Bar>, BrokerError> {
+        self.check_connected()?;
+        let bars = self
+            .lock()
+            .bars
+            .iter()
+            .filter(|b| b.symbol == symbol && b.timeframe == timeframe)
+            .copied()
+            .collect();
+        Ok(crate::history::tidy(bars, from, to))
+    }
+
+    async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
+        self.execute(order)
+    }
+
+    async fn close_position(
+        &self,
+        position: PositionId,
+        volume: Volume,
+    ) -> Result<OrderOutcome, BrokerError> {
+        self.check_connected()?;
+        let now = self.clock.now();
+        let result = {
+            let mut st = self.lock();
+            let Some(p) = st.positions.get(&position).cloned() else {
+                return Ok(rejection("POSITION_NOT_FOUND"));
+            };
+            if !volume.is_positive() || volume > p.volume {
+                return Ok(rejection("TRADING_BAD_VOLUME"));
+            }
+            let Some(quote) = st.quotes.get(&p.symbol).copied() else {
+                return Ok(rejection("NO_QUOTES"));
+            };
+            close_in_state(
+                &mut st,
+                position,
+                volume,
+                exit_price(p.side, quote),
+                now,
+                None,
+            )?
+        };
+        self.emit(BrokerEvent::Execution(Box::new(result.clone())));
+        Ok(outcome_of(result))
+    }
+
+    async fn amend_protection(
+        &self,
+        position: PositionId,
+        protection: Protection,
+    ) -> Result<(), BrokerError> {
+        self.check_connected()?;
+        let report = {
+            let mut st = self.lock();
+            let p = st
+                .positions
+                .get_mut(&position)
+                .ok_or_else(|| refused("amend position", "POSITION_NOT_FOUND"))?;
+            p.stop_loss = protection.stop_loss;
+            p.take_profit = protection.take_profit;
+            ExecutionReport {
+                kind: ExecutionKind::Replaced,
+                order_id: None,
+                client_order_id: None,
+                position: Some(p.clone()),
+                position_closed: false,
+                fill: None,
+                error_code: None,
+            }
+        };
+        self.emit(BrokerEvent::Execution(Box::new(report)));
+        Ok(())
+    }
+
+    async fn open_state(&self) -> Result<OpenState, BrokerError> {
+        self.check_connected()?;
+        let st = self.lock();
+        Ok(OpenState {
+            positions: st.positions.values().cloned().collect(),
+            orders: st.orders.clone(),
+        })
+    }
+
+    async fn deals(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Fill>, BrokerError> {
+        self.check_connected()?;
+        Ok(self
+            .lock()
+            .deals
+            .iter()
+            .filter(|d| from <= d.time && d.time < to)
+            .cloned()
+            .collect())
+    }
+
+    fn take_events(&self) -> Option<BrokerEvents> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(BrokerEvents::new)
+    }
+}
+
+fn refused(request: &'static str, code: &str) -> BrokerError {
+    BrokerError::Refused {
+        request,
+        code: code.to_owned(),
+        description: None,
+    }
+}
+
+fn rejection(code: &str) -> OrderOutcome {
+    OrderOutcome::Rejected(OrderRejection {
+        code: code.to_owned(),
+        description: None,
+    })
+}
+
+fn outcome_of(report: ExecutionReport) -> OrderOutcome {
+    match report.fill {
+        Some(fill) => OrderOutcome::Filled(OrderFill {
+            fill,
+            position: report.position,
+            position_closed: report.position_closed,
+            partial: false,
+        }),
+        None => rejection(report.error_code.as_deref().unwrap_or("ORDER_REJECTED")),
+    }
+}
+
+/// The price a position of `side` closes at: a long sells at the bid, a short buys at the ask.
+fn exit_price(side: Side, quote: Quote) -> Price {
+    match side {
+        Side::Buy => quote.bid,
+        Side::Sell => quote.ask,
+    }
+}
+
+/// The price and reason when a quote crosses a position's stop-loss or take-profit.
+fn protection_hit(p: &BrokerPosition, bid: Price, ask: Price) -> Option<(Price, CloseReason)> {
+    let exit = match p.side {
+        Side::Buy => bid,
+        Side::Sell => ask,
+    };
+    let (sl_hit, tp_hit) = match p.side {
+        Side::Buy => (
+            p.stop_loss.is_some_and(|sl| exit <= sl),
+            p.take_profit.is_some_and(|tp| exit >= tp),
+        ),
+        Side::Sell => (
+            p.stop_loss.is_some_and(|sl| exit >= sl),
+            p.take_profit.is_some_and(|tp| exit <= tp),
+        ),
+    };
+    if sl_hit {
+        Some((exit, CloseReason::StopLoss))
+    } else if tp_hit {
+        Some((exit, CloseReason::TakeProfit))
+    } else {
+        None
+    }
+}
+
+fn next_id(st: &mut FakeState) -> i64 {
+    let id = st.next_id;
+    st.next_id += 1;
+    id
+}
+
+/// Validates and executes a market order; returns the outcome and the events it causes.
+fn execute_in_state(
+    st: &mut FakeState,
+    order: &OrderRequest,
+    now: Timestamp,
+) -> (OrderOutcome, Vec<ExecutionReport>) {
+    let Some(spec) = st.symbols.iter().find(|s| s.id == order.symbol).cloned() else {
+        return (rejection("SYMBOL_NOT_FOUND"), Vec::new());
+    };
+    if !spec.schedule.is_open(now) {
+        return (rejection("MARKET_CLOSED"), Vec::new());
+    }
+    let bad_volume = order.volume < spec.min_volume
+        || order.volume > spec.max_volume
+        || (spec.step_volume.is_positive() && order.volume.raw() % spec.step_volume.raw() != 0);
+    if bad_volume {
+        return (rejection("TRADING_BAD_VOLUME"), Vec::new());
+    }
+    let Some(quote) = st.quotes.get(&order.symbol).copied() else {
+        return (rejection("NO_QUOTES"), Vec::new());
+    };
+    let order_id = next_id(st);
+    let accepted = ExecutionReport {
+        kind: ExecutionKind::Accepted,
+        order_id: Some(order_id),
+        client_order_id: Some(order.client_order_id.clone()),
+        position: None,
+        position_closed: false,
+        fill: None,
+        error_code: None,
+    };
+    if let Some(target) = order.position_to_close {
+        let Some(p) = st.positions.get(&target).cloned() else {
+            return (rejection("POSITION_NOT_FOUND"), Vec::new());
+        };
+        if p.side == order.side || order.volume > p.volume {
+            return (rejection("TRADING_BAD_VOLUME"), Vec::new());
+        }
+        let price = exit_price(p.side, quote);
+        return match close_in_state(
+            st,
+            target,
+            order.volume,
+            price,
+            now,
+            Some((order_id, order.client_order_id.clone())),
+        ) {
+            Ok(report) => (outcome_of(report.clone()), vec![accepted, report]),
+            Err(e) => (rejection(&e.to_string()), Vec::new()),
+        };
+    }
+    let price = match order.side {
+        Side::Buy => quote.ask,
+        Side::Sell => quote.bid,
+    };
+    let sign = match order.side {
+        Side::Buy => 1,
+        Side::Sell => -1,
+    };
+    let level = |distance: Option<Price>, direction: i64| {
+        distance.map(|d| Price(price.0 + direction * d.0).round_to_digits(spec.digits))
+    };
+    let position = BrokerPosition {
+        id: PositionId(next_id(st)),
+        symbol: order.symbol,
+        side: order.side,
+        volume: order.volume,
+        entry_price: price,
+        open_time: now,
+        stop_loss: level(order.relative_stop_loss, -sign),
+        take_profit: level(order.relative_take_profit, sign),
+        label: Some(order.label.clone()),
+        client_order_id: Some(order.client_order_id.clone()),
+        swap: Money::zero(st.balance.digits),
+        commission: Money::zero(st.balance.digits),
+    };
+    let fill = Fill {
+        deal_id: next_id(st),
+        order_id,
+        position_id: position.id,
+        client_order_id: Some(order.client_order_id.clone()),
+        symbol: order.symbol,
+        side: order.side,
+        volume: order.volume,
+        price,
+        time: now,
+        commission: Money::zero(st.balance.digits),
+        close: None,
+    };
+    st.positions.insert(position.id, position.clone());
+    st.deals.push(fill.clone());
+    let filled = ExecutionReport {
+        kind: ExecutionKind::Filled,
+        fill: Some(fill.clone()),
+        position: Some(position.clone()),
+        ..accepted.clone()
+    };
+    (
+        OrderOutcome::Filled(OrderFill {
+            fill,
+            position: Some(position),
+            position_closed: false,
+            partial: false,
+        }),
+        vec![accepted, filled],
+    )
+}
+
+/// Closes `volume` of a position at `price`, books the deal and the PnL, and reports it.
+fn close_in_state(
+    st: &mut FakeState,
+    id: PositionId,
+    volume: Volume,
+    price: Price,
+    now: Timestamp,
+    order: Option<(i64, ClientOrderId)>,
+) -> Result<ExecutionReport, BrokerError> {
+    let digits = st.balance.digits;
+    let mut p = st
+        .positions
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| refused("close position", "POSITION_NOT_FOUND"))?;
+    let gross = Money::from_price_move(p.side, p.entry_price, price, volume, digits)
+        .ok_or_else(|| BrokerError::BadValue("profit overflows".into()))?;
+    st.balance = st
+        .balance
+        .checked_add(gross)
+        .ok_or_else(|| BrokerError::BadValue("balance overflows".into()))?;
+    let (order_id, client_order_id) = match order {
+        Some((o, c)) => (o, Some(c)),
+        None => (next_id(st), None),
+    };
+    let fill = Fill {
+        deal_id: next_id(st),
+        order_id,
+        position_id: id,
+        client_order_id: client_order_id.clone(),
+        symbol: p.symbol,
+        side: p.side.opposite(),
+        volume,
+        price,
+        time: now,
+        commission: Money::zero(digits),
+        close: Some(DealCloseDetail {
+            entry_price: p.entry_price,
+            gross_profit: gross,
+            swap: Money::zero(digits),
+            commission: Money::zero(digits),
+            balance: st.balance,
+            closed_volume: volume,
+            close_reason: None,
+        }),
+    };
+    st.deals.push(fill.clone());
+    p.volume = Volume(p.volume.raw() - volume.raw());
+    let closed = !p.volume.is_positive();
+    if closed {
+        st.positions.remove(&id);
+    } else {
+        st.positions.insert(id, p.clone());
+    }
+    Ok(ExecutionReport {
+        kind: ExecutionKind::Filled,
+        order_id: Some(order_id),
+        client_order_id,
+        position: Some(p),
+        position_closed: closed,
+        fill: Some(fill),
+        error_code: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{FixedClock, TradingSchedule};
+
+    const PALM: SymbolId = SymbolId(310);
+
+    fn spec() -> SymbolSpec {
+        SymbolSpec {
+            id: PALM,
+            name: "PALMOIL".into(),
+            digits: 0,
+            pip_position: 0,
+            lot_size: Volume(2_500),
+            min_volume: Volume(100),
+            max_volume: Volume(100_000),
+            step_volume: Volume(100),
+            schedule: TradingSchedule::always_open(),
+        }
+    }
+
+    fn broker() -> FakeBroker {
+        let b = FakeBroker::new(
+            Arc::new(FixedClock::new(Timestamp(1_763_950_000_000))),
+            Money::new(1_000_000, 2),
+        );
+        b.add_symbol(spec());
+        b
+    }
+
+    fn order(side: Side, volume: i64) -> OrderRequest {
+        OrderRequest {
+            client_order_id: ClientOrderId::new("pob-1").unwrap(),
+            symbol: PALM,
+            side,
+            volume: Volume(volume),
+            relative_stop_loss: Some(Price(4_000_000)),
+            relative_take_profit: Some(Price(8_000_000)),
+            label: "pob pob-1".into(),
+            position_to_close: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn resolves_case_insensitively_and_never_defaults() {
+        let b = broker();
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let spec = b.resolve_symbol(&names(&["FCPO", "palmoil"])).await.unwrap();
+        assert_eq!(spec.id, PALM);
+        let err = b.resolve_symbol(&names(&["FCPO", "CPO"])).await.unwrap_err();
+        assert_eq!(
+            err,
+            BrokerError::SymbolNotFound {
+                tried: names(&["FCPO", "CPO"]),
+                listed: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn fills_at_the_quote_with_absolute_protection_and_closes_with_pnl() {
+        let b = broker();
+        let mut events = b.take_events().unwrap();
+        assert!(b.take_events().is_none());
+        b.subscribe_quotes(PALM).await.unwrap();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        assert!(matches!(events.try_next(), Some(BrokerEvent::Quote(_))));
+
+        let OrderOutcome::Filled(fill) = b.place_order(&order(Side::Buy, 100)).await.unwrap() else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.fill.price, Price(412_500_000));
+        let pos = fill.position.unwrap();
+        assert_eq!(pos.stop_loss, Some(Price(408_500_000)));
+        assert_eq!(pos.take_profit, Some(Price(420_500_000)));
+        let kinds: Vec<_> = std::iter::from_fn(|| events.try_next())
+            .map(|e| match e {
+                BrokerEvent::Execution(r) => r.kind,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, vec![ExecutionKind::Accepted, ExecutionKind::Filled]);
+
+        // Price rises 10 MYR: closing half at the bid books 10 x 0.5 = +5.00.
+        b.set_quote(PALM, Price(413_500_000), Price(413_700_000));
+        let OrderOutcome::Filled(close) = b.close_position(pos.id, Volume(50)).await.unwrap() else {
+            panic!("close not filled")
+        };
+        let detail = close.fill.close.unwrap();
+        assert_eq!(detail.gross_profit, Money::new(500, 2));
+        assert!(!close.position_closed);
+        assert_eq!(b.balance(), Money::new(1_000_500, 2));
+        assert_eq!(b.open_state().await.unwrap().positions[0].volume, Volume(50));
+    }
+
+    #[tokio::test]
+    async fn rejects_like_the_broker() {
+        let b = broker();
+        let r = b.place_order(&order(Side::Buy, 100)).await.unwrap();
+        assert_eq!(r, rejection("NO_QUOTES"));
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        let r = b.place_order(&order(Side::Buy, 150)).await.unwrap();
+        assert_eq!(r, rejection("TRADING_BAD_VOLUME"));
+        b.script_next_order(FakeOrderScript::Reject("NOT_ENOUGH_MONEY".into()));
+        let r = b.place_order(&order(Side::Buy, 100)).await.unwrap();
+        assert_eq!(r, rejection("NOT_ENOUGH_MONEY"));
+        assert!(b.positions().is_empty());
+        assert_eq!(b.orders_sent().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_unknown_but_reconcile_finds_the_position() {
+        let b = broker();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        b.script_next_order(FakeOrderScript::ExecuteThenLoseAnswer);
+        let err = b.place_order(&order(Side::Sell, 100)).await.unwrap_err();
+        assert!(err.needs_reconcile());
+        let snap = b
+            .snapshot(Timestamp(0), Timestamp(i64::MAX))
+            .await
+            .unwrap();
+        assert_eq!(snap.positions.len(), 1);
+        assert_eq!(snap.positions[0].entry_price, Price(412_300_000));
+        assert_eq!(snap.deals.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stop_loss_triggers_on_a_quote() {
+        let b = broker();
+        let mut events = b.take_events().unwrap();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        b.place_order(&order(Side::Buy, 100)).await.unwrap();
+        b.set_quote(PALM, Price(408_000_000), Price(408_200_000));
+        assert!(b.positions().is_empty());
+        let last = std::iter::from_fn(|| events.try_next()).last().unwrap();
+        let BrokerEvent::Execution(report) = last else {
+            panic!("{last:?}")
+        };
+        assert!(report.position_closed);
+        let detail = report.fill.unwrap().close.unwrap();
+        assert_eq!(detail.close_reason, Some(CloseReason::StopLoss));
+        // Long 1 unit from 4125 to 4080: -45.00.
+        assert_eq!(detail.gross_profit, Money::new(-4_500, 2));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_link_refuses_requests_and_asks_to_reconcile() {
+        let b = broker();
+        let mut events = b.take_events().unwrap();
+        b.set_connected(false);
+        assert_eq!(
+            b.open_state().await.unwrap_err(),
+            BrokerError::NotConnected
+        );
+        b.set_connected(true);
+        assert!(matches!(events.try_next(), Some(BrokerEvent::Disconnected { .. })));
+        assert_eq!(events.try_next(), Some(BrokerEvent::Reconnected));
+    }
+}

@@ -1,0 +1,560 @@
+//! One live connection: a reader task that owns the read half, a writer task that owns the write
+//! half, an outbound queue between callers and the writer, and replies matched to requests by
+//! `clientMsgId`. The writer sends a heartbeat after an idle interval; the reader declares the link
+//! dead when the server is silent past the limit. When either side fails, the link is down for good:
+//! every waiting request learns it, and the owner builds a new link.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ctrader_proto::openapi::{ProtoHeartbeatEvent, ProtoOaExecutionType};
+use ctrader_proto::{Envelope, FrameCodec, Payload, ProtoMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::BrokerError;
+
+/// What ends a request's wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReplyKind {
+    /// The first frame carrying the request's `clientMsgId`.
+    Any,
+    /// A trading request: an `ORDER_ACCEPTED` execution event is progress, not the answer; the
+    /// answer is the next execution event, an order error or an error response. Events that lost
+    /// the `clientMsgId` are matched by the order's `clientOrderId`.
+    Execution {
+        /// Our client order id, when the request carried one.
+        client_order_id: Option<String>,
+    },
+}
+
+/// Why a request failed, and whether it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestFailure {
+    /// It never reached the outbound queue: certainly not sent.
+    NotSent(BrokerError),
+    /// It was queued (and probably sent), but no answer came.
+    Unanswered(BrokerError),
+}
+
+impl RequestFailure {
+    /// The error, forgetting whether it left (fine for requests that change nothing).
+    pub(crate) fn into_error(self) -> BrokerError {
+        match self {
+            RequestFailure::NotSent(e) | RequestFailure::Unanswered(e) => e,
+        }
+    }
+}
+
+/// Receives every frame the reader does not consume as a plain reply: events, and execution events
+/// even when they answered a request (the owner's event stream must see every execution).
+pub(crate) trait Inbound: Send + 'static {
+    /// Handles one frame; `answered` is true when it also resolved a waiting request.
+    fn on_frame(&mut self, envelope: Envelope, answered: bool);
+}
+
+struct Waiting {
+    kind: ReplyKind,
+    reply: oneshot::Sender<Envelope>,
+}
+
+#[derive(Default)]
+struct Shared {
+    waiting: HashMap<String, Waiting>,
+    down_reason: Option<String>,
+}
+
+/// Timing of one link.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkTiming {
+    /// Heartbeat after this long without sending.
+    pub(crate) heartbeat_interval: Duration,
+    /// Dead after this long without receiving.
+    pub(crate) silence_limit: Duration,
+}
+
+/// A handle on one connection; cheap to share.
+pub(crate) struct Link {
+    outbound: mpsc::UnboundedSender<ProtoMessage>,
+    shared: Arc<Mutex<Shared>>,
+    down: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("down", &self.down.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Starts the reader and writer tasks over `stream`.
+    pub(crate) fn start<S, I>(stream: S, timing: LinkTiming, inbound: I) -> Arc<Link>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+        I: Inbound,
+    {
+        let (read, write) = tokio::io::split(stream);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            outbound: tx,
+            shared: Arc::new(Mutex::new(Shared::default())),
+            down: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(read_loop(
+            FramedRead::new(read, FrameCodec::new()),
+            Arc::clone(&link),
+            timing.silence_limit,
+            inbound,
+        ));
+        tokio::spawn(write_loop(
+            FramedWrite::new(write, FrameCodec::new()),
+            Arc::clone(&link),
+            rx,
+            timing.heartbeat_interval,
+        ));
+        link
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // Nothing panics while holding this lock; recover the data if something ever did.
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True once the link has failed or was closed.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.is_cancelled()
+    }
+
+    /// Waits until the link is down, and says why.
+    pub(crate) async fn closed(&self) -> String {
+        self.down.cancelled().await;
+        self.down_reason()
+    }
+
+    fn down_reason(&self) -> String {
+        self.lock()
+            .down_reason
+            .clone()
+            .unwrap_or_else(|| "link closed".to_owned())
+    }
+
+    /// Takes the link down (idempotent): the first reason sticks, every waiting request fails.
+    pub(crate) fn close(&self, reason: impl Into<String>) {
+        let waiting = {
+            let mut shared = self.lock();
+            if shared.down_reason.is_none() {
+                shared.down_reason = Some(reason.into());
+            }
+            std::mem::take(&mut shared.waiting)
+        };
+        self.down.cancel();
+        // Dropping the senders wakes every waiter with "no answer".
+        drop(waiting);
+    }
+
+    /// Sends a frame that expects no answer; fails if the link is down.
+    #[cfg(test)]
+    pub(crate) fn send(&self, payload: Payload) -> Result<(), BrokerError> {
+        if self.is_down() {
+            return Err(BrokerError::Disconnected(self.down_reason()));
+        }
+        self.outbound
+            .send(Envelope::new(payload).to_proto())
+            .map_err(|_| BrokerError::Disconnected(self.down_reason()))
+    }
+
+    /// Sends a request and waits for its answer (which may be an error frame: the caller reads it).
+    pub(crate) async fn request(
+        &self,
+        payload: Payload,
+        kind: ReplyKind,
+        name: &'static str,
+        timeout: Duration,
+    ) -> Result<Envelope, RequestFailure> {
+        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (reply, answer) = oneshot::channel();
+        self.lock().waiting.insert(id.clone(), Waiting { kind, reply });
+        // Checked after registering: a close from now on drops our sender and wakes us.
+        if self.is_down() {
+            self.lock().waiting.remove(&id);
+            return Err(RequestFailure::NotSent(BrokerError::Disconnected(
+                self.down_reason(),
+            )));
+        }
+        let frame = Envelope {
+            client_msg_id: Some(id.clone()),
+            payload,
+        }
+        .to_proto();
+        if self.outbound.send(frame).is_err() {
+            self.lock().waiting.remove(&id);
+            return Err(RequestFailure::NotSent(BrokerError::Disconnected(
+                self.down_reason(),
+            )));
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(envelope)) => Ok(envelope),
+            Ok(Err(_)) => Err(RequestFailure::Unanswered(BrokerError::Disconnected(
+                self.down_reason(),
+            ))),
+            Err(_) => {
+                self.lock().waiting.remove(&id);
+                Err(RequestFailure::Unanswered(BrokerError::Timeout {
+                    request: name,
+                    after: timeout,
+                }))
+            }
+        }
+    }
+
+    /// Hands `envelope` to the request it answers; gives it back when it answers none (or when the
+    /// owner's stream must also see it, a copy goes to the request).
+    fn resolve(&self, envelope: Envelope) -> (Option<Envelope>, bool) {
+        let mut shared = self.lock();
+        let key = envelope
+            .client_msg_id
+            .as_ref()
+            .filter(|id| shared.waiting.contains_key(*id))
+            .cloned()
+            .or_else(|| by_client_order_id(&shared.waiting, &envelope));
+        let Some(key) = key else {
+            return (Some(envelope), false);
+        };
+        let completes = match shared.waiting.get(&key).map(|w| &w.kind) {
+            Some(ReplyKind::Execution { .. }) => !is_accepted(&envelope),
+            Some(ReplyKind::Any) => true,
+            None => false,
+        };
+        if !completes {
+            return (Some(envelope), false);
+        }
+        let Some(waiting) = shared.waiting.remove(&key) else {
+            return (Some(envelope), false);
+        };
+        drop(shared);
+        let keep_for_stream = matches!(envelope.payload, Payload::ExecutionEvent(_));
+        if keep_for_stream {
+            // A waiter that gave up (timeout) is fine: the stream still gets the event.
+            let _ = waiting.reply.send(envelope.clone());
+            (Some(envelope), true)
+        } else {
+            match waiting.reply.send(envelope) {
+                Ok(()) => (None, true),
+                Err(envelope) => (Some(envelope), false),
+            }
+        }
+    }
+}
+
+/// An execution event that lost its `clientMsgId` still answers the order with its `clientOrderId`.
+fn by_client_order_id(waiting: &HashMap<String, Waiting>, envelope: &Envelope) -> Option<String> {
+    let Payload::ExecutionEvent(event) = &envelope.payload else {
+        return None;
+    };
+    let coid = event.order.as_ref()?.client_order_id.as_deref()?;
+    waiting
+        .iter()
+        .find(|(_, w)| {
+            matches!(&w.kind, ReplyKind::Execution { client_order_id: Some(c) } if c == coid)
+        })
+        .map(|(id, _)| id.clone())
+}
+
+fn is_accepted(envelope: &Envelope) -> bool {
+    matches!(&envelope.payload, Payload::ExecutionEvent(e)
+        if e.execution_type == ProtoOaExecutionType::OrderAccepted as i32)
+}
+
+async fn read_loop<R, I>(
+    mut frames: FramedRead<R, FrameCodec>,
+    link: Arc<Link>,
+    silence_limit: Duration,
+    mut inbound: I,
+) where
+    R: AsyncRead + Send + Unpin,
+    I: Inbound,
+{
+    let reason = loop {
+        let next = tokio::select! {
+            () = link.down.cancelled() => return,
+            next = tokio::time::timeout(silence_limit, frames.next()) => next,
+        };
+        let message = match next {
+            Err(_) => break format!("server silent for {silence_limit:?}: dead link"),
+            Ok(None) => break "server closed the connection".to_owned(),
+            Ok(Some(Err(e))) => break format!("read failed: {e}"),
+            Ok(Some(Ok(message))) => message,
+        };
+        let envelope = match Envelope::from_proto(message) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                // One bad body does not kill the link; its request, if any, times out.
+                tracing::warn!(error = %e, "skipping an undecodable frame from the broker");
+                continue;
+            }
+        };
+        if matches!(envelope.payload, Payload::HeartbeatEvent(_)) {
+            continue;
+        }
+        if let (Some(envelope), answered) = link.resolve(envelope) {
+            inbound.on_frame(envelope, answered);
+        }
+    };
+    tracing::warn!(%reason, "cTrader link down");
+    link.close(reason);
+}
+
+async fn write_loop<W>(
+    mut sink: FramedWrite<W, FrameCodec>,
+    link: Arc<Link>,
+    mut outbound: mpsc::UnboundedReceiver<ProtoMessage>,
+    heartbeat_interval: Duration,
+) where
+    W: AsyncWrite + Send + Unpin,
+{
+    let heartbeat = Envelope::new(ProtoHeartbeatEvent::default()).to_proto();
+    let mut last_sent = Instant::now();
+    let reason = loop {
+        let frame = tokio::select! {
+            biased;
+            () = link.down.cancelled() => return,
+            frame = outbound.recv() => match frame {
+                Some(frame) => frame,
+                None => return,
+            },
+            () = tokio::time::sleep_until(last_sent + heartbeat_interval) => heartbeat.clone(),
+        };
+        if let Err(e) = sink.send(frame).await {
+            break format!("write failed: {e}");
+        }
+        last_sent = Instant::now();
+    };
+    tracing::warn!(%reason, "cTrader link down");
+    link.close(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctrader_proto::openapi::{
+        ProtoOaExecutionEvent, ProtoOaOrder, ProtoOaReconcileReq, ProtoOaReconcileRes,
+        ProtoOaTradeData,
+    };
+    use tokio::io::DuplexStream;
+
+    /// Collects what the reader hands over.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<(Envelope, bool)>>>);
+
+    impl Inbound for Collect {
+        fn on_frame(&mut self, envelope: Envelope, answered: bool) {
+            self.0.lock().unwrap().push((envelope, answered));
+        }
+    }
+
+    const TIMING: LinkTiming = LinkTiming {
+        heartbeat_interval: Duration::from_secs(10),
+        silence_limit: Duration::from_secs(30),
+    };
+
+    /// A link over an in-memory pipe, and the server's end of the pipe as frames.
+    fn pair() -> (
+        Arc<Link>,
+        Collect,
+        tokio_util::codec::Framed<DuplexStream, FrameCodec>,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let collect = Collect::default();
+        let link = Link::start(client, TIMING, collect.clone());
+        (
+            link,
+            collect,
+            tokio_util::codec::Framed::new(server, FrameCodec::new()),
+        )
+    }
+
+    fn reconcile_req() -> Payload {
+        ProtoOaReconcileReq {
+            ctid_trader_account_id: 7,
+            ..Default::default()
+        }
+        .into()
+    }
+
+    async fn next_envelope(
+        server: &mut tokio_util::codec::Framed<DuplexStream, FrameCodec>,
+    ) -> Envelope {
+        Envelope::from_proto(server.next().await.unwrap().unwrap()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_are_matched_by_client_msg_id() {
+        let (link, collect, mut server) = pair();
+        let waiter = {
+            let link = Arc::clone(&link);
+            tokio::spawn(async move {
+                link.request(reconcile_req(), ReplyKind::Any, "reconcile", TIMING.silence_limit)
+                    .await
+            })
+        };
+        let req = next_envelope(&mut server).await;
+        let id = req.client_msg_id.clone().unwrap();
+        // An unrelated reply first: it goes to the stream, not to the waiter.
+        let other = Envelope::new(ProtoOaReconcileRes::default()).with_client_msg_id("zzz");
+        server.send(other.to_proto()).await.unwrap();
+        let reply = Envelope::new(ProtoOaReconcileRes {
+            ctid_trader_account_id: 7,
+            ..Default::default()
+        })
+        .with_client_msg_id(id);
+        server.send(reply.to_proto()).await.unwrap();
+        let got = waiter.await.unwrap().unwrap();
+        assert_eq!(got, reply);
+        let seen = collect.0.lock().unwrap().clone();
+        assert_eq!(seen, vec![(other, false)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_waits_past_accepted_and_the_stream_sees_both() {
+        let (link, collect, mut server) = pair();
+        let waiter = {
+            let link = Arc::clone(&link);
+            tokio::spawn(async move {
+                link.request(
+                    reconcile_req(),
+                    ReplyKind::Execution {
+                        client_order_id: Some("pob-1".into()),
+                    },
+                    "new order",
+                    Duration::from_secs(5),
+                )
+                .await
+            })
+        };
+        let req = next_envelope(&mut server).await;
+        let event = |kind: ProtoOaExecutionType| ProtoOaExecutionEvent {
+            ctid_trader_account_id: 7,
+            execution_type: kind as i32,
+            order: Some(ProtoOaOrder {
+                client_order_id: Some("pob-1".into()),
+                trade_data: ProtoOaTradeData::default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let accepted = Envelope::new(event(ProtoOaExecutionType::OrderAccepted))
+            .with_client_msg_id(req.client_msg_id.clone().unwrap());
+        server.send(accepted.to_proto()).await.unwrap();
+        // The fill lost its clientMsgId: the clientOrderId still matches it.
+        let filled = Envelope::new(event(ProtoOaExecutionType::OrderFilled));
+        server.send(filled.to_proto()).await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), filled);
+        let seen = collect.0.lock().unwrap().clone();
+        assert_eq!(seen, vec![(accepted, false), (filled, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_after_ten_idle_seconds() {
+        let (_link, _collect, mut server) = pair();
+        let started = Instant::now();
+        let first = next_envelope(&mut server).await;
+        assert!(matches!(first.payload, Payload::HeartbeatEvent(_)));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        let second = next_envelope(&mut server).await;
+        assert!(matches!(second.payload, Payload::HeartbeatEvent(_)));
+        assert_eq!(started.elapsed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sending_postpones_the_heartbeat() {
+        let (link, _collect, mut server) = pair();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let started = Instant::now();
+        link.send(reconcile_req()).unwrap();
+        assert!(matches!(
+            next_envelope(&mut server).await.payload,
+            Payload::ReconcileReq(_)
+        ));
+        assert!(matches!(
+            next_envelope(&mut server).await.payload,
+            Payload::HeartbeatEvent(_)
+        ));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_is_a_dead_link_and_waiters_learn_it() {
+        let (link, _collect, mut server) = pair();
+        let waiter = {
+            let link = Arc::clone(&link);
+            tokio::spawn(async move {
+                link.request(
+                    reconcile_req(),
+                    ReplyKind::Any,
+                    "reconcile",
+                    Duration::from_secs(60),
+                )
+                .await
+            })
+        };
+        let started = Instant::now();
+        // Keep reading (the client's heartbeats) but never answer.
+        let drain = tokio::spawn(async move { while server.next().await.is_some() {} });
+        let reason = link.closed().await;
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert!(reason.contains("silent"), "{reason}");
+        let err = waiter.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, RequestFailure::Unanswered(BrokerError::Disconnected(ref r)) if r.contains("silent")),
+            "{err:?}"
+        );
+        assert!(matches!(
+            link.request(reconcile_req(), ReplyKind::Any, "x", Duration::from_secs(1))
+                .await,
+            Err(RequestFailure::NotSent(_))
+        ));
+        drain.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_from_the_server_keep_the_link_alive() {
+        let (link, collect, mut server) = pair();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            server
+                .send(Envelope::new(ProtoHeartbeatEvent::default()).to_proto())
+                .await
+                .unwrap();
+        }
+        assert!(!link.is_down());
+        assert!(collect.0.lock().unwrap().is_empty(), "heartbeats are not events");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_request_times_out() {
+        let (link, _collect, _server) = pair();
+        let err = link
+            .request(reconcile_req(), ReplyKind::Any, "reconcile", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RequestFailure::Unanswered(BrokerError::Timeout {
+                request: "reconcile",
+                after: Duration::from_secs(2)
+            })
+        );
+    }
+}
