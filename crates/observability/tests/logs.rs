@@ -1,6 +1,9 @@
 //! The log pipeline: JSON lines that parse and carry the trading fields, the level filter,
 //! the readable format, the heartbeat line, and secrets that never reach a line.
 
+// Capture helpers live outside #[test] functions; a failed set-up must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
