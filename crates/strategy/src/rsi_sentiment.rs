@@ -701,6 +701,37 @@ mod tests {
     }
 
     #[test]
+    fn warm_up_from_history_equals_living_through_it() {
+        let history: Vec<Bar> = [1_000, 1_100, 1_050, 1_200, 1_150, 1_300]
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| bar(i64::try_from(i).unwrap(), c))
+            .collect();
+        let config = RsiSentimentConfig {
+            rsi_period: 3,
+            ..RsiSentimentConfig::default()
+        };
+        let mut warmed = RsiSentimentStrategy::new(config.clone()).unwrap();
+        warmed.warm_up(&history);
+        let mut lived = RsiSentimentStrategy::new(config).unwrap();
+        for b in &history {
+            lived.on_bar(b, &ctx(None, None));
+        }
+        assert!(warmed.rsi().is_some());
+        assert_eq!(warmed.rsi(), lived.rsi());
+        // And the next decision is the same, crossing detection included.
+        let next = bar(6, 700);
+        assert_eq!(
+            warmed.on_bar(&next, &ctx(None, None)),
+            lived.on_bar(&next, &ctx(None, None))
+        );
+        assert!(matches!(
+            warmed.on_bar(&bar(7, 600), &ctx(None, None)).reason,
+            Reason::NoSignal { .. }
+        ));
+    }
+
+    #[test]
     fn parses_the_policy_names() {
         assert_eq!("ignore".parse(), Ok(SentimentPolicy::Ignore));
         assert_eq!("Stand-Aside".parse(), Ok(SentimentPolicy::StandAside));

@@ -638,8 +638,9 @@ mod tests {
         assert!(bars.iter().all(|b| b.timeframe == Timeframe::H1));
         assert_eq!(bars[2].close, Price(398_150_000));
         assert_eq!((bars[0].volume, bars[1].volume, bars[2].volume), (12, 0, 7));
-        // Columns in another order, upper case, no volume, ISO timestamps.
-        let text = "CLOSE,LOW,HIGH,OPEN,TIMESTAMP\n1,1,1,1,2025-11-24T00:00:00Z\n2,2,2,2,2025-11-25T00:00:00Z\n";
+        // Columns in another order, upper case, no volume, ISO timestamps, a byte-order mark,
+        // Windows line ends and spaces around fields.
+        let text = "\u{feff}CLOSE, Low ,HIGH,OPEN,TIMESTAMP\r\n1, 1 ,1,1,2025-11-24T00:00:00Z\r\n2,2,2,2, 2025-11-25T00:00:00Z \r\n";
         let bars = read_ohlc_csv(text.as_bytes(), &OhlcOptions::default()).unwrap();
         assert_eq!(bars[1].open, Price(200_000));
         assert_eq!(bars[0].timeframe, Timeframe::D1);

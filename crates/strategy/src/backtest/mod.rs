@@ -261,6 +261,14 @@ pub enum BacktestError {
         /// Its start.
         at: Timestamp,
     },
+    /// Sentiment readings out of order: the engine walks them by `known_at`.
+    #[error("sentiment reading {index} known at {at} comes before the previous reading")]
+    UnsortedSentiment {
+        /// Index of the offending reading.
+        index: usize,
+        /// Its `known_at`.
+        at: Timestamp,
+    },
     /// An amount left the range of a 64-bit integer.
     #[error("amounts overflowed at bar {index}: reduce cash or volume")]
     Overflow {
@@ -420,6 +428,14 @@ impl Backtester {
             return Err(BacktestError::Unsorted {
                 index,
                 at: bars[index].start,
+            });
+        }
+        if let Some(index) =
+            (1..sentiment.len()).find(|&i| sentiment[i].known_at < sentiment[i - 1].known_at)
+        {
+            return Err(BacktestError::UnsortedSentiment {
+                index,
+                at: sentiment[index].known_at,
             });
         }
         let digits = self.config.initial_cash.digits;

@@ -1,9 +1,7 @@
 //! Backtest engine tests: one run computed entirely by hand, the risk rules inside a run, and
 //! properties over random price paths.
 
-use domain::{
-    Money, Price, SymbolSpec, Timeframe, Timestamp, TradingSchedule, Volume, WeeklySession,
-};
+use domain::{Money, Price, Timeframe, Timestamp, TradingSchedule, Volume, WeeklySession};
 use proptest::prelude::{ProptestConfig, any, prop, prop_assert, prop_assert_eq, proptest};
 use proptest::strategy::Strategy as PropStrategy;
 
@@ -460,6 +458,14 @@ fn refuses_unusable_input() {
         backtester.run(&mut strategy, &bars, &[], &mut |_, _| {}),
         Err(BacktestError::Unsorted { index: 4, .. })
     ));
+    bars.swap(3, 4);
+    let text = "timestamp,score,confidence\n2025-11-24T01:00:00Z,0,1\n2025-11-24T02:00:00Z,0,1\n";
+    let mut readings = read_sentiment_csv(text.as_bytes()).unwrap();
+    readings.swap(0, 1);
+    assert!(matches!(
+        backtester.run(&mut strategy, &bars, &readings, &mut |_, _| {}),
+        Err(BacktestError::UnsortedSentiment { index: 1, .. })
+    ));
     assert!(
         Backtester::new(BacktestConfig {
             initial_cash: Money::new(0, 2),
@@ -510,7 +516,7 @@ fn random_bars() -> impl PropStrategy<Value = Vec<domain::Bar>> {
 
 fn random_config() -> impl PropStrategy<Value = (BacktestConfig, RsiSentimentConfig)> {
     (
-        0_i64..50_000,
+        (0_i64..50_000, 100_u32..300, any::<bool>()),
         0_i64..300,
         prop::option::of(1_i64..500),
         prop::option::of(1_i64..500),
@@ -519,7 +525,15 @@ fn random_config() -> impl PropStrategy<Value = (BacktestConfig, RsiSentimentCon
         any::<bool>(),
     )
         .prop_map(
-            |(spread, commission, sl, tp, period, long_only, all_cash)| {
+            |(
+                (spread, max_size_pct, stand_aside),
+                commission,
+                sl,
+                tp,
+                period,
+                long_only,
+                all_cash,
+            )| {
                 let backtest = BacktestConfig {
                     initial_cash: Money::new(1_000_000, 2),
                     spread: Price(spread),
@@ -533,15 +547,23 @@ fn random_config() -> impl PropStrategy<Value = (BacktestConfig, RsiSentimentCon
                         daily_loss_limit_bps: Some(300),
                         max_drawdown_bps: Some(1_500),
                     },
-                    symbol: SymbolSpec {
-                        ..backtest_symbol()
-                    },
+                    symbol: backtest_symbol(),
                 };
                 let strategy = RsiSentimentConfig {
                     rsi_period: period,
                     long_only,
                     stop_loss: sl.map(|d| Price(d * 10_000)),
                     take_profit: tp.map(|d| Price(d * 10_000)),
+                    sentiment: crate::SentimentRules {
+                        max_size_pct,
+                        max_age_ms: 3 * 3_600_000,
+                        policy: if stand_aside {
+                            crate::SentimentPolicy::StandAside
+                        } else {
+                            crate::SentimentPolicy::Ignore
+                        },
+                        ..crate::SentimentRules::default()
+                    },
                     ..RsiSentimentConfig::default()
                 };
                 (backtest, strategy)
@@ -566,8 +588,9 @@ impl crate::Strategy for Recorder {
     }
 }
 
-fn run_recorded(
+fn run_with_sentiment(
     bars: &[domain::Bar],
+    sentiment: &[domain::SentimentReading],
     config: &(BacktestConfig, RsiSentimentConfig),
 ) -> (BacktestResult, Vec<String>) {
     let mut recorder = Recorder {
@@ -576,17 +599,40 @@ fn run_recorded(
     };
     let result = Backtester::new(config.0.clone())
         .unwrap()
-        .run(&mut recorder, bars, &[], &mut |_, _| {})
+        .run(&mut recorder, bars, sentiment, &mut |_, _| {})
         .unwrap();
     (result, recorder.log)
+}
+
+/// Sentiment readings at distinct random minutes over the first 120 hours.
+fn random_sentiment() -> impl PropStrategy<Value = Vec<domain::SentimentReading>> {
+    prop::collection::btree_map(0_i64..7_200, (-1.0_f64..=1.0, 0.0_f64..=1.0), 0..40).prop_map(
+        |readings| {
+            readings
+                .into_iter()
+                .map(|(minute, (score, confidence))| domain::SentimentReading {
+                    score,
+                    confidence,
+                    source: "prop".into(),
+                    known_at: Timestamp(1_763_942_400_000 + minute * 60_000),
+                    item_count: 1,
+                    summary: String::new(),
+                })
+                .collect()
+        },
+    )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn equity_never_changes_while_flat(bars in random_bars(), config in random_config()) {
-        let (result, _) = run_recorded(&bars, &config);
+    fn equity_never_changes_while_flat(
+        bars in random_bars(),
+        sentiment in random_sentiment(),
+        config in random_config(),
+    ) {
+        let (result, _) = run_with_sentiment(&bars, &sentiment, &config);
         let curve = &result.equity_curve;
         prop_assert!(curve[0].exposed || curve[0].equity == config.0.initial_cash);
         for i in 1..curve.len() {
@@ -600,10 +646,18 @@ proptest! {
     }
 
     #[test]
-    fn no_decision_uses_a_later_bar(bars in random_bars(), config in random_config(), cut in 2_usize..20) {
-        let (full, full_log) = run_recorded(&bars, &config);
+    fn no_decision_uses_a_later_bar(
+        bars in random_bars(),
+        sentiment in random_sentiment(),
+        config in random_config(),
+        cut in 2_usize..20,
+    ) {
+        let (full, full_log) = run_with_sentiment(&bars, &sentiment, &config);
         let k = bars.len() - cut.min(bars.len() - 2);
-        let (part, part_log) = run_recorded(&bars[..k], &config);
+        // The future removed: bars from k on, and sentiment known after bar k-2's close.
+        let horizon = bars[k - 2].start.plus_millis(3_600_000);
+        let known: Vec<_> = sentiment.iter().filter(|r| r.known_at <= horizon).cloned().collect();
+        let (part, part_log) = run_with_sentiment(&bars[..k], &known, &config);
         // Bar k-1 is the truncated run's last bar, where the end-of-data close happens; every
         // earlier mark, decision and finished trade is the same whatever follows.
         prop_assert_eq!(&full.equity_curve[..k - 1], &part.equity_curve[..k - 1]);
