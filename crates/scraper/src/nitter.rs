@@ -270,9 +270,24 @@ impl NitterSource {
                 .header("accept", "application/rss+xml, application/xml;q=0.9")
                 .timeout(Duration::from_secs(self.config.instance_timeout_secs));
             let response = self.http.send(request).await?;
-            if !response.status.is_success() {
+            let status = response.status;
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(SourceError::RateLimited {
+                    attempts: 1,
+                    retry_after: crate::retry::server_wait(&response.headers, self.clock.now()),
+                });
+            }
+            if status.is_server_error() {
+                return Err(SourceError::ServerError {
+                    status: status.as_u16(),
+                    attempts: 1,
+                    message: "instance failed".to_owned(),
+                });
+            }
+            if !status.is_success() {
+                // RSS disabled or the search route removed: only a configuration change helps.
                 return Err(SourceError::Rejected {
-                    status: response.status.as_u16(),
+                    status: status.as_u16(),
                     message: "instance refused the search".to_owned(),
                 });
             }
