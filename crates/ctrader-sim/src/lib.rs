@@ -1,1 +1,37 @@
-//! A simulated cTrader broker.
+//! `ctrader-sim` owns the simulated cTrader broker that tests, the demo and
+//! `palm-oil-bot simulate` talk to: a TLS server on a loopback address (with its own CA) that speaks
+//! the Open API through `ctrader-proto`'s codec closely enough for a client written against the real
+//! server, and behind it the broker itself: credentials and tokens, accounts and symbols (a palm oil
+//! CFD among a few others), seeded synthetic or replayed prices, trendbars, market orders with
+//! protection marked to market, deals with realised profit, cTrader's rate limits and schedule
+//! checks, and faults injected on demand. Its state lives as long as the process, independent of
+//! connections. It shares no state or code with the client beyond the wire crate, never installs a
+//! global (crypto provider, subscriber), never reads the environment, and is never used for live
+//! trading.
+
+mod bars;
+mod broker;
+mod config;
+mod error;
+mod exchange;
+mod faults;
+mod market;
+mod prices;
+mod ratelimit;
+mod rng;
+mod server;
+mod symbols;
+mod tls;
+mod wire;
+
+pub use config::{SimConfig, SimCredentials};
+pub use error::SimError;
+pub use faults::FaultPlan;
+pub use prices::PriceSource;
+pub use ratelimit::RateLimits;
+pub use server::{FaultControl, SimHandle, Simulator};
+pub use symbols::{MarketHours, PALM_OIL_SYMBOL_ID};
+pub use tls::{
+    CA_FILE, CertificateSource, GeneratedCertificates, SERVER_CERT_FILE, SERVER_KEY_FILE,
+    generate_certificates,
+};

@@ -1,0 +1,1011 @@
+//! The broker state machine: accounts, orders, positions and deals, marked to market on every
+//! price. Pure: time and prices come in as arguments; it never awaits and never touches a socket.
+
+mod model;
+mod money;
+
+use std::collections::{BTreeMap, HashMap};
+
+use domain::{Side, Timestamp};
+
+pub(crate) use model::{
+    Account, CloseDetail, Deal, Execution, ExecutionKind, NewOrder, Order, OrderKind, OrderState,
+    Position, PositionState, RejectAs, Rejection,
+};
+
+use crate::prices::TwoSided;
+use crate::symbols::SimSymbol;
+
+/// First ids handed out, shaped like a real server's.
+const FIRST_POSITION_ID: i64 = 900_001;
+const FIRST_ORDER_ID: i64 = 800_001;
+const FIRST_DEAL_ID: i64 = 700_001;
+/// cTrader's limits on the strings attached to an order.
+const MAX_LABEL_LEN: usize = 100;
+const MAX_CLIENT_ORDER_ID_LEN: usize = 50;
+const MAX_COMMENT_LEN: usize = 512;
+
+/// Who closes a position, which decides the order type and whether it is a server event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closer {
+    /// The trader asked (ClosePositionReq, or an opposite order naming the position).
+    Trader,
+    /// The stop loss or take profit was hit.
+    Protection,
+    /// Someone closed it outside this API (a person in the cTrader app).
+    Elsewhere,
+}
+
+/// Every account, order, position and deal of the simulated broker.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    symbols: BTreeMap<i64, SimSymbol>,
+    quotes: HashMap<i64, TwoSided>,
+    accounts: BTreeMap<i64, Account>,
+    orders: BTreeMap<i64, Order>,
+    positions: BTreeMap<i64, Position>,
+    deals: Vec<Deal>,
+    next_order_id: i64,
+    next_position_id: i64,
+    next_deal_id: i64,
+}
+
+impl Broker {
+    /// A broker trading `symbols`, with no accounts yet.
+    pub(crate) fn new(symbols: &[SimSymbol]) -> Broker {
+        Broker {
+            symbols: symbols.iter().map(|s| (s.id, s.clone())).collect(),
+            quotes: HashMap::new(),
+            accounts: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            deals: Vec::new(),
+            next_order_id: FIRST_ORDER_ID,
+            next_position_id: FIRST_POSITION_ID,
+            next_deal_id: FIRST_DEAL_ID,
+        }
+    }
+
+    /// Opens an account with `balance` minor units.
+    pub(crate) fn open_account(
+        &mut self,
+        id: i64,
+        balance: i64,
+        money_digits: u32,
+        now: Timestamp,
+    ) {
+        self.accounts.insert(
+            id,
+            Account {
+                id,
+                trader_login: 1_000_000 + id.rem_euclid(9_000_000),
+                balance,
+                balance_version: 1,
+                money_digits,
+                leverage_in_cents: 10_000,
+                registered: now,
+                last_closing_deal: None,
+            },
+        );
+    }
+
+    /// The account, if it exists.
+    pub(crate) fn account(&self, id: i64) -> Option<&Account> {
+        self.accounts.get(&id)
+    }
+
+    /// The symbols, by id.
+    pub(crate) fn symbols(&self) -> impl Iterator<Item = &SimSymbol> {
+        self.symbols.values()
+    }
+
+    /// One symbol.
+    pub(crate) fn symbol(&self, id: i64) -> Option<&SimSymbol> {
+        self.symbols.get(&id)
+    }
+
+    /// The latest quote of a symbol.
+    pub(crate) fn quote(&self, symbol_id: i64) -> Option<TwoSided> {
+        self.quotes.get(&symbol_id).copied()
+    }
+
+    /// Open positions and working orders of an account (ReconcileRes).
+    pub(crate) fn reconcile(&self, account: i64) -> (Vec<Position>, Vec<Order>) {
+        let positions = self
+            .positions
+            .values()
+            .filter(|p| p.account == account && p.state == PositionState::Open)
+            .cloned()
+            .collect();
+        let orders = self
+            .orders
+            .values()
+            .filter(|o| o.account == account && o.state == OrderState::Accepted && !o.closing)
+            .filter(|o| matches!(o.kind, OrderKind::Limit | OrderKind::Stop))
+            .cloned()
+            .collect();
+        (positions, orders)
+    }
+
+    /// Deals of an account executed within `[from, to]`, oldest first; at most `max_rows` (the
+    /// latest ones), and whether more matched.
+    pub(crate) fn deals(
+        &self,
+        account: i64,
+        from: Timestamp,
+        to: Timestamp,
+        max_rows: Option<usize>,
+    ) -> (Vec<Deal>, bool) {
+        let matching: Vec<&Deal> = self
+            .deals
+            .iter()
+            .filter(|d| d.account == account && d.executed >= from && d.executed <= to)
+            .collect();
+        let limit = max_rows.unwrap_or(usize::MAX);
+        let skip = matching.len().saturating_sub(limit);
+        (
+            matching[skip..].iter().map(|d| (*d).clone()).collect(),
+            skip > 0,
+        )
+    }
+
+    /// The open position with this id, if any (for fault injection and tests).
+    pub(crate) fn open_position(&self, id: i64) -> Option<&Position> {
+        self.positions
+            .get(&id)
+            .filter(|p| p.state == PositionState::Open)
+    }
+
+    /// Ids of all open positions, oldest first.
+    pub(crate) fn open_position_ids(&self) -> Vec<i64> {
+        self.positions
+            .values()
+            .filter(|p| p.state == PositionState::Open)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// Places an order: rejections come back as `Err`, accepted orders as their execution reports.
+    pub(crate) fn place_order(
+        &mut self,
+        req: NewOrder,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let symbol = self
+            .symbols
+            .get(&req.symbol_id)
+            .ok_or_else(|| Rejection::error_res("SYMBOL_NOT_FOUND", "Symbol not found"))?
+            .clone();
+        let account = self
+            .accounts
+            .get(&req.account)
+            .ok_or_else(|| {
+                Rejection::error_res(
+                    "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+                    "Trading account not found",
+                )
+            })?
+            .clone();
+        check_strings(&req)?;
+        if let Some(position_id) = req.position_id {
+            return self.order_against_position(&req, position_id, now);
+        }
+        check_volume(&symbol, req.volume)?;
+        match req.kind {
+            OrderKind::Market => {
+                if req.stop_loss.is_some() || req.take_profit.is_some() {
+                    return Err(Rejection::error_res(
+                        "INVALID_REQUEST",
+                        "SL/TP in absolute values are allowed only for order types: [LIMIT, STOP, STOP_LIMIT]",
+                    ));
+                }
+            }
+            OrderKind::Limit if req.limit_price.is_none() => {
+                return Err(Rejection::error_res(
+                    "INVALID_REQUEST",
+                    "Limit price is required for a LIMIT order",
+                ));
+            }
+            OrderKind::Stop if req.stop_price.is_none() => {
+                return Err(Rejection::error_res(
+                    "INVALID_REQUEST",
+                    "Stop price is required for a STOP order",
+                ));
+            }
+            OrderKind::Limit | OrderKind::Stop => {}
+            OrderKind::StopLossTakeProfit => {
+                return Err(Rejection::error_res(
+                    "INVALID_REQUEST",
+                    "Order type is not supported",
+                ));
+            }
+        }
+        if req.relative_stop_loss.is_some_and(|d| d <= 0)
+            || req.relative_take_profit.is_some_and(|d| d <= 0)
+        {
+            return Err(Rejection::order_error(
+                "TRADING_BAD_STOPS",
+                "Relative stop loss and take profit must be positive",
+            ));
+        }
+        if !symbol.is_open(now) {
+            return Err(Rejection::order_error("MARKET_CLOSED", "Market is closed"));
+        }
+        let quote = self
+            .quotes
+            .get(&symbol.id)
+            .copied()
+            .ok_or_else(|| Rejection::order_error("NO_QUOTES", "No quotes for the symbol"))?;
+        let reference = match req.kind {
+            OrderKind::Limit => req.limit_price.unwrap_or_default(),
+            OrderKind::Stop => req.stop_price.unwrap_or_default(),
+            _ => entry_price(req.side, quote),
+        };
+        if reference <= 0 {
+            return Err(Rejection::error_res(
+                "TRADING_BAD_PRICES",
+                "Price must be positive",
+            ));
+        }
+        self.check_margin(&account, &symbol, req.volume, reference)?;
+
+        let order_id = self.take_order_id();
+        let order = Order {
+            id: order_id,
+            account: req.account,
+            symbol_id: symbol.id,
+            side: req.side,
+            volume: req.volume,
+            kind: req.kind,
+            state: OrderState::Accepted,
+            label: req.label.clone(),
+            comment: req.comment.clone(),
+            client_order_id: req.client_order_id.clone(),
+            position_id: None,
+            limit_price: req.limit_price.map(|p| symbol.to_grid(p)),
+            stop_price: req.stop_price.map(|p| symbol.to_grid(p)),
+            stop_loss: req.stop_loss.map(|p| symbol.to_grid(p)),
+            take_profit: req.take_profit.map(|p| symbol.to_grid(p)),
+            relative_stop_loss: req.relative_stop_loss,
+            relative_take_profit: req.relative_take_profit,
+            execution_price: None,
+            executed_volume: 0,
+            closing: false,
+            time_in_force: req.time_in_force.unwrap_or(match req.kind {
+                OrderKind::Market => 3,
+                _ => 2,
+            }),
+            created: now,
+            updated: now,
+        };
+        self.orders.insert(order_id, order.clone());
+        if req.kind != OrderKind::Market {
+            return Ok(vec![Execution {
+                account: req.account,
+                kind: ExecutionKind::Accepted,
+                position: None,
+                order: Some(order),
+                deal: None,
+                server_event: false,
+                error_code: None,
+            }]);
+        }
+        let price = entry_price(req.side, quote);
+        Ok(self.fill_opening_order(order_id, price, now))
+    }
+
+    /// Closes `volume` of a position at the market on the trader's request.
+    pub(crate) fn close_position(
+        &mut self,
+        account: i64,
+        position_id: i64,
+        volume: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let position = self.owned_open_position(account, position_id)?;
+        let symbol = self.symbol_of(&position)?;
+        check_close_volume(&symbol, &position, volume)?;
+        let quote = self.tradable_quote(&symbol, now)?;
+        let price = exit_price(position.side, quote);
+        Ok(self.close_at(position_id, volume, price, Closer::Trader, None, now))
+    }
+
+    /// Closes a whole position at the market as if a person did it in the cTrader app.
+    pub(crate) fn close_elsewhere(
+        &mut self,
+        position_id: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let position = self.open_position(position_id).cloned().ok_or_else(|| {
+            Rejection::order_error("POSITION_NOT_FOUND", "Position not found")
+                .for_position(position_id)
+        })?;
+        let symbol = self.symbol_of(&position)?;
+        let quote = self.tradable_quote(&symbol, now)?;
+        let price = exit_price(position.side, quote);
+        Ok(self.close_at(
+            position_id,
+            position.volume,
+            price,
+            Closer::Elsewhere,
+            None,
+            now,
+        ))
+    }
+
+    /// Sets (or removes, with `None`) a position's stop loss and take profit.
+    pub(crate) fn amend_protection(
+        &mut self,
+        account: i64,
+        position_id: i64,
+        stop_loss: Option<i64>,
+        take_profit: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let position = self.owned_open_position(account, position_id)?;
+        let symbol = self.symbol_of(&position)?;
+        let stop_loss = stop_loss.map(|p| symbol.to_grid(p));
+        let take_profit = take_profit.map(|p| symbol.to_grid(p));
+        if let Some(quote) = self.quotes.get(&symbol.id) {
+            let market = exit_price(position.side, *quote);
+            let (sl_ok, tp_ok) = match position.side {
+                Side::Buy => (
+                    stop_loss.is_none_or(|sl| sl < market),
+                    take_profit.is_none_or(|tp| tp > market),
+                ),
+                Side::Sell => (
+                    stop_loss.is_none_or(|sl| sl > market),
+                    take_profit.is_none_or(|tp| tp < market),
+                ),
+            };
+            if !sl_ok || !tp_ok {
+                return Err(Rejection::order_error(
+                    "TRADING_BAD_STOPS",
+                    "Stop loss or take profit is on the wrong side of the market",
+                )
+                .for_position(position_id));
+            }
+        }
+        let Some(stored) = self.positions.get_mut(&position_id) else {
+            return Err(
+                Rejection::order_error("POSITION_NOT_FOUND", "Position not found")
+                    .for_position(position_id),
+            );
+        };
+        stored.stop_loss = stop_loss;
+        stored.take_profit = take_profit;
+        stored.updated = now;
+        Ok(vec![Execution {
+            account,
+            kind: ExecutionKind::Replaced,
+            position: Some(stored.clone()),
+            order: None,
+            deal: None,
+            server_event: false,
+            error_code: None,
+        }])
+    }
+
+    /// Cancels a working limit or stop order.
+    pub(crate) fn cancel_order(
+        &mut self,
+        account: i64,
+        order_id: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let order = self
+            .orders
+            .get_mut(&order_id)
+            .filter(|o| o.account == account && o.state == OrderState::Accepted && !o.closing)
+            .filter(|o| matches!(o.kind, OrderKind::Limit | OrderKind::Stop))
+            .ok_or_else(|| Rejection {
+                order_id: Some(order_id),
+                ..Rejection::order_error("ORDER_NOT_FOUND", "Order not found")
+            })?;
+        order.state = OrderState::Cancelled;
+        order.updated = now;
+        Ok(vec![Execution {
+            account,
+            kind: ExecutionKind::Cancelled,
+            position: None,
+            order: Some(order.clone()),
+            deal: None,
+            server_event: false,
+            error_code: None,
+        }])
+    }
+
+    /// Records a new quote and executes what it triggers: working orders reaching their price,
+    /// stop losses and take profits. Returns the unsolicited execution reports.
+    pub(crate) fn on_quote(
+        &mut self,
+        symbol_id: i64,
+        quote: TwoSided,
+        now: Timestamp,
+    ) -> Vec<Execution> {
+        self.quotes.insert(symbol_id, quote);
+        let mut reports = Vec::new();
+        let triggered: Vec<(i64, i64)> = self
+            .orders
+            .values()
+            .filter(|o| o.symbol_id == symbol_id && o.state == OrderState::Accepted && !o.closing)
+            .filter_map(|o| pending_fill_price(o, quote).map(|price| (o.id, price)))
+            .collect();
+        for (order_id, price) in triggered {
+            reports.extend(self.execute_pending(order_id, price, now));
+        }
+        let hits: Vec<(i64, i64)> = self
+            .positions
+            .values()
+            .filter(|p| p.symbol_id == symbol_id && p.state == PositionState::Open)
+            .filter_map(|p| protection_hit(p, quote).map(|price| (p.id, price)))
+            .collect();
+        for (position_id, price) in hits {
+            let volume = self.positions.get(&position_id).map_or(0, |p| p.volume);
+            reports.extend(self.close_at(
+                position_id,
+                volume,
+                price,
+                Closer::Protection,
+                None,
+                now,
+            ));
+        }
+        reports
+    }
+
+    /// Fills a triggered pending order, or rejects it when the account can no longer afford it.
+    fn execute_pending(&mut self, order_id: i64, price: i64, now: Timestamp) -> Vec<Execution> {
+        let Some(order) = self.orders.get(&order_id).cloned() else {
+            return Vec::new();
+        };
+        let affordable = match (
+            self.accounts.get(&order.account),
+            self.symbols.get(&order.symbol_id),
+        ) {
+            (Some(account), Some(symbol)) => self
+                .check_margin(account, symbol, order.volume, price)
+                .is_ok(),
+            _ => false,
+        };
+        if !affordable {
+            let Some(stored) = self.orders.get_mut(&order_id) else {
+                return Vec::new();
+            };
+            stored.state = OrderState::Rejected;
+            stored.updated = now;
+            return vec![Execution {
+                account: order.account,
+                kind: ExecutionKind::Rejected,
+                position: None,
+                order: Some(stored.clone()),
+                deal: None,
+                server_event: true,
+                error_code: Some("NOT_ENOUGH_MONEY".to_owned()),
+            }];
+        }
+        // The acceptance was reported when the order was placed: only the fill is new.
+        self.fill_opening_order(order_id, price, now)
+            .into_iter()
+            .filter(|e| e.kind == ExecutionKind::Filled)
+            .collect()
+    }
+
+    /// Opens a position from an accepted order at `price`: ACCEPTED (position created) then FILLED.
+    fn fill_opening_order(&mut self, order_id: i64, price: i64, now: Timestamp) -> Vec<Execution> {
+        let Some(order) = self.orders.get(&order_id).cloned() else {
+            return Vec::new();
+        };
+        let Some(symbol) = self.symbols.get(&order.symbol_id).cloned() else {
+            return Vec::new();
+        };
+        let money_digits = self
+            .accounts
+            .get(&order.account)
+            .map_or(2, |a| a.money_digits);
+        let position_id = self.take_position_id();
+        let notional = money::notional(
+            price,
+            order.volume,
+            symbol.quote_to_deposit_ppm,
+            money_digits,
+        );
+        let commission = money::commission(notional, symbol.commission_per_million);
+        let signed = |distance: i64, towards_profit: bool| match (order.side, towards_profit) {
+            (Side::Buy, true) | (Side::Sell, false) => price.saturating_add(distance),
+            (Side::Buy, false) | (Side::Sell, true) => price.saturating_sub(distance),
+        };
+        let stop_loss = order
+            .relative_stop_loss
+            .map(|d| symbol.to_grid(signed(d, false)).max(symbol.tick()))
+            .or(order.stop_loss);
+        let take_profit = order
+            .relative_take_profit
+            .map(|d| symbol.to_grid(signed(d, true)).max(symbol.tick()))
+            .or(order.take_profit);
+        let mut position = Position {
+            id: position_id,
+            account: order.account,
+            symbol_id: symbol.id,
+            side: order.side,
+            volume: order.volume,
+            open_price: price,
+            opened: now,
+            stop_loss,
+            take_profit,
+            label: order.label.clone(),
+            comment: order.comment.clone(),
+            commission,
+            swap: 0,
+            state: PositionState::Created,
+            updated: now,
+            closed: None,
+            used_margin: money::margin(notional, symbol.leverage),
+            money_digits,
+        };
+        let mut accepted_order = order.clone();
+        accepted_order.position_id = Some(position_id);
+        let accepted = Execution {
+            account: order.account,
+            kind: ExecutionKind::Accepted,
+            position: Some(position.clone()),
+            order: Some(accepted_order.clone()),
+            deal: None,
+            server_event: false,
+            error_code: None,
+        };
+        position.state = PositionState::Open;
+        let mut filled_order = accepted_order;
+        filled_order.state = OrderState::Filled;
+        filled_order.execution_price = Some(price);
+        filled_order.executed_volume = order.volume;
+        filled_order.updated = now;
+        let deal = Deal {
+            id: self.take_deal_id(),
+            order_id,
+            position_id,
+            account: order.account,
+            symbol_id: symbol.id,
+            side: order.side,
+            volume: order.volume,
+            filled_volume: order.volume,
+            execution_price: price,
+            created: order.created,
+            executed: now,
+            commission,
+            money_digits,
+            close: None,
+        };
+        self.deals.push(deal.clone());
+        self.orders.insert(order_id, filled_order.clone());
+        self.positions.insert(position_id, position.clone());
+        vec![
+            accepted,
+            Execution {
+                account: order.account,
+                kind: ExecutionKind::Filled,
+                position: Some(position),
+                order: Some(filled_order),
+                deal: Some(deal),
+                server_event: false,
+                error_code: None,
+            },
+        ]
+    }
+
+    /// An order naming a position: an opposite-side market order closes that much of it.
+    fn order_against_position(
+        &mut self,
+        req: &NewOrder,
+        position_id: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let position = self.owned_open_position(req.account, position_id)?;
+        if req.kind != OrderKind::Market
+            || req.side == position.side
+            || req.symbol_id != position.symbol_id
+        {
+            return Err(Rejection::error_res(
+                "INVALID_REQUEST",
+                "The simulator only accepts an opposite-side market order on the position's symbol to close a position by id",
+            ));
+        }
+        let symbol = self.symbol_of(&position)?;
+        check_close_volume(&symbol, &position, req.volume)?;
+        let quote = self.tradable_quote(&symbol, now)?;
+        let price = exit_price(position.side, quote);
+        Ok(self.close_at(
+            position_id,
+            req.volume,
+            price,
+            Closer::Trader,
+            Some(req),
+            now,
+        ))
+    }
+
+    /// Closes `volume` of a position at `price`: a closing order, ACCEPTED then FILLED with a deal
+    /// carrying the realised profit, and the balance updated.
+    fn close_at(
+        &mut self,
+        position_id: i64,
+        volume: i64,
+        price: i64,
+        closer: Closer,
+        request: Option<&NewOrder>,
+        now: Timestamp,
+    ) -> Vec<Execution> {
+        let Some(position) = self.positions.get(&position_id).cloned() else {
+            return Vec::new();
+        };
+        let Some(symbol) = self.symbols.get(&position.symbol_id).cloned() else {
+            return Vec::new();
+        };
+        let Some(account) = self.accounts.get(&position.account).cloned() else {
+            return Vec::new();
+        };
+        let volume = volume.clamp(0, position.volume);
+        let money_digits = account.money_digits;
+        let gross = money::gross_profit(
+            position.side,
+            position.open_price,
+            price,
+            volume,
+            symbol.quote_to_deposit_ppm,
+            money_digits,
+        );
+        let notional = money::notional(price, volume, symbol.quote_to_deposit_ppm, money_digits);
+        let closing_commission = money::commission(notional, symbol.commission_per_million);
+        // The share of the opening commission that belongs to the closed volume.
+        let opening_share = if position.volume == 0 {
+            0
+        } else {
+            i64::try_from(
+                i128::from(position.commission) * i128::from(volume) / i128::from(position.volume),
+            )
+            .unwrap_or(position.commission)
+        };
+        let realised = gross
+            .saturating_add(closing_commission)
+            .saturating_add(opening_share);
+        let balance = account.balance.saturating_add(realised);
+        let balance_version = account.balance_version + 1;
+        if let Some(stored) = self.accounts.get_mut(&account.id) {
+            stored.balance = balance;
+            stored.balance_version = balance_version;
+            stored.last_closing_deal = Some(now);
+        }
+
+        let kind = match closer {
+            Closer::Protection => OrderKind::StopLossTakeProfit,
+            Closer::Trader | Closer::Elsewhere => OrderKind::Market,
+        };
+        let order_id = self.take_order_id();
+        let mut order = Order {
+            id: order_id,
+            account: position.account,
+            symbol_id: symbol.id,
+            side: position.side.opposite(),
+            volume,
+            kind,
+            state: OrderState::Accepted,
+            label: request
+                .and_then(|r| r.label.clone())
+                .or_else(|| position.label.clone()),
+            comment: request.and_then(|r| r.comment.clone()),
+            client_order_id: request.and_then(|r| r.client_order_id.clone()),
+            position_id: Some(position_id),
+            limit_price: None,
+            stop_price: None,
+            stop_loss: None,
+            take_profit: None,
+            relative_stop_loss: None,
+            relative_take_profit: None,
+            execution_price: None,
+            executed_volume: 0,
+            closing: true,
+            time_in_force: 3,
+            created: now,
+            updated: now,
+        };
+        if closer == Closer::Protection {
+            // The triggered level travels as the order's stop price, as cTrader reports SL/TP orders.
+            order.stop_price = Some(price);
+        }
+        let server_event = closer == Closer::Protection;
+        let accepted = Execution {
+            account: position.account,
+            kind: ExecutionKind::Accepted,
+            position: Some(position.clone()),
+            order: Some(order.clone()),
+            deal: None,
+            server_event,
+            error_code: None,
+        };
+
+        let mut after = position.clone();
+        after.volume = position.volume - volume;
+        after.commission = position.commission - opening_share;
+        after.used_margin = if position.volume == 0 {
+            0
+        } else {
+            i64::try_from(
+                i128::from(position.used_margin) * i128::from(after.volume)
+                    / i128::from(position.volume),
+            )
+            .unwrap_or(0)
+        };
+        after.updated = now;
+        if after.volume == 0 {
+            after.state = PositionState::Closed;
+            after.closed = Some(now);
+            after.used_margin = 0;
+        }
+        order.state = OrderState::Filled;
+        order.execution_price = Some(price);
+        order.executed_volume = volume;
+        #[allow(clippy::cast_precision_loss)] // a rate in millionths, far below 2^53
+        let quote_to_deposit = symbol.quote_to_deposit_ppm as f64 / 1_000_000.0;
+        let deal = Deal {
+            id: self.take_deal_id(),
+            order_id,
+            position_id,
+            account: position.account,
+            symbol_id: symbol.id,
+            side: order.side,
+            volume,
+            filled_volume: volume,
+            execution_price: price,
+            created: now,
+            executed: now,
+            commission: closing_commission,
+            money_digits,
+            close: Some(CloseDetail {
+                entry_price: position.open_price,
+                gross_profit: gross,
+                swap: 0,
+                commission: closing_commission.saturating_add(opening_share),
+                balance,
+                balance_version,
+                closed_volume: volume,
+                quote_to_deposit,
+                money_digits,
+            }),
+        };
+        self.deals.push(deal.clone());
+        self.orders.insert(order_id, order.clone());
+        self.positions.insert(position_id, after.clone());
+        vec![
+            accepted,
+            Execution {
+                account: position.account,
+                kind: ExecutionKind::Filled,
+                position: Some(after),
+                order: Some(order),
+                deal: Some(deal),
+                server_event,
+                error_code: None,
+            },
+        ]
+    }
+
+    /// Refuses an order whose margin the account's free margin cannot cover.
+    fn check_margin(
+        &self,
+        account: &Account,
+        symbol: &SimSymbol,
+        volume: i64,
+        price: i64,
+    ) -> Result<(), Rejection> {
+        let digits = account.money_digits;
+        let needed = money::margin(
+            money::notional(price, volume, symbol.quote_to_deposit_ppm, digits),
+            symbol.leverage,
+        );
+        let mut equity = account.balance;
+        let mut used = 0_i64;
+        for p in self
+            .positions
+            .values()
+            .filter(|p| p.account == account.id && p.state == PositionState::Open)
+        {
+            used = used.saturating_add(p.used_margin);
+            if let (Some(quote), Some(s)) = (
+                self.quotes.get(&p.symbol_id),
+                self.symbols.get(&p.symbol_id),
+            ) {
+                let pnl = money::gross_profit(
+                    p.side,
+                    p.open_price,
+                    exit_price(p.side, *quote),
+                    p.volume,
+                    s.quote_to_deposit_ppm,
+                    digits,
+                );
+                equity = equity.saturating_add(pnl).saturating_add(p.commission);
+            }
+        }
+        let free = equity.saturating_sub(used);
+        if needed > free {
+            return Err(Rejection::order_error(
+                "NOT_ENOUGH_MONEY",
+                format!(
+                    "Not enough money: the order needs margin {needed}, free margin is {free} (minor units)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The caller's open position, or the error cTrader gives.
+    fn owned_open_position(&self, account: i64, position_id: i64) -> Result<Position, Rejection> {
+        let position = self
+            .positions
+            .get(&position_id)
+            .filter(|p| p.account == account)
+            .ok_or_else(|| {
+                Rejection::order_error("POSITION_NOT_FOUND", "Position not found")
+                    .for_position(position_id)
+            })?;
+        if position.state != PositionState::Open {
+            return Err(
+                Rejection::order_error("POSITION_NOT_OPEN", "Position is not open")
+                    .for_position(position_id),
+            );
+        }
+        Ok(position.clone())
+    }
+
+    fn symbol_of(&self, position: &Position) -> Result<SimSymbol, Rejection> {
+        self.symbols
+            .get(&position.symbol_id)
+            .cloned()
+            .ok_or_else(|| Rejection::error_res("SYMBOL_NOT_FOUND", "Symbol not found"))
+    }
+
+    /// The quote to trade at now, or why there is none.
+    fn tradable_quote(&self, symbol: &SimSymbol, now: Timestamp) -> Result<TwoSided, Rejection> {
+        if !symbol.is_open(now) {
+            return Err(Rejection::order_error("MARKET_CLOSED", "Market is closed"));
+        }
+        self.quotes
+            .get(&symbol.id)
+            .copied()
+            .ok_or_else(|| Rejection::order_error("NO_QUOTES", "No quotes for the symbol"))
+    }
+
+    fn take_order_id(&mut self) -> i64 {
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        id
+    }
+
+    fn take_position_id(&mut self) -> i64 {
+        let id = self.next_position_id;
+        self.next_position_id += 1;
+        id
+    }
+
+    fn take_deal_id(&mut self) -> i64 {
+        let id = self.next_deal_id;
+        self.next_deal_id += 1;
+        id
+    }
+}
+
+/// Where a new position of `side` fills: buyers pay the ask, sellers get the bid.
+fn entry_price(side: Side, quote: TwoSided) -> i64 {
+    match side {
+        Side::Buy => quote.ask,
+        Side::Sell => quote.bid,
+    }
+}
+
+/// Where a position of `side` closes: a long sells at the bid, a short buys at the ask.
+fn exit_price(side: Side, quote: TwoSided) -> i64 {
+    match side {
+        Side::Buy => quote.bid,
+        Side::Sell => quote.ask,
+    }
+}
+
+/// The fill price of a working order at this quote, if it triggers.
+fn pending_fill_price(order: &Order, quote: TwoSided) -> Option<i64> {
+    let market = entry_price(order.side, quote);
+    match (order.kind, order.side) {
+        (OrderKind::Limit, Side::Buy) => order.limit_price.filter(|&p| market <= p).map(|_| market),
+        (OrderKind::Limit, Side::Sell) => {
+            order.limit_price.filter(|&p| market >= p).map(|_| market)
+        }
+        (OrderKind::Stop, Side::Buy) => order.stop_price.filter(|&p| market >= p).map(|_| market),
+        (OrderKind::Stop, Side::Sell) => order.stop_price.filter(|&p| market <= p).map(|_| market),
+        _ => None,
+    }
+}
+
+/// The closing price when a stop loss or take profit is hit at this quote.
+fn protection_hit(position: &Position, quote: TwoSided) -> Option<i64> {
+    let market = exit_price(position.side, quote);
+    let hit = match position.side {
+        Side::Buy => {
+            position.stop_loss.is_some_and(|sl| market <= sl)
+                || position.take_profit.is_some_and(|tp| market >= tp)
+        }
+        Side::Sell => {
+            position.stop_loss.is_some_and(|sl| market >= sl)
+                || position.take_profit.is_some_and(|tp| market <= tp)
+        }
+    };
+    hit.then_some(market)
+}
+
+/// Refuses labels, client order ids and comments longer than cTrader allows.
+fn check_strings(req: &NewOrder) -> Result<(), Rejection> {
+    let too_long = |value: &Option<String>, max: usize| {
+        value.as_ref().is_some_and(|v| v.chars().count() > max)
+    };
+    if too_long(&req.label, MAX_LABEL_LEN) {
+        return Err(Rejection::error_res(
+            "INVALID_REQUEST",
+            "Label is longer than 100 characters",
+        ));
+    }
+    if too_long(&req.client_order_id, MAX_CLIENT_ORDER_ID_LEN) {
+        return Err(Rejection::error_res(
+            "INVALID_REQUEST",
+            "clientOrderId is longer than 50 characters",
+        ));
+    }
+    if too_long(&req.comment, MAX_COMMENT_LEN) {
+        return Err(Rejection::error_res(
+            "INVALID_REQUEST",
+            "Comment is longer than 512 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Volume must be within the symbol's limits and a multiple of its step.
+fn check_volume(symbol: &SimSymbol, volume: i64) -> Result<(), Rejection> {
+    if volume < symbol.min_volume
+        || volume > symbol.max_volume
+        || volume % symbol.step_volume.max(1) != 0
+    {
+        return Err(Rejection::order_error(
+            "TRADING_BAD_VOLUME",
+            format!(
+                "Volume {volume} is not allowed: min {}, max {}, step {}",
+                symbol.min_volume, symbol.max_volume, symbol.step_volume
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A close must take a positive multiple of the step, at most the open volume, and leave either
+/// nothing or at least the minimum volume.
+fn check_close_volume(
+    symbol: &SimSymbol,
+    position: &Position,
+    volume: i64,
+) -> Result<(), Rejection> {
+    let remaining = position.volume - volume;
+    if volume <= 0
+        || volume > position.volume
+        || volume % symbol.step_volume.max(1) != 0
+        || (remaining > 0 && remaining < symbol.min_volume)
+    {
+        return Err(Rejection::order_error(
+            "TRADING_BAD_VOLUME",
+            format!(
+                "Cannot close volume {volume} of a position of volume {}",
+                position.volume
+            ),
+        )
+        .for_position(position.id));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The simulator's configuration, mirroring `palm-oil-bot simulate`'s flags.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use domain::{Secret, Timestamp};
+
+use crate::faults::FaultPlan;
+use crate::{CertificateSource, MarketHours, PriceSource, RateLimits, SimError};
+
+/// The credentials the simulated broker accepts (`--client-id --client-secret --access-token
+/// --account-id`); secrets never print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimCredentials {
+    /// The Open API application's client id.
+    pub client_id: String,
+    /// The application's client secret.
+    pub client_secret: Secret,
+    /// The access token that authorises the account.
+    pub access_token: Secret,
+    /// The refresh token that trades for a new access token.
+    pub refresh_token: Secret,
+    /// The trading account (`ctidTraderAccountId`).
+    pub account_id: i64,
+}
+
+impl Default for SimCredentials {
+    fn default() -> SimCredentials {
+        SimCredentials {
+            client_id: "palm-oil-sim".to_owned(),
+            client_secret: Secret::new("palm-oil-sim-secret"),
+            access_token: Secret::new("palm-oil-sim-access-token"),
+            refresh_token: Secret::new("palm-oil-sim-refresh-token"),
+            account_id: 44_556_677,
+        }
+    }
+}
+
+/// Everything the simulator needs to start.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// `--listen`: where to accept TLS connections (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `--cert-dir`: where the server certificate comes from.
+    pub certificates: CertificateSource,
+    /// `--prices`: the palm oil price source.
+    pub prices: PriceSource,
+    /// `--speed`: simulated seconds per real second (600 = one simulated minute per 100 ms).
+    pub speed: f64,
+    /// `--seed`: the seed of every synthetic price path.
+    pub seed: u64,
+    /// `--symbol`: the palm oil CFD's name on this broker.
+    pub palm_oil_symbol: String,
+    /// The accepted credentials.
+    pub credentials: SimCredentials,
+    /// When the symbols trade.
+    pub market_hours: MarketHours,
+    /// Simulated time at start; `None` means the wall clock at start (synthetic prices) or the
+    /// CSV file's first bar plus [`SimConfig::history`] (replay).
+    pub start_time: Option<Timestamp>,
+    /// Simulated price history generated before the start, so trendbar requests have data.
+    pub history: Duration,
+    /// Real time between two market updates (spot events are sent at most this often per symbol).
+    pub tick_interval: Duration,
+    /// The server sends a heartbeat when it has sent nothing for this long.
+    pub heartbeat_interval: Duration,
+    /// A client silent for this long is disconnected; `None` never.
+    pub client_idle_timeout: Option<Duration>,
+    /// Largest frame body accepted from a client; a larger one closes the connection.
+    pub max_frame_len: usize,
+    /// Requests per second per connection.
+    pub rate_limits: RateLimits,
+    /// Opening balance of the account, in minor units of its currency (USD).
+    pub initial_balance: i64,
+    /// Decimal digits of the account's money amounts.
+    pub money_digits: u32,
+    /// Injected faults.
+    pub faults: FaultPlan,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            certificates: CertificateSource::Directory(PathBuf::from("ctrader-sim-certs")),
+            prices: PriceSource::Synthetic,
+            speed: 1.0,
+            seed: 1,
+            palm_oil_symbol: "PALMOIL".to_owned(),
+            credentials: SimCredentials::default(),
+            market_hours: MarketHours::Realistic,
+            start_time: None,
+            history: Duration::from_secs(3 * 86_400),
+            tick_interval: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(10),
+            client_idle_timeout: Some(Duration::from_secs(60)),
+            max_frame_len: 1024 * 1024,
+            rate_limits: RateLimits::default(),
+            initial_balance: 1_000_000,
+            money_digits: 2,
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |what: String| Err(SimError::Config(what));
+        if !self.listen.ip().is_loopback() {
+            return bad(format!(
+                "listen address {} is not a loopback address: the simulator only serves this machine",
+                self.listen
+            ));
+        }
+        if !self.speed.is_finite() || self.speed <= 0.0 || self.speed > 1_000_000.0 {
+            return bad(format!(
+                "speed {} must be above 0 and at most 1000000",
+                self.speed
+            ));
+        }
+        let name = self.palm_oil_symbol.trim();
+        if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad(format!(
+                "symbol name {:?} must be 1 to 32 printable ASCII characters without spaces",
+                self.palm_oil_symbol
+            ));
+        }
+        if ["EURUSD", "XAUUSD", "BRENT"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            return bad(format!(
+                "symbol name {name} is taken by another simulated symbol"
+            ));
+        }
+        let c = &self.credentials;
+        if c.client_id.trim().is_empty() {
+            return bad("client id is empty".to_owned());
+        }
+        for (what, secret) in [
+            ("client secret", &c.client_secret),
+            ("access token", &c.access_token),
+            ("refresh token", &c.refresh_token),
+        ] {
+            if secret.is_empty() {
+                return bad(format!("{what} is empty"));
+            }
+        }
+        if c.access_token == c.refresh_token {
+            return bad("access token and refresh token must differ".to_owned());
+        }
+        if c.account_id <= 0 {
+            return bad(format!("account id {} must be positive", c.account_id));
+        }
+        if let MarketHours::PalmSessions(sessions) = &self.market_hours
+            && (sessions.is_empty()
+                || sessions
+                    .iter()
+                    .any(|s| s.start_second >= s.end_second || s.end_second > 7 * 86_400))
+        {
+            return bad(
+                "palm oil sessions must be non-empty start < end ranges within one week (seconds from Sunday 00:00 UTC)"
+                    .to_owned(),
+            );
+        }
+        if self.history > Duration::from_secs(400 * 86_400) {
+            return bad("history longer than 400 days".to_owned());
+        }
+        if self.tick_interval < Duration::from_millis(1)
+            || self.tick_interval > Duration::from_secs(60)
+        {
+            return bad("tick interval must be between 1 ms and 60 s".to_owned());
+        }
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return bad("heartbeat interval must be at least 10 ms".to_owned());
+        }
+        if self
+            .client_idle_timeout
+            .is_some_and(|t| t < Duration::from_millis(10))
+        {
+            return bad("client idle timeout must be at least 10 ms".to_owned());
+        }
+        if self.max_frame_len < 1024 {
+            return bad("max frame length must be at least 1024 bytes".to_owned());
+        }
+        if self.rate_limits.requests_per_second == 0 || self.rate_limits.historical_per_second == 0
+        {
+            return bad("rate limits must be positive".to_owned());
+        }
+        if self.initial_balance < 0 {
+            return bad("initial balance must not be negative".to_owned());
+        }
+        if self.money_digits > 8 {
+            return bad("money digits must be at most 8".to_owned());
+        }
+        self.faults.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_secrets_do_not_print() {
+        let config = SimConfig::default();
+        config.validate().unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("palm-oil-sim-secret"));
+        assert!(!debug.contains("palm-oil-sim-access-token"));
+        assert!(
+            debug.contains("palm-oil-sim"),
+            "the client id is not a secret"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let check = |change: fn(&mut SimConfig), expected: &str| {
+            let mut config = SimConfig::default();
+            change(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        };
+        check(|c| c.speed = 0.0, "speed");
+        check(|c| c.speed = f64::NAN, "speed");
+        check(|c| c.listen = "0.0.0.0:5035".parse().unwrap(), "loopback");
+        check(|c| c.palm_oil_symbol = "PALM OIL".into(), "symbol name");
+        check(|c| c.palm_oil_symbol = "eurusd".into(), "taken");
+        check(|c| c.credentials.account_id = 0, "account id");
+        check(
+            |c| c.credentials.client_secret = Secret::new(" "),
+            "client secret",
+        );
+        check(
+            |c| c.credentials.refresh_token = c.credentials.access_token.clone(),
+            "differ",
+        );
+        check(
+            |c| c.market_hours = MarketHours::PalmSessions(vec![]),
+            "sessions",
+        );
+        check(|c| c.max_frame_len = 10, "frame");
+        check(|c| c.rate_limits.historical_per_second = 0, "rate limits");
+    }
+}

@@ -1,0 +1,295 @@
+//! The simulated broker's whole state, shared by every connection for the life of the process:
+//! the market, the broker's books and the tokens it accepts.
+
+use domain::Timestamp;
+
+use crate::broker::{Broker, Execution};
+use crate::market::{Market, SpotUpdate};
+use crate::prices::{PriceDriver, PriceSource, ReplayPath, SyntheticPath, load_ohlc_csv};
+use crate::rng::SimRng;
+use crate::symbols::{PALM_OIL_SYMBOL_ID, catalog};
+use crate::{SimConfig, SimError};
+
+/// Stream number of the token generator, apart from the price paths' streams (symbol ids).
+const TOKEN_STREAM: u64 = 0x70CE_0000;
+
+/// The tokens the broker currently accepts, and how new ones are made.
+#[derive(Debug)]
+pub(crate) struct TokenBook {
+    access: String,
+    refresh: String,
+    accounts: Vec<i64>,
+    rng: SimRng,
+}
+
+/// What a successful token refresh changed.
+#[derive(Debug, Clone)]
+pub(crate) struct Refreshed {
+    /// The token that no longer works.
+    pub(crate) old_access: String,
+    /// Its replacement.
+    pub(crate) access: String,
+    /// The next refresh token.
+    pub(crate) refresh: String,
+    /// Accounts the token covers.
+    pub(crate) accounts: Vec<i64>,
+}
+
+impl TokenBook {
+    /// True when `token` is the current access token.
+    pub(crate) fn is_valid(&self, token: &str) -> bool {
+        !token.is_empty() && token == self.access
+    }
+
+    /// Accounts `token` may trade, empty when it is not valid.
+    pub(crate) fn accounts(&self, token: &str) -> Vec<i64> {
+        if self.is_valid(token) {
+            self.accounts.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Trades the refresh token for new tokens; the old access token stops working.
+    pub(crate) fn refresh(&mut self, refresh_token: &str) -> Option<Refreshed> {
+        if refresh_token.is_empty() || refresh_token != self.refresh {
+            return None;
+        }
+        let access = format!(
+            "sim-access-{:016x}{:016x}",
+            self.rng.next_u64(),
+            self.rng.next_u64()
+        );
+        let refresh = format!(
+            "sim-refresh-{:016x}{:016x}",
+            self.rng.next_u64(),
+            self.rng.next_u64()
+        );
+        let old_access = std::mem::replace(&mut self.access, access.clone());
+        self.refresh.clone_from(&refresh);
+        Some(Refreshed {
+            old_access,
+            access,
+            refresh,
+            accounts: self.accounts.clone(),
+        })
+    }
+}
+
+/// Market, books and tokens.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) market: Market,
+    pub(crate) broker: Broker,
+    pub(crate) tokens: TokenBook,
+}
+
+impl Exchange {
+    /// Builds the exchange and runs the price paths through `config.history` so charts have data.
+    /// `wall_clock` is "now" for a synthetic start without a configured start time.
+    pub(crate) fn new(config: &SimConfig, wall_clock: Timestamp) -> Result<Exchange, SimError> {
+        config.validate()?;
+        let symbols = catalog(&config.palm_oil_symbol, &config.market_hours);
+        let history_ms = i64::try_from(config.history.as_millis()).unwrap_or(i64::MAX);
+        let mut replay = None;
+        if let PriceSource::Csv(path) = &config.prices {
+            replay = Some(ReplayPath::new(&load_ohlc_csv(path)?));
+        }
+        let start = match (&replay, config.start_time) {
+            (_, Some(start)) => start,
+            (Some(path), None) => path.first_time().plus_millis(history_ms),
+            (None, None) => wall_clock,
+        };
+        let mut drivers = Vec::with_capacity(symbols.len());
+        for symbol in &symbols {
+            let stream = symbol.id.unsigned_abs();
+            let driver = match (&replay, symbol.id == PALM_OIL_SYMBOL_ID) {
+                (Some(path), true) => PriceDriver::Replay {
+                    path: path.clone(),
+                    tick: symbol.tick(),
+                    spread_ticks: symbol.model.spread_quiet_ticks,
+                },
+                _ => PriceDriver::Synthetic(SyntheticPath::new(
+                    symbol.model.clone(),
+                    config.seed,
+                    stream,
+                )),
+            };
+            drivers.push((symbol.clone(), driver));
+        }
+        let mut market = Market::new(drivers, Timestamp(start.0.saturating_sub(history_ms)));
+        // Nothing is open during the warm-up, so only the final quotes matter to the broker.
+        market.advance(start, |_| {});
+        let mut broker = Broker::new(&symbols);
+        for symbol in &symbols {
+            if let Some((quote, at)) = market.last_quote(symbol.id) {
+                broker.on_quote(symbol.id, quote, at);
+            }
+        }
+        let account_id = config.credentials.account_id;
+        broker.open_account(
+            account_id,
+            config.initial_balance,
+            config.money_digits,
+            start,
+        );
+        let tokens = TokenBook {
+            access: config.credentials.access_token.expose().to_owned(),
+            refresh: config.credentials.refresh_token.expose().to_owned(),
+            accounts: vec![account_id],
+            rng: SimRng::new(config.seed, TOKEN_STREAM),
+        };
+        Ok(Exchange {
+            market,
+            broker,
+            tokens,
+        })
+    }
+
+    /// Simulated now.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.market.now()
+    }
+
+    /// Moves the market to `to`, marking every position to market on each price; returns the
+    /// execution reports the prices triggered and the spot updates to publish.
+    pub(crate) fn advance(&mut self, to: Timestamp) -> (Vec<Execution>, Vec<SpotUpdate>) {
+        let mut reports = Vec::new();
+        let broker = &mut self.broker;
+        self.market.advance(to, |tick| {
+            reports.extend(broker.on_quote(tick.symbol_id, tick.quote, tick.at));
+        });
+        (reports, self.market.take_spot_updates())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MarketHours;
+    use crate::broker::{NewOrder, OrderKind};
+    use domain::Side;
+    use std::time::Duration;
+
+    /// Monday 2025-11-24 03:00 UTC, inside the palm oil morning session.
+    const MONDAY_0300: Timestamp = Timestamp(1_763_953_200_000);
+
+    fn config() -> SimConfig {
+        SimConfig {
+            start_time: Some(MONDAY_0300),
+            history: Duration::from_secs(86_400),
+            market_hours: MarketHours::AlwaysOpen,
+            ..SimConfig::default()
+        }
+    }
+
+    #[test]
+    fn warm_up_gives_quotes_and_history() {
+        let exchange = Exchange::new(&config(), Timestamp(0)).unwrap();
+        assert_eq!(exchange.now(), MONDAY_0300);
+        let quote = exchange.broker.quote(PALM_OIL_SYMBOL_ID).unwrap();
+        assert!(quote.bid > 300_000_000 && quote.bid < 500_000_000);
+        let m1 = crate::bars::BarPeriod::from_code(1).unwrap();
+        let bars = exchange.market.bars(PALM_OIL_SYMBOL_ID).unwrap().history(
+            m1,
+            Timestamp(MONDAY_0300.0 - 86_400_000),
+            MONDAY_0300,
+        );
+        assert!(bars.len() > 1_000, "a day of minute bars, {}", bars.len());
+    }
+
+    #[test]
+    fn positions_are_marked_to_market_as_time_passes() {
+        let mut exchange = Exchange::new(&config(), Timestamp(0)).unwrap();
+        let account = SimConfig::default().credentials.account_id;
+        let order = NewOrder {
+            account,
+            symbol_id: PALM_OIL_SYMBOL_ID,
+            kind: OrderKind::Market,
+            side: Side::Buy,
+            volume: 100,
+            limit_price: None,
+            stop_price: None,
+            stop_loss: None,
+            take_profit: None,
+            relative_stop_loss: Some(100_000),
+            relative_take_profit: Some(100_000),
+            label: None,
+            comment: None,
+            client_order_id: None,
+            position_id: None,
+            time_in_force: None,
+        };
+        exchange.broker.place_order(order, exchange.now()).unwrap();
+        // A one-tick stop and target: the path hits one of them within minutes.
+        let mut closed = false;
+        for minute in 1..=120 {
+            let (reports, _) = exchange.advance(MONDAY_0300.plus_millis(minute * 60_000));
+            if reports
+                .iter()
+                .any(|r| r.deal.as_ref().is_some_and(|d| d.close.is_some()))
+            {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed);
+        assert!(exchange.broker.reconcile(account).0.is_empty());
+    }
+
+    #[test]
+    fn tokens_refresh_and_the_old_one_dies() {
+        let mut exchange = Exchange::new(&config(), Timestamp(0)).unwrap();
+        let credentials = SimConfig::default().credentials;
+        let old = credentials.access_token.expose();
+        assert!(exchange.tokens.is_valid(old));
+        assert!(exchange.tokens.refresh("wrong").is_none());
+        let refreshed = exchange
+            .tokens
+            .refresh(credentials.refresh_token.expose())
+            .unwrap();
+        assert_eq!(refreshed.old_access, old);
+        assert!(!exchange.tokens.is_valid(old));
+        assert!(exchange.tokens.is_valid(&refreshed.access));
+        assert_eq!(
+            exchange.tokens.accounts(&refreshed.access),
+            vec![credentials.account_id]
+        );
+        assert!(
+            exchange
+                .tokens
+                .refresh(credentials.refresh_token.expose())
+                .is_none(),
+            "refresh tokens are single-use"
+        );
+    }
+
+    #[test]
+    fn replay_starts_at_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fcpo.csv");
+        std::fs::write(
+            &path,
+            "time,open,high,low,close\n2025-11-24 02:30,4100,4110,4095,4105\n2025-11-24 02:31,4105,4106,4090,4091\n",
+        )
+        .unwrap();
+        let config = SimConfig {
+            prices: PriceSource::Csv(path.clone()),
+            history: Duration::from_secs(60),
+            market_hours: MarketHours::AlwaysOpen,
+            ..SimConfig::default()
+        };
+        let exchange = Exchange::new(&config, Timestamp(0)).unwrap();
+        assert_eq!(exchange.now().to_string(), "2025-11-24T02:31:00.000Z");
+        let quote = exchange.broker.quote(PALM_OIL_SYMBOL_ID).unwrap();
+        assert_eq!(quote.bid, 410_400_000, "4105 mid, 2-tick spread");
+        let missing = SimConfig {
+            prices: PriceSource::Csv(dir.path().join("missing.csv")),
+            ..config
+        };
+        assert!(matches!(
+            Exchange::new(&missing, Timestamp(0)).unwrap_err(),
+            SimError::PriceFileIo { .. }
+        ));
+    }
+}

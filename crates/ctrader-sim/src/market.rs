@@ -1,0 +1,276 @@
+//! The market: every symbol's price path stepped one simulated second at a time while the symbol
+//! trades, its one-minute bars, and which quote changes are still to be published as spots.
+
+use std::collections::BTreeMap;
+
+use domain::{Holiday, Timestamp};
+
+use crate::bars::BarSeries;
+use crate::prices::{PriceDriver, TwoSided};
+use crate::symbols::SimSymbol;
+
+/// One simulated second: the resolution of the price path, SL/TP checks and bars.
+pub(crate) const STEP_MS: i64 = 1_000;
+
+/// A price change of one symbol at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tick {
+    /// Which symbol.
+    pub(crate) symbol_id: i64,
+    /// When.
+    pub(crate) at: Timestamp,
+    /// The new quote.
+    pub(crate) quote: TwoSided,
+}
+
+/// What a spot event must carry: only the sides that changed since the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpotUpdate {
+    /// Which symbol.
+    pub(crate) symbol_id: i64,
+    /// New bid, if it changed.
+    pub(crate) bid: Option<i64>,
+    /// New ask, if it changed.
+    pub(crate) ask: Option<i64>,
+    /// When the latest change happened.
+    pub(crate) at: Timestamp,
+}
+
+/// Whether a symbol trades, remembered per day so holidays are not recomputed every second.
+#[derive(Debug, Clone, Default)]
+struct DayCache {
+    day: Option<i64>,
+    closures: Vec<Holiday>,
+}
+
+/// One symbol's live market.
+#[derive(Debug)]
+struct Feed {
+    symbol: SimSymbol,
+    driver: PriceDriver,
+    bars: BarSeries,
+    last: Option<TwoSided>,
+    last_at: Timestamp,
+    published: Option<TwoSided>,
+    day_cache: DayCache,
+}
+
+impl Feed {
+    /// True when the symbol trades at `at` (weekly sessions minus holidays).
+    fn open_at(&mut self, at: Timestamp) -> bool {
+        let second = at.second_of_week();
+        let in_session = self
+            .symbol
+            .schedule
+            .sessions
+            .iter()
+            .any(|s| i64::from(s.start_second) <= second && second < i64::from(s.end_second));
+        if !in_session {
+            return false;
+        }
+        let day = at.epoch_day();
+        if self.day_cache.day != Some(day) {
+            let day_start = day * Timestamp::DAY_MS;
+            self.day_cache = DayCache {
+                day: Some(day),
+                closures: self
+                    .symbol
+                    .schedule
+                    .holidays
+                    .iter()
+                    .filter(|h| {
+                        let probe = h.seconds.map_or(0, |(start, _)| i64::from(start) * 1000);
+                        h.covers(Timestamp(day_start + probe))
+                    })
+                    .cloned()
+                    .collect(),
+            };
+        }
+        !self.day_cache.closures.iter().any(|h| h.covers(at))
+    }
+}
+
+/// Every symbol's prices and bars, and the simulated clock.
+#[derive(Debug)]
+pub(crate) struct Market {
+    feeds: BTreeMap<i64, Feed>,
+    now: Timestamp,
+}
+
+impl Market {
+    /// A market at `start` with one driver per symbol.
+    pub(crate) fn new(symbols: Vec<(SimSymbol, PriceDriver)>, start: Timestamp) -> Market {
+        let feeds = symbols
+            .into_iter()
+            .map(|(symbol, driver)| {
+                (
+                    symbol.id,
+                    Feed {
+                        symbol,
+                        driver,
+                        bars: BarSeries::default(),
+                        last: None,
+                        last_at: start,
+                        published: None,
+                        day_cache: DayCache::default(),
+                    },
+                )
+            })
+            .collect();
+        Market { feeds, now: start }
+    }
+
+    /// The simulated time of the last step.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Steps every symbol one second at a time up to `to`, reporting each price change.
+    pub(crate) fn advance(&mut self, to: Timestamp, mut on_tick: impl FnMut(Tick)) {
+        while self.now.0 + STEP_MS <= to.0 {
+            let at = Timestamp(self.now.0 + STEP_MS);
+            self.now = at;
+            for feed in self.feeds.values_mut() {
+                if !feed.open_at(at) {
+                    continue;
+                }
+                let Some(quote) = feed.driver.step(at) else {
+                    continue;
+                };
+                if feed.last == Some(quote) {
+                    continue;
+                }
+                if feed.last.is_none_or(|last| last.bid != quote.bid) {
+                    feed.bars.record(at, quote.bid);
+                }
+                feed.last = Some(quote);
+                feed.last_at = at;
+                on_tick(Tick {
+                    symbol_id: feed.symbol.id,
+                    at,
+                    quote,
+                });
+            }
+        }
+    }
+
+    /// Moves a symbol's synthetic path to `mid` (1/100000); false for unknown or replayed symbols.
+    pub(crate) fn jump_to(&mut self, symbol_id: i64, mid: i64) -> bool {
+        self.feeds
+            .get_mut(&symbol_id)
+            .is_some_and(|f| f.driver.jump_to(mid))
+    }
+
+    /// The latest quote of a symbol and when it was set.
+    pub(crate) fn last_quote(&self, symbol_id: i64) -> Option<(TwoSided, Timestamp)> {
+        self.feeds
+            .get(&symbol_id)
+            .and_then(|f| f.last.map(|q| (q, f.last_at)))
+    }
+
+    /// A symbol's bars.
+    pub(crate) fn bars(&self, symbol_id: i64) -> Option<&BarSeries> {
+        self.feeds.get(&symbol_id).map(|f| &f.bars)
+    }
+
+    /// The quote changes since the last call, one per symbol that moved.
+    pub(crate) fn take_spot_updates(&mut self) -> Vec<SpotUpdate> {
+        let mut updates = Vec::new();
+        for feed in self.feeds.values_mut() {
+            let Some(last) = feed.last else { continue };
+            let previous = feed.published;
+            if previous == Some(last) {
+                continue;
+            }
+            feed.published = Some(last);
+            updates.push(SpotUpdate {
+                symbol_id: feed.symbol.id,
+                bid: previous
+                    .is_none_or(|p| p.bid != last.bid)
+                    .then_some(last.bid),
+                ask: previous
+                    .is_none_or(|p| p.ask != last.ask)
+                    .then_some(last.ask),
+                at: feed.last_at,
+            });
+        }
+        updates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prices::SyntheticPath;
+    use crate::symbols::{MarketHours, PALM_OIL_SYMBOL_ID, catalog};
+
+    /// Monday 2025-11-24 02:00 UTC.
+    const MONDAY_0200: Timestamp = Timestamp(1_763_949_600_000);
+
+    fn market(hours: &MarketHours, seed: u64) -> Market {
+        let symbols = catalog("PALMOIL", hours)
+            .into_iter()
+            .map(|s| {
+                let driver = PriceDriver::Synthetic(SyntheticPath::new(
+                    s.model.clone(),
+                    seed,
+                    s.id.unsigned_abs(),
+                ));
+                (s, driver)
+            })
+            .collect();
+        Market::new(symbols, MONDAY_0200)
+    }
+
+    #[test]
+    fn palm_oil_only_moves_in_session() {
+        let mut market = market(&MarketHours::Realistic, 1);
+        let mut palm_ticks = Vec::new();
+        market.advance(MONDAY_0200.plus_millis(3 * 3_600_000), |t| {
+            if t.symbol_id == PALM_OIL_SYMBOL_ID {
+                palm_ticks.push(t.at);
+            }
+        });
+        assert!(!palm_ticks.is_empty());
+        let open = MONDAY_0200.plus_millis(30 * 60_000);
+        let close = MONDAY_0200.plus_millis(150 * 60_000);
+        assert!(
+            palm_ticks.iter().all(|t| *t >= open && *t < close),
+            "02:30-04:30 only"
+        );
+        assert_eq!(market.now(), MONDAY_0200.plus_millis(3 * 3_600_000));
+        let bars = market.bars(PALM_OIL_SYMBOL_ID).unwrap();
+        let m1 = crate::bars::BarPeriod::from_code(1).unwrap();
+        let history = bars.history(m1, MONDAY_0200, market.now());
+        assert!(
+            history.len() > 60 && history.len() <= 120,
+            "{} bars",
+            history.len()
+        );
+    }
+
+    #[test]
+    fn same_seed_same_market_and_spots_carry_changed_sides() {
+        let mut a = market(&MarketHours::AlwaysOpen, 9);
+        let mut b = market(&MarketHours::AlwaysOpen, 9);
+        let mut ticks_a = Vec::new();
+        let mut ticks_b = Vec::new();
+        a.advance(MONDAY_0200.plus_millis(600_000), |t| ticks_a.push(t));
+        b.advance(MONDAY_0200.plus_millis(600_000), |t| ticks_b.push(t));
+        assert_eq!(ticks_a, ticks_b);
+        let first = a.take_spot_updates();
+        assert_eq!(first.len(), 4, "every symbol has a first quote");
+        assert!(first.iter().all(|u| u.bid.is_some() && u.ask.is_some()));
+        assert!(a.take_spot_updates().is_empty(), "nothing new");
+        let mut one_sided = 0;
+        for _ in 0..600 {
+            let to = a.now().plus_millis(1000);
+            a.advance(to, |_| {});
+            for u in a.take_spot_updates() {
+                assert!(u.bid.is_some() || u.ask.is_some());
+                one_sided += usize::from(u.bid.is_none() || u.ask.is_none());
+            }
+        }
+        assert!(one_sided > 0, "some spots carry only one side");
+    }
+}

@@ -1,0 +1,401 @@
+//! The simulated broker's instruments: a palm oil CFD among a few others, with their contract
+//! terms, trading hours and the parameters of their synthetic price paths.
+
+use domain::{Holiday, Timestamp, TradingSchedule, WeeklySession};
+
+use crate::prices::PathModel;
+
+/// Seconds in a day and a week, for schedules counted from Sunday 00:00 UTC.
+const DAY: u32 = 86_400;
+const WEEK: u32 = 7 * DAY;
+/// Seconds from Sunday 00:00 to the start of each weekday.
+const MONDAY: u32 = DAY;
+const FRIDAY: u32 = 5 * DAY;
+
+/// The id the palm oil CFD has on this simulated broker (ids differ per broker: clients look it up by name).
+pub const PALM_OIL_SYMBOL_ID: i64 = 310;
+/// The account currency's asset id (USD).
+pub(crate) const DEPOSIT_ASSET_ID: i64 = 2;
+
+/// When the simulated symbols trade.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MarketHours {
+    /// Each symbol keeps realistic hours: palm oil on Bursa Malaysia's FCPO sessions
+    /// (02:30–04:30 and 06:30–10:00 UTC Monday to Friday, 13:00–15:30 UTC Monday to Thursday, closed on
+    /// a few Malaysian holidays), the others around the clock from Sunday evening to Friday evening.
+    #[default]
+    Realistic,
+    /// Every symbol open every second of every day (demos and tests).
+    AlwaysOpen,
+    /// Palm oil on these weekly sessions (UTC seconds from Sunday 00:00, end exclusive); the others realistic.
+    PalmSessions(Vec<WeeklySession>),
+}
+
+/// One instrument's contract terms, hours and price model.
+#[derive(Debug, Clone)]
+pub(crate) struct SimSymbol {
+    /// Broker id.
+    pub(crate) id: i64,
+    /// Name clients look it up by.
+    pub(crate) name: String,
+    /// Human description.
+    pub(crate) description: String,
+    /// Asset ids and category, as the light symbol list reports them.
+    pub(crate) base_asset_id: i64,
+    pub(crate) quote_asset_id: i64,
+    pub(crate) category_id: i64,
+    /// Decimal digits of the price and the pip position.
+    pub(crate) digits: u32,
+    pub(crate) pip_position: i32,
+    /// Volumes in 0.01 of a unit.
+    pub(crate) lot_size: i64,
+    pub(crate) min_volume: i64,
+    pub(crate) max_volume: i64,
+    pub(crate) step_volume: i64,
+    /// What one unit is (tonnes, ounces...).
+    pub(crate) measurement_units: String,
+    /// Weekly sessions and holidays (UTC).
+    pub(crate) schedule: TradingSchedule,
+    /// Notional divided by this is the margin a position uses.
+    pub(crate) leverage: i64,
+    /// Deposit currency per unit of quote currency, in millionths (MYR → USD ≈ 0.2240).
+    pub(crate) quote_to_deposit_ppm: i64,
+    /// Commission per side, in deposit currency per million of deposit-currency notional.
+    pub(crate) commission_per_million: i64,
+    /// How its synthetic prices move.
+    pub(crate) model: PathModel,
+}
+
+impl SimSymbol {
+    /// The smallest price step, in 1/100000.
+    pub(crate) fn tick(&self) -> i64 {
+        10_i64.pow(5_u32.saturating_sub(self.digits))
+    }
+
+    /// True when the symbol trades at `at`.
+    pub(crate) fn is_open(&self, at: Timestamp) -> bool {
+        self.schedule.is_open(at)
+    }
+
+    /// Rounds a 1/100000 price to this symbol's grid.
+    pub(crate) fn to_grid(&self, price: i64) -> i64 {
+        domain::Price(price).round_to_digits(self.digits).0
+    }
+}
+
+/// Builds the broker's symbol list; `palm_name` renames the palm oil CFD (e.g. `FCPO`).
+pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
+    let always = TradingSchedule::always_open();
+    let pick = |realistic: TradingSchedule| match hours {
+        MarketHours::AlwaysOpen => always.clone(),
+        MarketHours::Realistic | MarketHours::PalmSessions(_) => realistic,
+    };
+    let palm_schedule = match hours {
+        MarketHours::AlwaysOpen => always.clone(),
+        MarketHours::Realistic => bursa_palm_oil_schedule(),
+        MarketHours::PalmSessions(sessions) => TradingSchedule {
+            sessions: sessions.clone(),
+            holidays: Vec::new(),
+        },
+    };
+    vec![
+        SimSymbol {
+            id: 1,
+            name: "EURUSD".into(),
+            description: "Euro vs US Dollar".into(),
+            base_asset_id: 1,
+            quote_asset_id: DEPOSIT_ASSET_ID,
+            category_id: 1,
+            digits: 5,
+            pip_position: 4,
+            lot_size: 10_000_000,
+            min_volume: 100_000,
+            max_volume: 1_000_000_000,
+            step_volume: 100_000,
+            measurement_units: "EUR".into(),
+            schedule: pick(weekday_schedule(22 * 3600, 21 * 3600 + 3540, None)),
+            leverage: 30,
+            quote_to_deposit_ppm: 1_000_000,
+            commission_per_million: 30,
+            model: PathModel {
+                mean: 1.0850,
+                annual_volatility: 0.07,
+                trading_seconds_per_day: 86_400.0,
+                reversion_half_life_days: 60.0,
+                busy_multiplier: 2.0,
+                mean_quiet_seconds: 3_600.0,
+                mean_busy_seconds: 900.0,
+                jumps_per_day: 0.2,
+                jump_size: 0.004,
+                tick: 1,
+                spread_quiet_ticks: 8,
+                spread_busy_ticks: 15,
+            },
+        },
+        SimSymbol {
+            id: 41,
+            name: "XAUUSD".into(),
+            description: "Gold vs US Dollar".into(),
+            base_asset_id: 3,
+            quote_asset_id: DEPOSIT_ASSET_ID,
+            category_id: 2,
+            digits: 2,
+            pip_position: 1,
+            lot_size: 10_000,
+            min_volume: 100,
+            max_volume: 10_000_000,
+            step_volume: 100,
+            measurement_units: "Oz".into(),
+            schedule: pick(weekday_schedule(
+                23 * 3600,
+                21 * 3600,
+                Some((21 * 3600, 22 * 3600)),
+            )),
+            leverage: 20,
+            quote_to_deposit_ppm: 1_000_000,
+            commission_per_million: 30,
+            model: PathModel {
+                mean: 2650.0,
+                annual_volatility: 0.15,
+                trading_seconds_per_day: 82_800.0,
+                reversion_half_life_days: 60.0,
+                busy_multiplier: 2.5,
+                mean_quiet_seconds: 3_600.0,
+                mean_busy_seconds: 900.0,
+                jumps_per_day: 0.3,
+                jump_size: 0.006,
+                tick: 1_000,
+                spread_quiet_ticks: 20,
+                spread_busy_ticks: 45,
+            },
+        },
+        SimSymbol {
+            id: 105,
+            name: "BRENT".into(),
+            description: "Brent Crude Oil CFD".into(),
+            base_asset_id: 4,
+            quote_asset_id: DEPOSIT_ASSET_ID,
+            category_id: 3,
+            digits: 2,
+            pip_position: 2,
+            lot_size: 100_000,
+            min_volume: 1_000,
+            max_volume: 10_000_000,
+            step_volume: 1_000,
+            measurement_units: "Barrels".into(),
+            schedule: pick(weekday_schedule(
+                23 * 3600,
+                21 * 3600,
+                Some((21 * 3600, 23 * 3600)),
+            )),
+            leverage: 10,
+            quote_to_deposit_ppm: 1_000_000,
+            commission_per_million: 30,
+            model: PathModel {
+                mean: 74.50,
+                annual_volatility: 0.30,
+                trading_seconds_per_day: 79_200.0,
+                reversion_half_life_days: 30.0,
+                busy_multiplier: 2.5,
+                mean_quiet_seconds: 2_700.0,
+                mean_busy_seconds: 900.0,
+                jumps_per_day: 0.4,
+                jump_size: 0.01,
+                tick: 1_000,
+                spread_quiet_ticks: 3,
+                spread_busy_ticks: 6,
+            },
+        },
+        SimSymbol {
+            id: PALM_OIL_SYMBOL_ID,
+            name: palm_name.to_owned(),
+            description: "Crude Palm Oil CFD".into(),
+            base_asset_id: 77,
+            quote_asset_id: 78,
+            category_id: 9,
+            digits: 0,
+            pip_position: 0,
+            lot_size: 2_500,
+            min_volume: 100,
+            max_volume: 250_000,
+            step_volume: 100,
+            measurement_units: "Tonnes".into(),
+            schedule: palm_schedule,
+            leverage: 10,
+            // 1 MYR ≈ 0.2240 USD.
+            quote_to_deposit_ppm: 224_000,
+            commission_per_million: 30,
+            model: PathModel {
+                // Around 4,000 MYR/t, as in recent years; about 28 % annualised volatility
+                // over an 8.5-hour trading day; a mean reversion half-life of three weeks.
+                mean: 4000.0,
+                annual_volatility: 0.28,
+                trading_seconds_per_day: 30_600.0,
+                reversion_half_life_days: 15.0,
+                busy_multiplier: 2.5,
+                mean_quiet_seconds: 2_400.0,
+                mean_busy_seconds: 600.0,
+                jumps_per_day: 0.5,
+                jump_size: 0.015,
+                tick: 100_000,
+                spread_quiet_ticks: 2,
+                spread_busy_ticks: 3,
+            },
+        },
+    ]
+}
+
+/// Bursa Malaysia's FCPO hours in UTC, with the holidays a CFD on it would observe.
+fn bursa_palm_oil_schedule() -> TradingSchedule {
+    let mut sessions = Vec::new();
+    for day in 0..5_u32 {
+        let base = MONDAY + day * DAY;
+        sessions.push(WeeklySession {
+            start_second: base + 2 * 3600 + 1800,
+            end_second: base + 4 * 3600 + 1800,
+        });
+        sessions.push(WeeklySession {
+            start_second: base + 6 * 3600 + 1800,
+            end_second: base + 10 * 3600,
+        });
+        if day < 4 {
+            sessions.push(WeeklySession {
+                start_second: base + 13 * 3600,
+                end_second: base + 15 * 3600 + 1800,
+            });
+        }
+    }
+    // Epoch days of 2026 dates; recurring, so only month and day matter.
+    let holiday = |name: &str, epoch_day: i64| Holiday {
+        name: name.to_owned(),
+        epoch_day,
+        recurring: true,
+        seconds: None,
+    };
+    TradingSchedule {
+        sessions,
+        holidays: vec![
+            holiday("New Year's Day", 20_454),
+            holiday("Labour Day", 20_574),
+            holiday("National Day", 20_696),
+            holiday("Christmas Day", 20_812),
+        ],
+    }
+}
+
+/// A Sunday-evening-to-Friday-evening schedule: opens Sunday at `open_second` of the day, closes
+/// Friday at `close_second`, with an optional daily break (seconds of the day) Monday to Thursday.
+fn weekday_schedule(
+    open_second: u32,
+    close_second: u32,
+    daily_break: Option<(u32, u32)>,
+) -> TradingSchedule {
+    let start = open_second;
+    let end = FRIDAY + close_second;
+    let sessions = match daily_break {
+        None => vec![WeeklySession {
+            start_second: start,
+            end_second: end,
+        }],
+        Some((break_start, break_end)) => {
+            let mut sessions = Vec::new();
+            let mut cursor = start;
+            for day in 1..5_u32 {
+                let pause = day * DAY + break_start;
+                sessions.push(WeeklySession {
+                    start_second: cursor,
+                    end_second: pause,
+                });
+                cursor = day * DAY + break_end;
+            }
+            sessions.push(WeeklySession {
+                start_second: cursor,
+                end_second: end,
+            });
+            sessions
+        }
+    };
+    debug_assert!(sessions.iter().all(|s| s.end_second <= WEEK));
+    TradingSchedule {
+        sessions,
+        holidays: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-11-24 00:00 UTC, a Monday.
+    const MONDAY_MIDNIGHT: i64 = 1_763_942_400_000;
+
+    fn at(day_offset: i64, hour: i64, minute: i64) -> Timestamp {
+        Timestamp(MONDAY_MIDNIGHT + day_offset * 86_400_000 + hour * 3_600_000 + minute * 60_000)
+    }
+
+    fn palm(hours: &MarketHours) -> SimSymbol {
+        catalog("PALMOIL", hours)
+            .into_iter()
+            .find(|s| s.id == PALM_OIL_SYMBOL_ID)
+            .unwrap()
+    }
+
+    #[test]
+    fn palm_oil_follows_bursa_sessions() {
+        let palm = palm(&MarketHours::Realistic);
+        assert!(
+            palm.is_open(at(0, 3, 0)),
+            "Monday 03:00 UTC is in the morning session"
+        );
+        assert!(
+            !palm.is_open(at(0, 5, 0)),
+            "Monday 05:00 UTC is the lunch break"
+        );
+        assert!(
+            palm.is_open(at(0, 14, 0)),
+            "Monday 14:00 UTC is the night session"
+        );
+        assert!(!palm.is_open(at(4, 14, 0)), "no night session on Friday");
+        assert!(!palm.is_open(at(5, 3, 0)), "closed on Saturday");
+        assert!(!palm.is_open(at(-1, 3, 0)), "closed on Sunday");
+    }
+
+    #[test]
+    fn palm_oil_is_closed_on_christmas() {
+        let palm = palm(&MarketHours::Realistic);
+        // 2025-12-25 is a Thursday: 31 days after Monday 2025-11-24.
+        assert!(!palm.is_open(at(31, 3, 0)));
+        assert!(palm.is_open(at(30, 3, 0)));
+    }
+
+    #[test]
+    fn always_open_and_custom_hours() {
+        assert!(palm(&MarketHours::AlwaysOpen).is_open(at(5, 3, 0)));
+        let custom = MarketHours::PalmSessions(vec![WeeklySession {
+            start_second: 6 * DAY,
+            end_second: 7 * DAY,
+        }]);
+        assert!(palm(&custom).is_open(at(5, 3, 0)));
+        assert!(!palm(&custom).is_open(at(0, 3, 0)));
+        let fx = catalog("PALMOIL", &custom)
+            .into_iter()
+            .find(|s| s.name == "EURUSD")
+            .unwrap();
+        assert!(fx.is_open(at(2, 12, 0)));
+        assert!(!fx.is_open(at(5, 12, 0)), "FX closed on Saturday");
+    }
+
+    #[test]
+    fn symbol_grid() {
+        let palm = palm(&MarketHours::Realistic);
+        assert_eq!(palm.tick(), 100_000);
+        assert_eq!(palm.to_grid(412_345_678), 412_300_000);
+        let gold = catalog("X", &MarketHours::Realistic)
+            .into_iter()
+            .find(|s| s.name == "XAUUSD")
+            .unwrap();
+        assert_eq!(gold.tick(), 1_000);
+        assert!(gold.is_open(at(1, 12, 0)));
+        assert!(!gold.is_open(at(1, 21, 30)), "daily break");
+    }
+}
