@@ -9,6 +9,7 @@
 //! not durable.
 
 pub mod allowlist;
+pub mod commands;
 pub mod config;
 pub mod order_id;
 pub mod settings;

@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use bot::config::{Config, ConfigErrors};
-use bot::settings::{RawSettings, SETTINGS};
+use bot::commands;
 
 /// Trades a palm oil CFD on the cTrader Open API with an RSI strategy tempered by news sentiment.
 #[derive(Debug, Parser)]
@@ -31,72 +30,6 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig => check_config(cli.config.as_deref()),
-    }
-}
-
-/// Reads the settings (file + environment), reporting every problem at once with exit status 2.
-fn load_settings(path: Option<&std::path::Path>) -> Result<(RawSettings, Config), ConfigErrors> {
-    let env = |name: &str| std::env::var(name).ok();
-    let mut problems = Vec::new();
-    let text = match path {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                problems.push(bot::settings::SettingProblem::new(
-                    "--config",
-                    format!("{}: {e}", p.display()),
-                ));
-                None
-            }
-        },
-        None => None,
-    };
-    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
-    let raw = RawSettings::layer(
-        text.as_deref().map(|t| (shown.as_str(), t)),
-        &env,
-        &mut problems,
-    );
-    match Config::from_raw(&raw) {
-        Ok(config) if problems.is_empty() => Ok((raw, config)),
-        Ok(_) => Err(ConfigErrors(problems)),
-        Err(ConfigErrors(more)) => {
-            problems.extend(more);
-            Err(ConfigErrors(problems))
-        }
-    }
-}
-
-#[allow(clippy::print_stdout, clippy::print_stderr)] // this command's output is the point
-fn check_config(path: Option<&std::path::Path>) -> ExitCode {
-    if std::path::Path::new(".env").exists() {
-        eprintln!(
-            "note: a .env file is present but is never read; export variables in the environment instead"
-        );
-    }
-    match load_settings(path) {
-        Ok((raw, config)) => {
-            println!("{:<20} {:<40} FROM", "SETTING", "VALUE");
-            for spec in SETTINGS {
-                let (value, origin) = raw
-                    .iter()
-                    .find(|(name, _, _)| *name == spec.name)
-                    .map_or(("(unset)", "default"), |(_, v, o)| (v, o.as_str()));
-                // The host's default depends on CTRADER_ENV: show the one in effect.
-                let value = if spec.name == "CTRADER_HOST" && value == "(unset)" {
-                    config.broker.host.as_str()
-                } else {
-                    value
-                };
-                println!("{:<20} {:<40} {}", spec.name, value, origin);
-            }
-            println!("configuration is valid");
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            eprint!("{errors}");
-            ExitCode::from(2)
-        }
+        Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
     }
 }

@@ -1,0 +1,3 @@
+//! One module per `palm-oil-bot` command; `main.rs` only parses and dispatches.
+
+pub mod check_config;
