@@ -18,7 +18,7 @@ pub use error::ObservabilityError;
 pub use logging::{
     LogConfig, LogFormat, Redacted, RedactingMakeWriter, RedactingWriter, TradeEvent, UtcRfc3339,
     build_subscriber, build_subscriber_as, fields, init, log_heartbeat, log_trade_event,
-    parse_filter,
+    parse_filter, run_heartbeat,
 };
 pub use metrics::{
     METRIC_PREFIX, Metrics, OrderOutcome, PROMETHEUS_CONTENT_TYPE, SentimentResult, TradeOutcome,

@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::ObservabilityError;
-use crate::status::{EventLevel, StatusSnapshot};
+use crate::status::{EventLevel, StatusHandle, StatusSnapshot};
 
 /// Structured field names every trading event uses, so log queries can rely on them.
 pub mod fields {
@@ -134,14 +134,32 @@ pub fn build_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let format = config.format.resolve(io::stderr().is_terminal());
-    build_subscriber_as(config, format, writer)
+    let on_terminal = io::stderr().is_terminal();
+    build(
+        config,
+        config.format.resolve(on_terminal),
+        on_terminal,
+        writer,
+    )
 }
 
-/// Like [`build_subscriber`] with the format already resolved (tests and non-stderr writers).
+/// Like [`build_subscriber`] with the format already resolved, for writers other than a
+/// terminal (files, tests): readable lines carry no colour codes.
 pub fn build_subscriber_as<W>(
     config: &LogConfig,
     format: LogFormat,
+    writer: W,
+) -> Result<impl Subscriber + Send + Sync + 'static, ObservabilityError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    build(config, format.resolve(false), false, writer)
+}
+
+fn build<W>(
+    config: &LogConfig,
+    format: LogFormat,
+    ansi: bool,
     writer: W,
 ) -> Result<impl Subscriber + Send + Sync + 'static, ObservabilityError>
 where
@@ -152,7 +170,7 @@ where
     let (json, pretty) = if format == LogFormat::Pretty {
         let layer = tracing_subscriber::fmt::layer()
             .with_timer(UtcRfc3339)
-            .with_ansi(true)
+            .with_ansi(ansi)
             .with_writer(writer);
         (None, Some(layer))
     } else {
@@ -390,4 +408,22 @@ pub fn log_heartbeat(snapshot: &StatusSnapshot) {
         failing_checks = %failing.join(","),
         "heartbeat"
     );
+}
+
+/// Logs a heartbeat every `period` (the first at once) until `shutdown` completes. The bot
+/// spawns it; missed ticks are not bunched up after a stall, so the gap itself shows in the log.
+pub async fn run_heartbeat(
+    status: StatusHandle,
+    period: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = ticker.tick() => log_heartbeat(&status.snapshot()),
+        }
+    }
 }

@@ -297,3 +297,30 @@ fn heartbeat_line_reports_link_quotes_position_and_equity() {
     assert_eq!(down["ready"], false);
     assert_eq!(down["failing_checks"], "connected,authenticated");
 }
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_runs_on_its_period_until_shutdown() {
+    let clock = Arc::new(FixedClock::new(Timestamp(0)));
+    let status = StatusHandle::new(StatusConfig::default(), clock);
+    let out = Captured::default();
+    let subscriber =
+        build_subscriber_as(&json_config("info"), LogFormat::Json, out.clone()).unwrap();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = observability::run_heartbeat(status, std::time::Duration::from_secs(30), async {
+        let _ = stopped.await;
+    });
+    let driver = async {
+        // Ticks at 0, 30, 60 and 90 s; then stop before the fifth.
+        tokio::time::sleep(std::time::Duration::from_secs(100)).await;
+        stop.send(()).unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(200), async {
+        tokio::join!(task, driver);
+    })
+    .await
+    .expect("heartbeat did not stop on shutdown");
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| l["message"] == "heartbeat"));
+}
