@@ -12,12 +12,10 @@ use domain::{
     BrokerPosition, BrokerSnapshot, ClientOrderId, IntentStatus, Money, OrderIntent, OrderRequest,
     Position, PositionId, Price, Side, SymbolId, Timestamp, Volume,
 };
-use persistence::{
-    Correction, ReconcilePlan, SqliteTradeStore, StoredIntent, TradeStore, order_label, plan,
-};
+use persistence::{Correction, ReconcilePlan, SqliteTradeStore, StoredIntent, TradeStore, plan};
 use tokio::runtime::Runtime;
 
-const PREFIX: &str = "pob:";
+const PREFIX: &str = "pob";
 const POSITIONS: i64 = 10_000;
 
 fn runtime() -> Runtime {
@@ -29,10 +27,10 @@ fn runtime() -> Runtime {
 }
 
 fn intent(n: u64) -> OrderIntent {
-    let id = ClientOrderId::new(format!("bench-{n}")).unwrap();
+    let id = ClientOrderId::new(format!("pob-bench-{n}")).unwrap();
     OrderIntent {
         request: OrderRequest {
-            label: order_label(PREFIX, &id),
+            label: id.to_string(),
             client_order_id: id,
             symbol: SymbolId(1),
             side: Side::Buy,
@@ -58,7 +56,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn broker_position(id: i64, stop_shift: i64) -> BrokerPosition {
-    let coid = ClientOrderId::new(format!("pos-{id}")).unwrap();
+    let coid = ClientOrderId::new(format!("pob-{id}")).unwrap();
     BrokerPosition {
         id: PositionId(id),
         symbol: SymbolId(1),
@@ -71,7 +69,7 @@ fn broker_position(id: i64, stop_shift: i64) -> BrokerPosition {
             398_000_000 + if id % 2 == 0 { stop_shift } else { 0 },
         )),
         take_profit: Some(Price(404_000_000)),
-        label: Some(order_label(PREFIX, &coid)),
+        label: Some(coid.to_string()),
         client_order_id: Some(coid),
         swap: Money::new(0, 2),
         commission: Money::new(0, 2),

@@ -67,20 +67,20 @@ impl ReconcileError {
     }
 }
 
-/// The label the bot puts on an order: the prefix followed by the client order id, so a restart
-/// recognises the position as ours and finds the intent it came from.
-pub fn order_label(prefix: &str, id: &ClientOrderId) -> String {
-    format!("{prefix}{id}")
-}
-
-/// The client order id inside one of our labels (see [`order_label`]), if the label is ours.
-pub fn client_order_id_in_label(prefix: &str, label: &str) -> Option<ClientOrderId> {
-    if prefix.is_empty() {
-        return None;
-    }
+/// True when a position or order label marks it as the bot's: `{prefix}-…`. The bot labels
+/// each order with its client order id, which starts that way.
+pub fn is_our_label(prefix: &str, label: &str) -> bool {
     label
         .strip_prefix(prefix)
-        .and_then(|rest| ClientOrderId::new(rest).ok())
+        .is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// The client order id a label of ours carries (the label is the id itself), if it is ours.
+pub fn client_order_id_in_label(prefix: &str, label: &str) -> Option<ClientOrderId> {
+    if prefix.is_empty() || !is_our_label(prefix, label) {
+        return None;
+    }
+    ClientOrderId::new(label).ok()
 }
 
 /// Where the next deal-list request must start: the older of the reconciliation watermark and
@@ -431,7 +431,7 @@ struct Evidence<'a> {
 
 /// Diffs the store against the broker. `stored_open` are the store's open positions,
 /// `in_flight` its unresolved intents, `snapshot` the broker's positions, pending orders and the
-/// deals since [`deal_history_start`], `label_prefix` what our labels start with.
+/// deals since [`deal_history_start`], `label_prefix` the bot's prefix (labels `{prefix}-…`).
 ///
 /// Errors when the data cannot be reconciled safely; the caller must then not trade.
 pub fn plan(
@@ -579,7 +579,7 @@ pub fn plan(
         let labelled = b
             .label
             .as_deref()
-            .is_some_and(|l| l.starts_with(label_prefix));
+            .is_some_and(|l| is_our_label(label_prefix, l));
         let from_intent = coid.as_ref().is_some_and(|c| intent_ids.contains(c));
         if !(labelled || from_intent) {
             out.foreign.push(b.clone());
@@ -685,7 +685,7 @@ pub fn plan(
         let ours = o
             .label
             .as_deref()
-            .is_some_and(|l| l.starts_with(label_prefix));
+            .is_some_and(|l| is_our_label(label_prefix, l));
         let explained =
             broker_coid(&o.client_order_id, &o.label).is_some_and(|c| intent_ids.contains(&c));
         if ours && !explained {

@@ -300,9 +300,16 @@ fn io_open_error(path: &Path, err: &std::io::Error) -> StoreError {
 /// and carry a migration history this build knows. Nothing is written.
 async fn precheck(config: &SqliteStoreConfig) -> Result<(), StoreError> {
     let path = &config.path;
+    // Without a write-ahead log beside it the file holds everything: open it as immutable, so
+    // SQLite creates no -wal/-shm files next to a file we may be about to refuse. With a log
+    // (left by a crash), a read-only open uses the existing files and creates nothing either.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let has_wal = Path::new(&wal).exists();
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
+        .immutable(!has_wal)
         .create_if_missing(false)
         .busy_timeout(config.busy_timeout);
     let mut conn = SqliteConnection::connect_with(&options)

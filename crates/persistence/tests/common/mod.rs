@@ -1,5 +1,11 @@
 //! Builders shared by the integration tests.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,9 +15,9 @@ use domain::{
     IntentStatus, Money, OrderIntent, OrderRequest, PendingOrder, Position, PositionId,
     PositionStatus, Price, Side, SymbolId, Timestamp, Volume,
 };
-use persistence::{MemoryTradeStore, SqliteTradeStore, TradeStore, order_label};
+use persistence::{MemoryTradeStore, SqliteTradeStore, TradeStore};
 
-pub const PREFIX: &str = "pob:";
+pub const PREFIX: &str = "pob";
 pub const SYMBOL: SymbolId = SymbolId(41);
 
 pub fn coid(s: &str) -> ClientOrderId {
@@ -26,7 +32,7 @@ pub fn intent(id: &str, at: i64) -> OrderIntent {
     let client_order_id = coid(id);
     OrderIntent {
         request: OrderRequest {
-            label: order_label(PREFIX, &client_order_id),
+            label: client_order_id.to_string(),
             client_order_id,
             symbol: SYMBOL,
             side: Side::Buy,
@@ -51,7 +57,7 @@ pub fn open_position(id: i64, client_order_id: Option<&str>, at: i64) -> Positio
         entry_time: Timestamp(at),
         stop_loss: Some(price(3980)),
         take_profit: Some(price(4040)),
-        label: client_order_id.map(|c| order_label(PREFIX, &coid(c))),
+        label: client_order_id.map(|c| c.to_owned()),
         client_order_id: client_order_id.map(coid),
         status: PositionStatus::Open,
         exit_price: None,
@@ -155,7 +161,7 @@ pub fn pending_order(order_id: i64, client_order_id: &str) -> PendingOrder {
         side: Side::Buy,
         volume: Volume(100),
         client_order_id: Some(coid(client_order_id)),
-        label: Some(order_label(PREFIX, &coid(client_order_id))),
+        label: Some(client_order_id.to_owned()),
     }
 }
 
