@@ -570,3 +570,67 @@ async fn binding_a_taken_port_is_a_typed_transient_error() {
     assert!(err.to_string().contains(&server.addr.to_string()));
     server.shutdown().await;
 }
+
+/// A small deterministic generator, so a failing input can be reproduced from its index.
+struct XorShift(u64);
+
+#[allow(clippy::cast_possible_truncation)]
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        // Test inputs stay far below u32::MAX, so the modulo fits any usize.
+        (self.next() % n as u64) as usize
+    }
+    fn bytes(&mut self, max: usize, alphabet: &[u8]) -> Vec<u8> {
+        let len = self.below(max + 1);
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len())])
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn random_requests_always_get_an_http_answer() {
+    let server =
+        TestServer::start_with(|c| c.header_read_timeout = Duration::from_millis(500)).await;
+    let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
+    let any: Vec<u8> = (0..=255).collect();
+    let path_chars: &[u8] = b"/abcmetricshealthzreadyapistatus?%&=.#~-_09\\\"' \t";
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "BREW", "get", "G@T", "",
+    ];
+    for i in 0..300 {
+        let raw = if i % 3 == 0 {
+            // Pure noise, terminated so the server does not wait for more.
+            let mut noise = rng.bytes(300, &any);
+            noise.extend_from_slice(b"\r\n\r\n");
+            noise
+        } else {
+            let method = methods[rng.below(methods.len())];
+            let mut req = method.as_bytes().to_vec();
+            req.push(b' ');
+            req.extend(rng.bytes(40, path_chars));
+            req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+            for _ in 0..rng.below(4) {
+                req.extend(rng.bytes(20, b"abcXYZ-:; 019\x01\x7f\xff"));
+                req.extend_from_slice(b"\r\n");
+            }
+            req.extend_from_slice(b"\r\n");
+            req
+        };
+        let reply = send_raw(server.addr, &raw).await;
+        assert!(
+            [200, 400, 404, 405, 413, 431, 503].contains(&reply.status),
+            "input #{i} {:?} got {}",
+            String::from_utf8_lossy(&raw),
+            reply.status
+        );
+    }
+    assert_eq!(server.get("/healthz").await.status, 200);
+    server.shutdown().await;
+}
