@@ -1,7 +1,7 @@
 //! The simulated broker's whole state, shared by every connection for the life of the process:
 //! the market, the broker's books and the tokens it accepts.
 
-use domain::Timestamp;
+use domain::{Secret, Timestamp};
 
 use crate::broker::{Broker, Execution};
 use crate::market::{Market, SpotUpdate};
@@ -16,8 +16,8 @@ const TOKEN_STREAM: u64 = 0x70CE_0000;
 /// The tokens the broker currently accepts, and how new ones are made.
 #[derive(Debug)]
 pub(crate) struct TokenBook {
-    access: String,
-    refresh: String,
+    access: Secret,
+    refresh: Secret,
     accounts: Vec<i64>,
     rng: SimRng,
 }
@@ -26,11 +26,11 @@ pub(crate) struct TokenBook {
 #[derive(Debug, Clone)]
 pub(crate) struct Refreshed {
     /// The token that no longer works.
-    pub(crate) old_access: String,
+    pub(crate) old_access: Secret,
     /// Its replacement.
-    pub(crate) access: String,
+    pub(crate) access: Secret,
     /// The next refresh token.
-    pub(crate) refresh: String,
+    pub(crate) refresh: Secret,
     /// Accounts the token covers.
     pub(crate) accounts: Vec<i64>,
 }
@@ -38,7 +38,7 @@ pub(crate) struct Refreshed {
 impl TokenBook {
     /// True when `token` is the current access token.
     pub(crate) fn is_valid(&self, token: &str) -> bool {
-        !token.is_empty() && token == self.access
+        !token.is_empty() && token == self.access.expose()
     }
 
     /// Accounts `token` may trade, empty when it is not valid.
@@ -52,19 +52,19 @@ impl TokenBook {
 
     /// Trades the refresh token for new tokens; the old access token stops working.
     pub(crate) fn refresh(&mut self, refresh_token: &str) -> Option<Refreshed> {
-        if refresh_token.is_empty() || refresh_token != self.refresh {
+        if refresh_token.is_empty() || refresh_token != self.refresh.expose() {
             return None;
         }
-        let access = format!(
+        let access = Secret::new(format!(
             "sim-access-{:016x}{:016x}",
             self.rng.next_u64(),
             self.rng.next_u64()
-        );
-        let refresh = format!(
+        ));
+        let refresh = Secret::new(format!(
             "sim-refresh-{:016x}{:016x}",
             self.rng.next_u64(),
             self.rng.next_u64()
-        );
+        ));
         let old_access = std::mem::replace(&mut self.access, access.clone());
         self.refresh.clone_from(&refresh);
         Some(Refreshed {
@@ -134,8 +134,8 @@ impl Exchange {
             start,
         );
         let tokens = TokenBook {
-            access: config.credentials.access_token.expose().to_owned(),
-            refresh: config.credentials.refresh_token.expose().to_owned(),
+            access: config.credentials.access_token.clone(),
+            refresh: config.credentials.refresh_token.clone(),
             accounts: vec![account_id],
             rng: SimRng::new(config.seed, TOKEN_STREAM),
         };
@@ -248,11 +248,11 @@ mod tests {
             .tokens
             .refresh(credentials.refresh_token.expose())
             .unwrap();
-        assert_eq!(refreshed.old_access, old);
+        assert_eq!(refreshed.old_access.expose(), old);
         assert!(!exchange.tokens.is_valid(old));
-        assert!(exchange.tokens.is_valid(&refreshed.access));
+        assert!(exchange.tokens.is_valid(refreshed.access.expose()));
         assert_eq!(
-            exchange.tokens.accounts(&refreshed.access),
+            exchange.tokens.accounts(refreshed.access.expose()),
             vec![credentials.account_id]
         );
         assert!(
@@ -262,6 +262,12 @@ mod tests {
                 .is_none(),
             "refresh tokens are single-use"
         );
+        let debug = format!("{exchange:?}");
+        assert!(
+            !debug.contains(refreshed.access.expose()),
+            "tokens never print"
+        );
+        assert!(!debug.contains(refreshed.refresh.expose()));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use domain::{Clock, SystemClock, Timestamp};
+use domain::{Clock, Secret, SystemClock, Timestamp};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -47,7 +47,7 @@ pub(crate) enum Push {
     /// An access token stopped working; sessions authorised with it lose those accounts.
     TokenInvalidated {
         /// The dead token.
-        old_token: String,
+        old_token: Secret,
         /// Accounts it covered.
         accounts: Vec<i64>,
     },

@@ -20,7 +20,7 @@ use ctrader_proto::openapi::{
     ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes, ProtoOaVersionRes,
 };
 use ctrader_proto::{FrameCodec, LENGTH_PREFIX_LEN, OpenApiMessage, Payload, ProtoMessage};
-use domain::Timestamp;
+use domain::{Secret, Timestamp};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -167,7 +167,7 @@ struct Session {
     id: u64,
     app_authorised: bool,
     /// Authorised accounts and the access token each was authorised with.
-    accounts: HashMap<i64, String>,
+    accounts: HashMap<i64, Secret>,
     /// Spot subscriptions (account, symbol) → whether spots carry a timestamp.
     spots: HashMap<(i64, i64), bool>,
     /// Live trendbar subscriptions (account, symbol, period).
@@ -367,10 +367,10 @@ impl Session {
         });
         vec![wrap(
             &ProtoOaRefreshTokenRes {
-                access_token: refreshed.access,
+                access_token: refreshed.access.expose().to_owned(),
                 token_type: "bearer".to_owned(),
                 expires_in: TOKEN_LIFETIME_SECONDS,
-                refresh_token: refreshed.refresh,
+                refresh_token: refreshed.refresh.expose().to_owned(),
                 ..ProtoOaRefreshTokenRes::default()
             },
             reply_to,
@@ -415,7 +415,8 @@ impl Session {
                 reply_to,
             )];
         }
-        self.accounts.insert(account, req.access_token.clone());
+        self.accounts
+            .insert(account, Secret::new(req.access_token.clone()));
         vec![wrap(
             &ProtoOaAccountAuthRes {
                 ctid_trader_account_id: account,
