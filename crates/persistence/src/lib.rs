@@ -20,7 +20,7 @@ pub use memory::MemoryTradeStore;
 pub use reconcile::{
     Correction, ExitRecord, Exposure, IntentResolution, PositionLevels, ReasonBasis,
     ReconcileError, ReconcilePlan, client_order_id_in_label, deal_history_start,
-    infer_close_reason, is_our_label, plan,
+    infer_close_reason, is_our_label, plan, resolve_in_flight,
 };
 pub use report::{
     CorrectionRow, ExposureRow, ForeignPositionRow, PositionRow, PositionsReport, ReconcileReport,

@@ -724,10 +724,54 @@ pub enum IntentResolution {
     },
 }
 
-/// The recovery rule for one intent left in flight by a crash, from what the broker holds for
-/// its client order id: a position or deal means filled, a pending order means accepted, and
-/// nothing at all means lost (it never reached the broker). The decision is final either way,
-/// so the same decision never produces a second order.
+/// The recovery rule for one intent left in flight by a crash, from what `snapshot` holds for
+/// its client order id (in the broker's `clientOrderId` field or as our label): a position or
+/// deal means filled, a pending order means accepted, and nothing at all means lost (it never
+/// reached the broker). Lost is final, so the same decision never produces a second order.
+/// [`plan`] applies this rule to every in-flight intent.
+pub fn resolve_in_flight(
+    intent: &StoredIntent,
+    snapshot: &BrokerSnapshot,
+    label_prefix: &str,
+) -> Result<IntentResolution, ReconcileError> {
+    if label_prefix.is_empty() {
+        return Err(ReconcileError::EmptyLabelPrefix);
+    }
+    if snapshot.taken_at < intent.updated_at {
+        return Err(ReconcileError::StaleSnapshot {
+            id: intent.id().clone(),
+            taken_at: snapshot.taken_at,
+            updated_at: intent.updated_at,
+        });
+    }
+    let carries = |coid: &Option<ClientOrderId>, label: &Option<String>| {
+        coid.as_ref() == Some(intent.id())
+            || label
+                .as_deref()
+                .and_then(|l| client_order_id_in_label(label_prefix, l))
+                .as_ref()
+                == Some(intent.id())
+    };
+    let ev = Evidence {
+        positions: snapshot
+            .positions
+            .iter()
+            .filter(|p| carries(&p.client_order_id, &p.label))
+            .collect(),
+        orders: snapshot
+            .orders
+            .iter()
+            .filter(|o| carries(&o.client_order_id, &o.label))
+            .collect(),
+        deals: snapshot
+            .deals
+            .iter()
+            .filter(|d| d.client_order_id.as_ref() == Some(intent.id()))
+            .collect(),
+    };
+    resolve_intent(intent, &ev)
+}
+
 fn resolve_intent(
     intent: &StoredIntent,
     ev: &Evidence<'_>,

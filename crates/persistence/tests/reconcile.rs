@@ -12,7 +12,7 @@ use domain::{
 use persistence::{
     Correction, IntentResolution, MemoryTradeStore, ReasonBasis, ReconcileError, ReconcileReport,
     SqliteTradeStore, StoredIntent, TradeStore, client_order_id_in_label, deal_history_start,
-    is_our_label, plan,
+    is_our_label, plan, resolve_in_flight,
 };
 
 /// Both stores, so every applied case runs on each.
@@ -573,16 +573,63 @@ fn deal_history_starts_early_enough_for_every_open_question() {
 }
 
 #[test]
-fn lost_is_the_resolution_when_nothing_carries_the_id() {
-    // The public resolution type names all three outcomes; a plan maps them to intent statuses.
-    let lost = IntentResolution::Lost {
-        evidence: "none".into(),
-    };
-    assert_ne!(
-        lost,
+fn the_recovery_rule_for_one_intent() {
+    let sent = stored_intent("pob-r", IntentStatus::Sent, 1_100);
+    let nothing = snapshot(vec![], vec![], vec![], 5_000);
+    assert!(matches!(
+        resolve_in_flight(&sent, &nothing, PREFIX).unwrap(),
+        IntentResolution::Lost { .. }
+    ));
+    // Found by label alone (the broker did not echo the client order id).
+    let by_label = snapshot(
+        vec![broker_position(3, Some("pob-r"), None)],
+        vec![],
+        vec![],
+        5_000,
+    );
+    assert!(matches!(
+        resolve_in_flight(&sent, &by_label, PREFIX).unwrap(),
+        IntentResolution::Filled {
+            position: Some(PositionId(3)),
+            ..
+        }
+    ));
+    let waiting = snapshot(vec![], vec![pending_order(12, "pob-r")], vec![], 5_000);
+    assert_eq!(
+        resolve_in_flight(&sent, &waiting, PREFIX).unwrap(),
         IntentResolution::Accepted {
-            broker_order_id: 1,
-            evidence: "none".into()
+            broker_order_id: 12,
+            evidence: "pending order 12 at the broker carries this order's id".to_owned()
         }
     );
+    let by_deal = snapshot(
+        vec![],
+        vec![],
+        vec![opening_fill(5, 4, Some("pob-r"), 1_200)],
+        5_000,
+    );
+    assert!(matches!(
+        resolve_in_flight(&sent, &by_deal, PREFIX).unwrap(),
+        IntentResolution::Filled {
+            position: Some(PositionId(4)),
+            broker_order_id: Some(1_005),
+            ..
+        }
+    ));
+    // Someone else's order with a similar label is not evidence.
+    let other = snapshot(
+        vec![broker_position(6, Some("pobx-r"), None)],
+        vec![],
+        vec![],
+        5_000,
+    );
+    assert!(matches!(
+        resolve_in_flight(&sent, &other, PREFIX).unwrap(),
+        IntentResolution::Lost { .. }
+    ));
+    let stale = snapshot(vec![], vec![], vec![], 1_000);
+    assert!(matches!(
+        resolve_in_flight(&sent, &stale, PREFIX),
+        Err(ReconcileError::StaleSnapshot { .. })
+    ));
 }

@@ -283,6 +283,17 @@ async fn read_only_access_reads_and_refuses_writes() {
     let err = reader.commit_intent(&intent("pob-2", 2)).await.unwrap_err();
     assert!(matches!(err, StoreError::ReadOnly(_)), "{err:?}");
     assert!(!err.is_transient());
+
+    // After the bot stopped cleanly, `positions` can still read the file.
+    reader.close().await;
+    writer.close().await;
+    let later = SqliteTradeStore::open(SqliteStoreConfig {
+        read_only: true,
+        ..SqliteStoreConfig::new(&path)
+    })
+    .await
+    .unwrap();
+    assert_eq!(later.intents_in_flight().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
