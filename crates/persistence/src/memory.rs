@@ -47,7 +47,17 @@ impl MemoryTradeStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on a copy of the state and keeps the copy only if `f` succeeds: a transaction.
+    /// Runs a single-record write on the state. Each such `f` checks everything that can fail
+    /// before its first change, so an error leaves the state as it was (no copy needed).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&mut self.lock())
+    }
+
+    /// Runs `f` on a copy of the state and keeps the copy only if `f` succeeds: a transaction
+    /// for multi-step writes (a reconciliation plan).
     fn transaction<T>(
         &self,
         f: impl FnOnce(&mut State) -> Result<T, StoreError>,
@@ -217,7 +227,7 @@ impl State {
 impl TradeStore for MemoryTradeStore {
     fn commit_intent<'a>(&'a self, intent: &'a OrderIntent) -> StoreFuture<'a, ()> {
         ready(check_new_intent(intent).and_then(|()| {
-            self.transaction(|s| {
+            self.write(|s| {
                 let id = &intent.request.client_order_id;
                 if s.intents.contains_key(id.as_str()) {
                     return Err(StoreError::DuplicateIntent(id.clone()));
@@ -238,7 +248,7 @@ impl TradeStore for MemoryTradeStore {
     }
 
     fn mark_sent<'a>(&'a self, id: &'a ClientOrderId, at: Timestamp) -> StoreFuture<'a, ()> {
-        ready(self.transaction(|s| {
+        ready(self.write(|s| {
             let current = s.intent_mut(id)?.intent.status;
             if current != IntentStatus::Pending {
                 return Err(StoreError::illegal(id, current, IntentStatus::Sent));
@@ -253,7 +263,7 @@ impl TradeStore for MemoryTradeStore {
         at: Timestamp,
     ) -> StoreFuture<'a, AnswerRecorded> {
         ready(check_answer(answer).and_then(|()| {
-            self.transaction(|s| {
+            self.write(|s| {
                 let id = answer.client_order_id();
                 let current = s.intent_mut(id)?.intent.status;
                 let next = next_status(id, current, answer.target_status())?;
@@ -289,8 +299,7 @@ impl TradeStore for MemoryTradeStore {
         position: &'a Position,
     ) -> StoreFuture<'a, FillRecorded> {
         ready(
-            check_fill(fill, position)
-                .and_then(|()| self.transaction(|s| s.record_fill(fill, position))),
+            check_fill(fill, position).and_then(|()| self.write(|s| s.record_fill(fill, position))),
         )
     }
 

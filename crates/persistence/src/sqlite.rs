@@ -917,17 +917,6 @@ impl TradeStore for SqliteTradeStore {
                 .await?;
             }
             tx.commit().await?;
-            for c in &plan.corrections {
-                tracing::info!(
-                    kind = c.kind(),
-                    subject = %c.subject(),
-                    before = %c.before(),
-                    after = %c.after(),
-                    why = %c.why(),
-                    flagged = c.flagged(),
-                    "reconciliation correction applied"
-                );
-            }
             Ok(plan.corrections.len())
         })
     }
