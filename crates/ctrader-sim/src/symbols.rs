@@ -31,6 +31,21 @@ pub enum MarketHours {
     PalmSessions(Vec<WeeklySession>),
 }
 
+impl std::str::FromStr for MarketHours {
+    type Err = crate::SimError;
+
+    /// `realistic`, or `always` (also `24/7`, `always-open`); custom sessions are set in code.
+    fn from_str(s: &str) -> Result<MarketHours, crate::SimError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "realistic" => Ok(MarketHours::Realistic),
+            "always" | "always-open" | "24/7" => Ok(MarketHours::AlwaysOpen),
+            other => Err(crate::SimError::Config(format!(
+                "market hours {other:?} must be `realistic` or `always`"
+            ))),
+        }
+    }
+}
+
 /// One instrument's contract terms, hours and price model.
 #[derive(Debug, Clone)]
 pub(crate) struct SimSymbol {
@@ -383,6 +398,23 @@ mod tests {
             .unwrap();
         assert!(fx.is_open(at(2, 12, 0)));
         assert!(!fx.is_open(at(5, 12, 0)), "FX closed on Saturday");
+    }
+
+    #[test]
+    fn market_hours_parse_like_a_flag() {
+        assert_eq!(
+            "realistic".parse::<MarketHours>().unwrap(),
+            MarketHours::Realistic
+        );
+        assert_eq!(
+            "24/7".parse::<MarketHours>().unwrap(),
+            MarketHours::AlwaysOpen
+        );
+        assert_eq!(
+            "Always".parse::<MarketHours>().unwrap(),
+            MarketHours::AlwaysOpen
+        );
+        assert!("sometimes".parse::<MarketHours>().is_err());
     }
 
     #[test]
