@@ -366,34 +366,35 @@ async fn precheck_schema(
         .await
         .map_err(|e| open_error(path, e))?;
     let known = schema_version();
-    let mut found = 0;
+    let mut history: Vec<(i64, bool, Vec<u8>)> = Vec::with_capacity(applied.len());
     for row in &applied {
-        let version: i64 = row.try_get("version")?;
-        let success: bool = row.try_get("success")?;
-        let checksum: Vec<u8> = row.try_get("checksum")?;
-        found = found.max(version);
-        match MIGRATOR.iter().find(|m| m.version == version) {
-            None => {
-                return Err(StoreError::NewerSchema {
-                    path: path.clone(),
-                    found: version.max(found),
-                    known,
-                });
-            }
+        history.push((
+            row.try_get("version")?,
+            row.try_get("success")?,
+            row.try_get("checksum")?,
+        ));
+    }
+    let found = history.iter().map(|(v, ..)| *v).max().unwrap_or(0);
+    if found > known {
+        return Err(StoreError::NewerSchema {
+            path: path.clone(),
+            found,
+            known,
+        });
+    }
+    for (version, success, checksum) in &history {
+        let detail = match MIGRATOR.iter().find(|m| m.version == *version) {
+            None => format!("migration {version} is not one this build knows"),
             Some(m) if m.checksum.as_ref() != checksum.as_slice() => {
-                return Err(StoreError::SchemaHistory {
-                    path: path.clone(),
-                    detail: format!("migration {version} differs from this build's"),
-                });
+                format!("migration {version} differs from this build's")
             }
-            Some(_) if !success => {
-                return Err(StoreError::SchemaHistory {
-                    path: path.clone(),
-                    detail: format!("migration {version} did not finish"),
-                });
-            }
-            Some(_) => {}
-        }
+            Some(_) if !success => format!("migration {version} did not finish"),
+            Some(_) => continue,
+        };
+        return Err(StoreError::SchemaHistory {
+            path: path.clone(),
+            detail,
+        });
     }
     if config.read_only && found < known {
         return Err(StoreError::NeedsUpgrade {

@@ -396,3 +396,34 @@ async fn concurrent_writers_lose_nothing_and_never_see_busy() {
     }
     assert_eq!(won, 1);
 }
+
+#[tokio::test]
+async fn an_edited_or_unfinished_schema_history_is_refused_and_untouched() {
+    for (tamper, expect) in [
+        (
+            "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 1",
+            "differs",
+        ),
+        (
+            "UPDATE _sqlx_migrations SET success = 0 WHERE version = 2",
+            "did not finish",
+        ),
+    ] {
+        let (_dir, path) = temp_db();
+        SqliteTradeStore::open_path(&path)
+            .await
+            .unwrap()
+            .close()
+            .await;
+        let mut conn = raw(&path).await;
+        sqlx::query(tamper).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let before = folder_bytes(path.parent().unwrap());
+        let err = SqliteTradeStore::open_path(&path).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaHistory { ref detail, .. } if detail.contains(expect)),
+            "{err}"
+        );
+        assert_eq!(folder_bytes(path.parent().unwrap()), before);
+    }
+}
