@@ -1081,3 +1081,88 @@ async fn some_spots_carry_only_one_side() {
         .await;
     assert!(matches!(spot, Payload::SpotEvent(s) if s.symbol_id == PALM));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_time_runs_at_the_chosen_speed() {
+    // One simulated minute per 100 ms.
+    let sim = TestSim::start(|c| c.speed = 600.0).await;
+    let before = sim.handle.sim_time();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let real = started.elapsed().as_millis();
+    let simulated = u128::try_from(sim.handle.sim_time().0 - before.0).unwrap();
+    // 600 × real time, give or take a market tick on each side.
+    assert!(
+        simulated >= 600 * (real.saturating_sub(100)),
+        "{simulated} ms in {real} ms"
+    );
+    assert!(
+        simulated <= 600 * (real + 100),
+        "{simulated} ms in {real} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_prices_come_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fcpo.csv");
+    let mut csv = String::from("time,open,high,low,close\n");
+    // Two hours of flat minute bars at 3,950 MYR/t, then a rise to 4,200.
+    for minute in 0..180 {
+        let price = if minute < 120 { 3950 } else { 4200 };
+        let at = MONDAY_0300.0 / 1000 + minute * 60;
+        csv.push_str(&format!("{at},{price},{price},{price},{price}\n"));
+    }
+    std::fs::write(&path, csv).unwrap();
+    let sim = TestSim::start(|c| {
+        c.prices = ctrader_sim::PriceSource::Csv(path.clone());
+        c.start_time = None;
+        c.history = Duration::from_secs(3600);
+    })
+    .await;
+    assert_eq!(
+        sim.handle.sim_time(),
+        MONDAY_0300.plus_millis(3_600_000),
+        "starts after the history"
+    );
+    let mut client = sim.authorised().await;
+    let id = client
+        .send(ProtoOaSubscribeSpotsReq {
+            ctid_trader_account_id: sim.account(),
+            symbol_id: vec![PALM],
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(
+        client.reply_to(&id).await,
+        Payload::SubscribeSpotsRes(_)
+    ));
+    let (_, first) = client.next().await;
+    let Payload::SpotEvent(first) = first else {
+        panic!("{first:?}")
+    };
+    // Mid 3,950 with the two-tick spread: 3,949 / 3,951.
+    assert_eq!(
+        (first.bid, first.ask),
+        (Some(394_900_000), Some(395_100_000))
+    );
+    assert!(
+        sim.handle.set_mid_price(PALM, 400_000_000).is_err(),
+        "a replay follows its file"
+    );
+    let reply = client
+        .request(ProtoOaGetTrendbarsReq {
+            ctid_trader_account_id: sim.account(),
+            from_timestamp: Some(MONDAY_0300.0),
+            to_timestamp: Some(sim.handle.sim_time().0),
+            period: 9,
+            symbol_id: PALM,
+            ..Default::default()
+        })
+        .await;
+    let Payload::GetTrendbarsRes(bars) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(bars.trendbar.len(), 1, "the replayed hour is history");
+    assert_eq!(bars.trendbar[0].low, Some(394_900_000));
+}
