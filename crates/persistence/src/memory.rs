@@ -159,11 +159,16 @@ impl State {
 
     fn apply_correction(&mut self, c: &Correction, at: Timestamp) -> Result<(), StoreError> {
         match c {
-            Correction::SyncPosition { id, after, .. } => {
+            Correction::SyncPosition {
+                id, after, deals, ..
+            } => {
                 let p = self.open_position_mut(*id, c)?;
                 p.volume = after.volume;
                 p.stop_loss = after.stop_loss;
                 p.take_profit = after.take_profit;
+                for d in deals {
+                    self.insert_fill(d)?;
+                }
             }
             Correction::ClosePosition {
                 id, exit, deals, ..

@@ -198,6 +198,9 @@ pub enum Correction {
         before: PositionLevels,
         /// As the broker has it.
         after: PositionLevels,
+        /// Its deals in the snapshot (e.g. a partial close while we were away), recorded as
+        /// fills; deals already stored are skipped.
+        deals: Vec<Fill>,
     },
     /// Open here, gone at the broker, and its closing deal(s) found: record how it closed.
     ClosePosition {
@@ -325,6 +328,10 @@ impl Correction {
     /// Why, readable.
     pub fn why(&self) -> String {
         match self {
+            Correction::SyncPosition { deals, .. } if deals.iter().any(|d| d.close.is_some()) => {
+                "partly closed at the broker while away; the broker's volume and stops win"
+                    .to_owned()
+            }
             Correction::SyncPosition { .. } => {
                 "the broker's volume or stop levels differ; the broker wins".to_owned()
             }
@@ -535,6 +542,10 @@ pub fn plan(
                     id: s.id,
                     before,
                     after,
+                    deals: deals_by_position
+                        .get(&s.id)
+                        .map(|ds| ds.iter().map(|d| (*d).clone()).collect())
+                        .unwrap_or_default(),
                 });
             }
             continue;

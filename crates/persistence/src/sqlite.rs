@@ -622,7 +622,9 @@ async fn apply_correction(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     match c {
-        Correction::SyncPosition { id, after, .. } => {
+        Correction::SyncPosition {
+            id, after, deals, ..
+        } => {
             let done = sqlx::query(
                 "UPDATE positions SET volume = ?, stop_loss = ?, take_profit = ? \
                  WHERE position_id = ? AND status = 'open'",
@@ -634,6 +636,9 @@ async fn apply_correction(
             .execute(&mut *conn)
             .await?;
             expect_one(done.rows_affected(), c)?;
+            for d in deals {
+                insert_fill(conn, d).await?;
+            }
         }
         Correction::ClosePosition {
             id, exit, deals, ..

@@ -515,6 +515,7 @@ async fn apply_is_all_or_nothing_and_audited(store: Arc<dyn TradeStore>) {
         id: PositionId(20),
         before,
         after,
+        deals: Vec::new(),
     };
     // The second correction names a position that is not open: the whole plan must fail.
     let stale = Correction::CloseUnexplained {

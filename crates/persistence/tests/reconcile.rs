@@ -107,6 +107,42 @@ async fn open_here_and_there_syncs_volume_and_stops_from_the_broker() {
 }
 
 #[tokio::test]
+async fn a_partial_close_while_away_syncs_the_volume_and_records_the_deal() {
+    let (_dir, stores) = stores().await;
+    for store in stores {
+        let p = open_position(12, Some("pob-12"), 1_000);
+        store_open(&*store, &p).await;
+        let mut partial = closing_fill(121, 12, price(4010), 2_000, None);
+        partial.volume = Volume(40);
+        if let Some(c) = partial.close.as_mut() {
+            c.closed_volume = Volume(40);
+        }
+        let mut b = broker_of(&p);
+        b.volume = Volume(60);
+        let snap = snapshot(vec![b], vec![], vec![partial.clone()], 5_000);
+        let the_plan = plan_for(&*store, &snap).await;
+        assert_eq!(the_plan.corrections.len(), 1);
+        assert!(
+            the_plan.corrections[0].why().contains("partly closed"),
+            "{:?}",
+            the_plan.corrections
+        );
+        store.apply(&the_plan, Timestamp(5_001)).await.unwrap();
+        assert_eq!(
+            store
+                .position(PositionId(12))
+                .await
+                .unwrap()
+                .unwrap()
+                .volume,
+            Volume(60)
+        );
+        assert!(store.fills(10).await.unwrap().contains(&partial));
+        assert!(plan_for(&*store, &snap).await.is_clean());
+    }
+}
+
+#[tokio::test]
 async fn closed_while_away_records_exit_pnl_and_inferred_reason() {
     // exit, broker's reason, expected reason, expected basis
     let cases = [
