@@ -83,7 +83,10 @@ mod tests {
             max_attempts: None,
         };
         let delays: Vec<Duration> = FullJitter::new(policy).build().take(200).collect();
-        let low = delays.iter().filter(|d| **d < Duration::from_millis(500)).count();
+        let low = delays
+            .iter()
+            .filter(|d| **d < Duration::from_millis(500))
+            .count();
         // Uniform on [0, 1 s): about half below 0.5 s; 200 draws all on one side is ~1e-60.
         assert!((40..=160).contains(&low), "{low} of 200 below half");
     }

@@ -4,9 +4,8 @@
 use std::future::Future;
 
 use domain::{
-    Bar, BrokerPosition, BrokerSnapshot, ClientOrderId, Fill, OrderRequest,
-    PendingOrder, PositionId, Price, Quote, Secret, SymbolId, SymbolSpec, Timeframe, Timestamp,
-    Volume,
+    Bar, BrokerPosition, BrokerSnapshot, ClientOrderId, Fill, Money, OrderRequest, PendingOrder,
+    PositionId, Price, Quote, Secret, SymbolId, SymbolSpec, Timeframe, Timestamp, Volume,
 };
 use tokio::sync::mpsc;
 
@@ -228,6 +227,9 @@ pub trait Broker: Send + Sync {
 
     /// Open positions and pending orders, as the broker sees them now.
     fn open_state(&self) -> impl Future<Output = Result<OpenState, BrokerError>> + Send;
+
+    /// The account's balance (without unrealized PnL), in the account's money digits.
+    fn balance(&self) -> impl Future<Output = Result<Money, BrokerError>> + Send;
 
     /// Deals executed in `[from, to)`, oldest first, with close details on closing deals.
     fn deals(

@@ -13,13 +13,12 @@ use ctrader_proto::openapi::{
     ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent, ProtoOaExecutionType,
     ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderType,
     ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes,
-    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq,
-    ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq,
-    ProtoOaTraderRes,
+    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
+    ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
 };
 use ctrader_proto::{Envelope, OpenApiMessage, Payload};
 use domain::{
-    Bar, Clock, Fill, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec, SystemClock,
+    Bar, Clock, Fill, Money, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec, SystemClock,
     Timeframe, Timestamp, Volume,
 };
 use tokio::sync::mpsc;
@@ -163,7 +162,9 @@ impl CTraderClient {
 
     /// True while a live, authorised link is up.
     pub fn is_connected(&self) -> bool {
-        lock(&self.inner.link).as_ref().is_some_and(|l| !l.is_down())
+        lock(&self.inner.link)
+            .as_ref()
+            .is_some_and(|l| !l.is_down())
     }
 
     /// Decimal digits of the account's money (`moneyDigits`), as the broker reported them.
@@ -253,14 +254,21 @@ impl Inner {
             ..Default::default()
         };
         match self
-            .call::<ProtoOaApplicationAuthRes>(link, req.into(), "application auth", RequestClass::Ordinary)
+            .call::<ProtoOaApplicationAuthRes>(
+                link,
+                req.into(),
+                "application auth",
+                RequestClass::Ordinary,
+            )
             .await
         {
             Err(BrokerError::Refused { code, .. }) if APP_CODES.contains(&code.as_str()) => {
                 Err(BrokerError::BadCredentials { code })
             }
             // Already authenticated on this connection is success.
-            Err(BrokerError::Refused { code, .. }) if code == "CH_CLIENT_ALREADY_AUTHENTICATED" => Ok(()),
+            Err(BrokerError::Refused { code, .. }) if code == "CH_CLIENT_ALREADY_AUTHENTICATED" => {
+                Ok(())
+            }
             other => other.map(|_| ()),
         }
     }
@@ -316,7 +324,12 @@ impl Inner {
             ..Default::default()
         };
         let res = match self
-            .call::<ProtoOaRefreshTokenRes>(link, req.into(), "token refresh", RequestClass::Ordinary)
+            .call::<ProtoOaRefreshTokenRes>(
+                link,
+                req.into(),
+                "token refresh",
+                RequestClass::Ordinary,
+            )
             .await
         {
             Ok(res) => res,
@@ -385,7 +398,12 @@ impl Inner {
             ..Default::default()
         };
         match self
-            .call::<ProtoOaSubscribeSpotsRes>(link, req.into(), "subscribe spots", RequestClass::Ordinary)
+            .call::<ProtoOaSubscribeSpotsRes>(
+                link,
+                req.into(),
+                "subscribe spots",
+                RequestClass::Ordinary,
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -418,9 +436,15 @@ impl Inner {
                 .await
                 .map_err(RequestFailure::into_error)?;
             match self.refusal(name, &envelope) {
-                Some(BrokerError::RateLimited { retry_after, .. }) if attempt < BLOCKED_ATTEMPTS => {
+                Some(BrokerError::RateLimited { retry_after, .. })
+                    if attempt < BLOCKED_ATTEMPTS =>
+                {
                     let pause = retry_after.unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(request = name, ?pause, "rate limited by the broker; waiting");
+                    tracing::warn!(
+                        request = name,
+                        ?pause,
+                        "rate limited by the broker; waiting"
+                    );
                     self.limits.block_for(pause);
                 }
                 Some(err) => return Err(err),
@@ -446,11 +470,12 @@ impl Inner {
         if let Some(seconds) = retry_after {
             self.limits.block_for(Duration::from_secs(seconds));
         }
-        let session_lost = TOKEN_CODES.contains(&code.as_str()) || SESSION_CODES.contains(&code.as_str());
+        let session_lost =
+            TOKEN_CODES.contains(&code.as_str()) || SESSION_CODES.contains(&code.as_str());
         if session_lost && !request.ends_with("auth") && request != "token refresh" {
-            let _ = self
-                .control
-                .send(Control::Reauthorise(format!("{request} refused with {code}")));
+            let _ = self.control.send(Control::Reauthorise(format!(
+                "{request} refused with {code}"
+            )));
         }
         Some(match code.as_str() {
             "BLOCKED_PAYLOAD_TYPE" | "REQUEST_FREQUENCY_EXCEEDED" => BrokerError::RateLimited {
@@ -584,9 +609,7 @@ impl Inbound for Dispatcher {
                     }
                 };
                 let (bid, ask) = (side(spot.bid), side(spot.ask));
-                let time = spot
-                    .timestamp
-                    .map_or_else(|| self.clock.now(), Timestamp);
+                let time = spot.timestamp.map_or_else(|| self.clock.now(), Timestamp);
                 if let Some(q) = self.book.apply(SymbolId(spot.symbol_id), bid, ask, time) {
                     self.emit(BrokerEvent::Quote(q));
                 }
@@ -608,20 +631,29 @@ impl Inbound for Dispatcher {
                     || e.ctid_trader_account_ids.contains(&self.account_id)
                 {
                     let reason = e.reason.unwrap_or_else(|| "token invalidated".into());
-                    self.ask(Control::Reauthorise(format!("access token invalidated: {reason}")));
+                    self.ask(Control::Reauthorise(format!(
+                        "access token invalidated: {reason}"
+                    )));
                 }
             }
             Payload::AccountDisconnectEvent(e) if e.ctid_trader_account_id == self.account_id => {
-                self.ask(Control::Reauthorise("the server disconnected the account".into()));
+                self.ask(Control::Reauthorise(
+                    "the server disconnected the account".into(),
+                ));
             }
             Payload::ClientDisconnectEvent(e) => {
                 let reason = e.reason.unwrap_or_else(|| "no reason given".into());
-                self.ask(Control::Drop(format!("the server ended the session: {reason}")));
+                self.ask(Control::Drop(format!(
+                    "the server ended the session: {reason}"
+                )));
             }
             Payload::ErrorRes(e) => {
                 tracing::warn!(code = %e.error_code, "unsolicited error from the broker");
                 if TOKEN_CODES.contains(&e.error_code.as_str()) {
-                    self.ask(Control::Reauthorise(format!("broker error {}", e.error_code)));
+                    self.ask(Control::Reauthorise(format!(
+                        "broker error {}",
+                        e.error_code
+                    )));
                 }
             }
             other => tracing::debug!(payload = other.name(), "ignored frame from the broker"),
@@ -1002,6 +1034,26 @@ impl Broker for CTraderClient {
                 other.name()
             ))),
         }
+    }
+
+    async fn balance(&self) -> Result<Money, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let req = ProtoOaTraderReq {
+            ctid_trader_account_id: inner.account(),
+            ..Default::default()
+        };
+        let res: ProtoOaTraderRes = inner
+            .call(&link, req.into(), "trader", RequestClass::Ordinary)
+            .await?;
+        let digits = match res.trader.money_digits {
+            Some(d) => u8::try_from(d)
+                .ok()
+                .filter(|d| *d <= 18)
+                .ok_or_else(|| BrokerError::BadValue(format!("account moneyDigits {d}")))?,
+            None => inner.money_digits.load(Ordering::Relaxed),
+        };
+        Ok(Money::new(res.trader.balance, digits))
     }
 
     async fn open_state(&self) -> Result<OpenState, BrokerError> {

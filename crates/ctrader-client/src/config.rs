@@ -244,7 +244,12 @@ mod tests {
         assert!(err.to_string().contains("official cTrader hosts"), "{err}");
         let mut c = config();
         c.credentials.access_token = Secret::new(" ");
-        assert!(c.validate().unwrap_err().to_string().contains("access token"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("access token")
+        );
         let mut c = config();
         c.timing.silence_limit = c.timing.heartbeat_interval;
         assert!(c.validate().is_err());

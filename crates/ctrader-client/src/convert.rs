@@ -11,9 +11,9 @@ use domain::{
     PositionId, Price, Side, SymbolId, SymbolSpec, Timestamp, Volume,
 };
 
+use crate::BrokerError;
 use crate::broker::{ExecutionKind, ExecutionReport};
 use crate::schedule::{LocalHoliday, schedule_to_utc};
-use crate::BrokerError;
 
 fn bad(what: impl Into<String>) -> BrokerError {
     BrokerError::BadValue(what.into())
@@ -36,7 +36,11 @@ fn optional_price(what: &str, value: Option<f64>) -> Result<Option<Price>, Broke
 }
 
 /// An amount scaled by `10^digits` (the message's `moneyDigits`, else the account's).
-pub(crate) fn money(minor: i64, digits: Option<u32>, account_digits: u8) -> Result<Money, BrokerError> {
+pub(crate) fn money(
+    minor: i64,
+    digits: Option<u32>,
+    account_digits: u8,
+) -> Result<Money, BrokerError> {
     let digits = match digits {
         Some(d) => u8::try_from(d)
             .ok()
@@ -74,7 +78,10 @@ fn label(raw: Option<&String>) -> Option<String> {
 }
 
 /// A position as the broker reports it.
-pub(crate) fn position(p: &ProtoOaPosition, account_digits: u8) -> Result<BrokerPosition, BrokerError> {
+pub(crate) fn position(
+    p: &ProtoOaPosition,
+    account_digits: u8,
+) -> Result<BrokerPosition, BrokerError> {
     let trade = &p.trade_data;
     let entry = p
         .price
@@ -91,7 +98,11 @@ pub(crate) fn position(p: &ProtoOaPosition, account_digits: u8) -> Result<Broker
         label: label(trade.label.as_ref()),
         client_order_id: None,
         swap: money(p.swap, p.money_digits, account_digits)?,
-        commission: money(p.commission.unwrap_or_default(), p.money_digits, account_digits)?,
+        commission: money(
+            p.commission.unwrap_or_default(),
+            p.money_digits,
+            account_digits,
+        )?,
     })
 }
 
@@ -163,14 +174,22 @@ pub(crate) fn fill(
         volume: Volume(d.filled_volume),
         price,
         time: Timestamp(d.execution_timestamp),
-        commission: money(d.commission.unwrap_or_default(), d.money_digits, account_digits)?,
+        commission: money(
+            d.commission.unwrap_or_default(),
+            d.money_digits,
+            account_digits,
+        )?,
         close,
     }))
 }
 
 /// Why a closing order closed the position, when its type tells: a stop-out, or the position's
 /// protection order (stop-loss or take-profit: the level nearest the execution price).
-fn close_reason(o: &ProtoOaOrder, position: Option<&ProtoOaPosition>, price: Price) -> Option<CloseReason> {
+fn close_reason(
+    o: &ProtoOaOrder,
+    position: Option<&ProtoOaPosition>,
+    price: Price,
+) -> Option<CloseReason> {
     if o.is_stop_out == Some(true) {
         return Some(CloseReason::StopOut);
     }
@@ -211,19 +230,22 @@ pub(crate) fn execution_kind(raw: i32) -> ExecutionKind {
 pub(crate) fn execution_report(e: &ProtoOaExecutionEvent, account_digits: u8) -> ExecutionReport {
     let order = e.order.as_ref();
     let coid = order.and_then(|o| client_order_id(o.client_order_id.as_deref()));
-    let position = e.position.as_ref().and_then(|p| match position(p, account_digits) {
-        Ok(mut bp) => {
-            // The order that opened the position carries our id; the position itself does not.
-            if order.is_some_and(|o| o.closing_order != Some(true)) {
-                bp.client_order_id.clone_from(&coid);
+    let position = e
+        .position
+        .as_ref()
+        .and_then(|p| match position(p, account_digits) {
+            Ok(mut bp) => {
+                // The order that opened the position carries our id; the position itself does not.
+                if order.is_some_and(|o| o.closing_order != Some(true)) {
+                    bp.client_order_id.clone_from(&coid);
+                }
+                Some(bp)
             }
-            Some(bp)
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "execution event: position not converted");
-            None
-        }
-    });
+            Err(err) => {
+                tracing::warn!(error = %err, "execution event: position not converted");
+                None
+            }
+        });
     let fill = e.deal.as_ref().and_then(|d| {
         fill(d, order, e.position.as_ref(), account_digits).unwrap_or_else(|err| {
             tracing::warn!(error = %err, deal = d.deal_id, "execution event: deal not converted");
@@ -334,7 +356,10 @@ mod tests {
         assert_eq!(p.label.as_deref(), Some("pob"));
         let mut no_price = long_position();
         no_price.price = None;
-        assert!(matches!(position(&no_price, 2), Err(BrokerError::BadValue(_))));
+        assert!(matches!(
+            position(&no_price, 2),
+            Err(BrokerError::BadValue(_))
+        ));
         let mut nan = long_position();
         nan.stop_loss = Some(f64::NAN);
         assert!(position(&nan, 2).is_err());

@@ -98,7 +98,9 @@ pub enum BrokerError {
         code: String,
     },
     /// None of the candidate names is a symbol at this broker; never replaced by a default.
-    #[error("no tradable symbol named any of {tried:?} (case-insensitive) among the broker's {listed} symbols")]
+    #[error(
+        "no tradable symbol named any of {tried:?} (case-insensitive) among the broker's {listed} symbols"
+    )]
     SymbolNotFound {
         /// The names tried, in order.
         tried: Vec<String>,

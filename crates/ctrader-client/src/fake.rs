@@ -13,11 +13,11 @@ use domain::{
 };
 use tokio::sync::mpsc;
 
+use crate::BrokerError;
 use crate::broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
     OrderOutcome, OrderRejection, Protection,
 };
-use crate::BrokerError;
 
 /// What the fake does with the next order instead of executing it normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +375,11 @@ impl Broker for FakeBroker {
         Ok(())
     }
 
+    async fn balance(&self) -> Result<Money, BrokerError> {
+        self.check_connected()?;
+        Ok(FakeBroker::balance(self))
+    }
+
     async fn open_state(&self) -> Result<OpenState, BrokerError> {
         self.check_connected()?;
         let st = self.lock();
@@ -690,9 +695,15 @@ mod tests {
     async fn resolves_case_insensitively_and_never_defaults() {
         let b = broker();
         let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let spec = b.resolve_symbol(&names(&["FCPO", "palmoil"])).await.unwrap();
+        let spec = b
+            .resolve_symbol(&names(&["FCPO", "palmoil"]))
+            .await
+            .unwrap();
         assert_eq!(spec.id, PALM);
-        let err = b.resolve_symbol(&names(&["FCPO", "CPO"])).await.unwrap_err();
+        let err = b
+            .resolve_symbol(&names(&["FCPO", "CPO"]))
+            .await
+            .unwrap_err();
         assert_eq!(
             err,
             BrokerError::SymbolNotFound {
@@ -711,7 +722,8 @@ mod tests {
         b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
         assert!(matches!(events.try_next(), Some(BrokerEvent::Quote(_))));
 
-        let OrderOutcome::Filled(fill) = b.place_order(&order(Side::Buy, 100)).await.unwrap() else {
+        let OrderOutcome::Filled(fill) = b.place_order(&order(Side::Buy, 100)).await.unwrap()
+        else {
             panic!("not filled")
         };
         assert_eq!(fill.fill.price, Price(412_500_000));
@@ -728,14 +740,18 @@ mod tests {
 
         // Price rises 10 MYR: closing half at the bid books 10 x 0.5 = +5.00.
         b.set_quote(PALM, Price(413_500_000), Price(413_700_000));
-        let OrderOutcome::Filled(close) = b.close_position(pos.id, Volume(50)).await.unwrap() else {
+        let OrderOutcome::Filled(close) = b.close_position(pos.id, Volume(50)).await.unwrap()
+        else {
             panic!("close not filled")
         };
         let detail = close.fill.close.unwrap();
         assert_eq!(detail.gross_profit, Money::new(500, 2));
         assert!(!close.position_closed);
         assert_eq!(b.balance(), Money::new(1_000_500, 2));
-        assert_eq!(b.open_state().await.unwrap().positions[0].volume, Volume(50));
+        assert_eq!(
+            b.open_state().await.unwrap().positions[0].volume,
+            Volume(50)
+        );
     }
 
     #[tokio::test]
@@ -760,10 +776,7 @@ mod tests {
         b.script_next_order(FakeOrderScript::ExecuteThenLoseAnswer);
         let err = b.place_order(&order(Side::Sell, 100)).await.unwrap_err();
         assert!(err.needs_reconcile());
-        let snap = b
-            .snapshot(Timestamp(0), Timestamp(i64::MAX))
-            .await
-            .unwrap();
+        let snap = b.snapshot(Timestamp(0), Timestamp(i64::MAX)).await.unwrap();
         assert_eq!(snap.positions.len(), 1);
         assert_eq!(snap.positions[0].entry_price, Price(412_300_000));
         assert_eq!(snap.deals.len(), 1);
@@ -793,12 +806,12 @@ mod tests {
         let b = broker();
         let mut events = b.take_events().unwrap();
         b.set_connected(false);
-        assert_eq!(
-            b.open_state().await.unwrap_err(),
-            BrokerError::NotConnected
-        );
+        assert_eq!(b.open_state().await.unwrap_err(), BrokerError::NotConnected);
         b.set_connected(true);
-        assert!(matches!(events.try_next(), Some(BrokerEvent::Disconnected { .. })));
+        assert!(matches!(
+            events.try_next(),
+            Some(BrokerEvent::Disconnected { .. })
+        ));
         assert_eq!(events.try_next(), Some(BrokerEvent::Reconnected));
     }
 }

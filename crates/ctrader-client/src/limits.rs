@@ -111,7 +111,11 @@ mod tests {
             assert!(in_window <= 50, "{in_window} requests within 1 s of #{i}");
         }
         // 60 requests at 50/s cannot take less than the burst allowance allows.
-        assert!(stamps[59] >= Duration::from_millis(1_100), "{:?}", stamps[59]);
+        assert!(
+            stamps[59] >= Duration::from_millis(1_100),
+            "{:?}",
+            stamps[59]
+        );
     }
 
     #[tokio::test]
@@ -122,7 +126,11 @@ mod tests {
             limits.acquire(RequestClass::Historical).await;
         }
         // Burst 1 then 4 per second: the sixth is 1.25 s in.
-        assert!(start.elapsed() >= Duration::from_millis(1_200), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(1_200),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

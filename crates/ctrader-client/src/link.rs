@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use ctrader_proto::openapi::{ProtoHeartbeatEvent, ProtoOaExecutionType};
-use ctrader_proto::{Envelope, FrameCodec, Payload, ProtoMessage};
+use ctrader_proto::{Envelope, FrameCodec, Payload, ProtoError, ProtoMessage};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::BrokerError;
@@ -111,7 +112,7 @@ impl Link {
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(read_loop(
-            FramedRead::new(read, FrameCodec::new()),
+            FramedRead::new(read, TolerantCodec(FrameCodec::new())),
             Arc::clone(&link),
             timing.silence_limit,
             inbound,
@@ -185,7 +186,9 @@ impl Link {
     ) -> Result<Envelope, RequestFailure> {
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
-        self.lock().waiting.insert(id.clone(), Waiting { kind, reply });
+        self.lock()
+            .waiting
+            .insert(id.clone(), Waiting { kind, reply });
         // Checked after registering: a close from now on drops our sender and wakes us.
         if self.is_down() {
             self.lock().waiting.remove(&id);
@@ -277,8 +280,26 @@ fn is_accepted(envelope: &Envelope) -> bool {
         if e.execution_type == ProtoOaExecutionType::OrderAccepted as i32)
 }
 
+/// Framing that survives one undecodable envelope: the frame's bytes are already consumed, so
+/// the error is handed up as an item instead of ending the stream (a stream ends after any
+/// decoder error). Oversized frames and I/O errors still end it.
+struct TolerantCodec(FrameCodec);
+
+impl Decoder for TolerantCodec {
+    type Item = Result<ProtoMessage, ProtoError>;
+    type Error = ProtoError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, ProtoError> {
+        match self.0.decode(src) {
+            Ok(message) => Ok(message.map(Ok)),
+            Err(e @ ProtoError::MalformedEnvelope(_)) => Ok(Some(Err(e))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 async fn read_loop<R, I>(
-    mut frames: FramedRead<R, FrameCodec>,
+    mut frames: FramedRead<R, TolerantCodec>,
     link: Arc<Link>,
     silence_limit: Duration,
     mut inbound: I,
@@ -297,7 +318,7 @@ async fn read_loop<R, I>(
             Ok(Some(Err(e))) => break format!("read failed: {e}"),
             Ok(Some(Ok(message))) => message,
         };
-        let envelope = match Envelope::from_proto(message) {
+        let envelope = match message.and_then(Envelope::from_proto) {
             Ok(envelope) => envelope,
             Err(e) => {
                 // One bad body does not kill the link; its request, if any, times out.
@@ -405,8 +426,13 @@ mod tests {
         let waiter = {
             let link = Arc::clone(&link);
             tokio::spawn(async move {
-                link.request(reconcile_req(), ReplyKind::Any, "reconcile", TIMING.silence_limit)
-                    .await
+                link.request(
+                    reconcile_req(),
+                    ReplyKind::Any,
+                    "reconcile",
+                    TIMING.silence_limit,
+                )
+                .await
             })
         };
         let req = next_envelope(&mut server).await;
@@ -539,14 +565,47 @@ mod tests {
                 .unwrap();
         }
         assert!(!link.is_down());
-        assert!(collect.0.lock().unwrap().is_empty(), "heartbeats are not events");
+        assert!(
+            collect.0.lock().unwrap().is_empty(),
+            "heartbeats are not events"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_undecodable_frame_is_skipped_and_an_oversized_one_kills_the_link() {
+        use tokio::io::AsyncWriteExt;
+        let (link, collect, mut server) = pair();
+        // A 3-byte body that is not a ProtoMessage (field 1 with a truncated varint).
+        server
+            .get_mut()
+            .write_all(&[0, 0, 0, 3, 0x08, 0xff, 0xff])
+            .await
+            .unwrap();
+        let ok = Envelope::new(ProtoOaReconcileRes::default()).with_client_msg_id("late");
+        server.send(ok.to_proto()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!link.is_down());
+        assert_eq!(collect.0.lock().unwrap().clone(), vec![(ok, false)]);
+        // A length prefix past the cap ends the link before anything is allocated.
+        server
+            .get_mut()
+            .write_all(&u32::MAX.to_be_bytes())
+            .await
+            .unwrap();
+        let reason = link.closed().await;
+        assert!(reason.contains("read failed"), "{reason}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unanswered_request_times_out() {
         let (link, _collect, _server) = pair();
         let err = link
-            .request(reconcile_req(), ReplyKind::Any, "reconcile", Duration::from_secs(2))
+            .request(
+                reconcile_req(),
+                ReplyKind::Any,
+                "reconcile",
+                Duration::from_secs(2),
+            )
             .await
             .unwrap_err();
         assert_eq!(

@@ -58,6 +58,9 @@ mod tests {
         assert_eq!((q.bid, q.ask), (Price(10), Price(13)));
         assert_eq!(book.apply(s, None, None, Timestamp(4)), None);
         // Another symbol is independent.
-        assert_eq!(book.apply(SymbolId(1), Some(Price(1)), None, Timestamp(6)), None);
+        assert_eq!(
+            book.apply(SymbolId(1), Some(Price(1)), None, Timestamp(6)),
+            None
+        );
     }
 }

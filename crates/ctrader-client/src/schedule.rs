@@ -153,7 +153,9 @@ pub(crate) fn schedule_to_utc(
     };
     for holiday in holidays {
         let offset = holiday_offset(holiday, offset).ok_or_else(|| unsupported(&holiday.zone))?;
-        schedule.holidays.extend(holiday_to_utc(symbol, holiday, offset)?);
+        schedule
+            .holidays
+            .extend(holiday_to_utc(symbol, holiday, offset)?);
     }
     Ok(schedule)
 }
@@ -187,7 +189,9 @@ fn holiday_to_utc(
         .epoch_day
         .checked_mul(DAY_SECONDS)
         .and_then(|s| s.checked_add(from - offset))
-        .ok_or_else(|| BrokerError::BadValue(format!("holiday {:?}: day out of range", holiday.name)))?;
+        .ok_or_else(|| {
+            BrokerError::BadValue(format!("holiday {:?}: day out of range", holiday.name))
+        })?;
     let end = start + (to - from);
     let mut out = Vec::with_capacity(2);
     let mut cursor = start;
@@ -301,7 +305,10 @@ mod tests {
     #[test]
     fn refuses_daylight_saving_zones_and_bad_intervals() {
         let err = schedule_to_utc("PALMOIL", &[(0, 100)], "Europe/London", &[]).unwrap_err();
-        assert!(matches!(err, BrokerError::UnsupportedTimeZone { .. }), "{err}");
+        assert!(
+            matches!(err, BrokerError::UnsupportedTimeZone { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("Europe/London"));
         let err = schedule_to_utc("PALMOIL", &[(100, 50)], "UTC", &[]).unwrap_err();
         assert!(matches!(err, BrokerError::BadValue(_)), "{err}");

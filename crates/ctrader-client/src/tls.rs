@@ -72,8 +72,9 @@ pub(crate) async fn connect(
     host: &str,
     port: u16,
 ) -> Result<TlsStream<TcpStream>, BrokerError> {
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| BrokerError::Config(format!("host {host:?} is not a valid server name: {e}")))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        BrokerError::Config(format!("host {host:?} is not a valid server name: {e}"))
+    })?;
     let tcp = TcpStream::connect((host, port))
         .await
         .map_err(|e| BrokerError::io(format!("connecting to {host}:{port}"), &e))?;
@@ -88,7 +89,10 @@ pub(crate) async fn connect(
 
 /// Tells an untrusted certificate apart from other handshake failures.
 fn handshake_error(host: &str, err: &std::io::Error) -> BrokerError {
-    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::InvalidCertificate(reason)) => BrokerError::UntrustedCertificate {
             host: host.to_owned(),
             reason: format!("{reason:?}"),

@@ -1,0 +1,703 @@
+//! The cTrader client against the simulated broker, over TLS on loopback: authorisation, symbols,
+//! quotes, orders, reconciliation, reconnection, heartbeats, rate limits, certificates and tokens.
+//! Every wait is bounded, so a hang fails the test instead of blocking CI.
+
+// Test helpers panic on purpose: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctrader_client::{
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, Credentials,
+    ExecutionKind, ExtraCa, OrderOutcome, Protection, ReconnectPolicy, Timing,
+};
+use ctrader_sim::{
+    CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials, SimHandle,
+    Simulator,
+};
+use domain::{
+    ClientOrderId, OrderRequest, Price, Secret, Side, SymbolId, Timeframe, Timestamp, Volume,
+};
+use tempfile::TempDir;
+
+const PALM: SymbolId = SymbolId(PALM_OIL_SYMBOL_ID);
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Fails the test when `fut` takes longer than `limit`.
+async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no result within {limit:?}"),
+    }
+}
+
+struct Env {
+    sim: SimHandle,
+    _dir: TempDir,
+}
+
+async fn start_sim(tweak: impl FnOnce(&mut SimConfig)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SimConfig {
+        certificates: CertificateSource::Directory(dir.path().join("certs")),
+        market_hours: MarketHours::AlwaysOpen,
+        history: Duration::from_secs(6 * 86_400),
+        tick_interval: Duration::from_millis(20),
+        ..SimConfig::default()
+    };
+    tweak(&mut config);
+    let sim = within(LIMIT, "simulator start", Simulator::start(config))
+        .await
+        .unwrap();
+    Env { sim, _dir: dir }
+}
+
+impl Env {
+    fn config(&self) -> CTraderConfig {
+        let creds = SimCredentials::default();
+        let mut config = CTraderConfig::new(
+            "localhost",
+            self.sim.local_addr().port(),
+            Credentials {
+                client_id: creds.client_id,
+                client_secret: creds.client_secret,
+                access_token: creds.access_token,
+                refresh_token: None,
+            },
+            creds.account_id,
+        );
+        config.extra_ca = Some(ExtraCa::PemFile(
+            self.sim.ca_cert_path().unwrap().to_path_buf(),
+        ));
+        config.timing = Timing {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            order_timeout: Duration::from_secs(5),
+            ..Timing::default()
+        };
+        config.reconnect = ReconnectPolicy {
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_attempts: None,
+        };
+        config
+    }
+
+    async fn connect(&self) -> (CTraderClient, BrokerEvents) {
+        self.connect_with(self.config()).await
+    }
+
+    async fn connect_with(&self, config: CTraderConfig) -> (CTraderClient, BrokerEvents) {
+        let client = within(LIMIT, "connect", CTraderClient::connect(config))
+            .await
+            .unwrap();
+        let events = client.take_events().unwrap();
+        (client, events)
+    }
+}
+
+/// Waits for the first event that `wanted` accepts, skipping others.
+async fn next_event(
+    events: &mut BrokerEvents,
+    what: &str,
+    wanted: impl Fn(&BrokerEvent) -> bool,
+) -> BrokerEvent {
+    within(LIMIT, what, async {
+        loop {
+            match events.next().await {
+                Some(e) if wanted(&e) => return e,
+                Some(_) => {}
+                None => panic!("{what}: event stream ended"),
+            }
+        }
+    })
+    .await
+}
+
+fn order(id: &str, side: Side, volume: Volume) -> OrderRequest {
+    OrderRequest {
+        client_order_id: ClientOrderId::new(id).unwrap(),
+        symbol: PALM,
+        side,
+        volume,
+        relative_stop_loss: Some(Price(4_000_000)),
+        relative_take_profit: Some(Price(8_000_000)),
+        label: format!("pob {id}"),
+        position_to_close: None,
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn authorises_and_resolves_the_symbol_by_name() {
+    let env = start_sim(|_| {}).await;
+    let (client, _events) = env.connect().await;
+    assert!(client.is_connected());
+    let spec = within(
+        LIMIT,
+        "resolve",
+        client.resolve_symbol(&names(&["FCPO", "palmoil", "CPO"])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(spec.id, PALM);
+    assert_eq!(spec.name, "PALMOIL");
+    assert!(spec.min_volume.is_positive() && spec.step_volume.is_positive());
+    assert!(
+        spec.schedule.is_open(env.sim.sim_time()),
+        "always-open market"
+    );
+
+    let err = within(
+        LIMIT,
+        "resolve missing",
+        client.resolve_symbol(&names(&["FCPO", "CPO"])),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        BrokerError::SymbolNotFound { tried, listed } => {
+            assert_eq!(tried, &names(&["FCPO", "CPO"]));
+            assert!(*listed >= 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn quotes_arrive_with_both_sides() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    within(LIMIT, "subscribe", client.subscribe_quotes(PALM))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let BrokerEvent::Quote(q) =
+            next_event(&mut events, "quote", |e| matches!(e, BrokerEvent::Quote(_))).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(q.symbol, PALM);
+        assert!(q.bid.raw() > 0 && q.bid <= q.ask, "{q:?}");
+        assert!(q.time.0 > 0);
+    }
+    // Subscribing twice is not an error.
+    within(LIMIT, "subscribe again", client.subscribe_quotes(PALM))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+    let (bid, ask) = env.sim.quote(PALM_OIL_SYMBOL_ID).unwrap();
+    let before = env.sim.sim_time();
+
+    let outcome = within(
+        LIMIT,
+        "order",
+        client.place_order(&order("pob-1", Side::Buy, spec.min_volume)),
+    )
+    .await
+    .unwrap();
+    let OrderOutcome::Filled(filled) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        filled
+            .fill
+            .client_order_id
+            .as_ref()
+            .map(ClientOrderId::as_str),
+        Some("pob-1")
+    );
+    assert_eq!(filled.fill.volume, spec.min_volume);
+    assert_eq!(filled.fill.side, Side::Buy);
+    // The synthetic price moves, but not by 1000 MYR between two ticks.
+    assert!(
+        (filled.fill.price.raw() - ask).abs() < 100_000_000,
+        "{:?} vs {ask}",
+        filled.fill.price
+    );
+    assert!(bid < ask);
+    let position = filled.position.clone().unwrap();
+    let entry = position.entry_price;
+    assert_eq!(position.stop_loss, Some(Price(entry.raw() - 4_000_000)));
+    assert_eq!(position.take_profit, Some(Price(entry.raw() + 8_000_000)));
+    assert_eq!(position.label.as_deref(), Some("pob pob-1"));
+
+    // The stream saw the same execution.
+    let exec = next_event(
+        &mut events,
+        "fill event",
+        |e| matches!(e, BrokerEvent::Execution(r) if r.kind == ExecutionKind::Filled),
+    )
+    .await;
+    let BrokerEvent::Execution(report) = exec else {
+        unreachable!()
+    };
+    assert_eq!(
+        report.fill.as_ref().map(|f| f.deal_id),
+        Some(filled.fill.deal_id)
+    );
+
+    let open = within(LIMIT, "reconcile", client.open_state())
+        .await
+        .unwrap();
+    assert_eq!(open.positions.len(), 1);
+    assert_eq!(open.positions[0].id, position.id);
+    assert_eq!(open.positions[0].entry_price, entry);
+    assert!(open.orders.is_empty());
+
+    // Move the stop-loss up, then close.
+    let protection = Protection {
+        stop_loss: Some(Price(entry.raw() - 2_000_000)),
+        take_profit: position.take_profit,
+    };
+    within(
+        LIMIT,
+        "amend",
+        client.amend_protection(position.id, protection),
+    )
+    .await
+    .unwrap();
+    let open = client.open_state().await.unwrap();
+    assert_eq!(open.positions[0].stop_loss, protection.stop_loss);
+
+    let closed = within(
+        LIMIT,
+        "close",
+        client.close_position(position.id, spec.min_volume),
+    )
+    .await
+    .unwrap();
+    let OrderOutcome::Filled(closed) = closed else {
+        panic!("{closed:?}")
+    };
+    assert!(closed.position_closed);
+    let detail = closed.fill.close.clone().unwrap();
+    assert_eq!(detail.entry_price, entry);
+    assert_eq!(detail.closed_volume, spec.min_volume);
+    assert_eq!(detail.gross_profit.digits, 2);
+    assert!(client.open_state().await.unwrap().positions.is_empty());
+
+    let after = env.sim.sim_time().plus_millis(1);
+    let deals = within(LIMIT, "deals", client.deals(before, after))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = deals.iter().map(|d| d.deal_id).collect();
+    assert_eq!(ids, vec![filled.fill.deal_id, closed.fill.deal_id]);
+    assert_eq!(
+        deals[1].close.as_ref().unwrap().gross_profit,
+        detail.gross_profit
+    );
+
+    let balance = within(LIMIT, "balance", client.balance()).await.unwrap();
+    assert_eq!(balance.minor, env.sim.balance().unwrap());
+    assert_eq!(balance, detail.balance);
+}
+
+#[tokio::test]
+async fn rejected_orders_come_back_as_rejections() {
+    let env = start_sim(|_| {}).await;
+    let (client, _events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+
+    env.sim
+        .faults()
+        .reject_next_order("NOT_ENOUGH_MONEY")
+        .unwrap();
+    let outcome = within(
+        LIMIT,
+        "order",
+        client.place_order(&order("pob-2", Side::Sell, spec.min_volume)),
+    )
+    .await
+    .unwrap();
+    let OrderOutcome::Rejected(rejection) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(rejection.code, "NOT_ENOUGH_MONEY");
+
+    // A volume off the step is refused by the broker's own validation.
+    let odd = Volume(spec.min_volume.raw() + spec.step_volume.raw() / 2 + 1);
+    let outcome = within(
+        LIMIT,
+        "odd order",
+        client.place_order(&order("pob-3", Side::Buy, odd)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome, OrderOutcome::Rejected(ref r) if r.code == "TRADING_BAD_VOLUME"),
+        "{outcome:?}"
+    );
+    assert!(env.sim.open_position_ids().is_empty());
+}
+
+#[tokio::test]
+async fn reconnects_after_a_drop_resubscribes_and_asks_to_reconcile() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    client.subscribe_quotes(PALM).await.unwrap();
+    next_event(&mut events, "first quote", |e| {
+        matches!(e, BrokerEvent::Quote(_))
+    })
+    .await;
+
+    env.sim.faults().drop_connections();
+    next_event(&mut events, "disconnected", |e| {
+        matches!(e, BrokerEvent::Disconnected { .. })
+    })
+    .await;
+    // Requests while down fail fast and say nothing was sent (or the link is already back).
+    match client.open_state().await {
+        Ok(_) | Err(BrokerError::NotConnected) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    next_event(&mut events, "reconnected", |e| {
+        matches!(e, BrokerEvent::Reconnected)
+    })
+    .await;
+    // Quotes flow again without subscribing again.
+    next_event(&mut events, "quote after reconnect", |e| {
+        matches!(e, BrokerEvent::Quote(_))
+    })
+    .await;
+    assert!(client.is_connected());
+    within(LIMIT, "reconcile", client.open_state())
+        .await
+        .unwrap();
+
+    // The server ending the session is handled the same way.
+    env.sim.faults().disconnect_clients("maintenance");
+    let BrokerEvent::Disconnected { reason } = next_event(&mut events, "disconnect event", |e| {
+        matches!(e, BrokerEvent::Disconnected { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("maintenance") || reason.contains("closed"),
+        "{reason}"
+    );
+    next_event(&mut events, "reconnected again", |e| {
+        matches!(e, BrokerEvent::Reconnected)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_order_whose_answer_is_lost_is_unknown_and_never_resent() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+    // The session so far: application auth, account auth, trader, symbols list, symbol by id.
+    // The sixth message (the order) executes, then the connection is cut before the answer.
+    env.sim.faults().drop_after_messages(Some(6)).unwrap();
+    let err = within(
+        LIMIT,
+        "order",
+        client.place_order(&order("pob-4", Side::Buy, spec.min_volume)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.needs_reconcile(), "{err:?}");
+    assert!(!err.is_transient());
+    env.sim.faults().drop_after_messages(None).unwrap();
+    next_event(&mut events, "reconnected", |e| {
+        matches!(e, BrokerEvent::Reconnected)
+    })
+    .await;
+    let open = within(LIMIT, "reconcile", client.open_state())
+        .await
+        .unwrap();
+    assert_eq!(open.positions.len(), 1, "the order executed exactly once");
+    assert_eq!(env.sim.open_position_ids().len(), 1);
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_idle_link_alive() {
+    // The server drops clients silent for 600 ms; ours sends a heartbeat after 150 ms idle.
+    let env = start_sim(|c| {
+        c.client_idle_timeout = Some(Duration::from_millis(600));
+        c.heartbeat_interval = Duration::from_millis(150);
+    })
+    .await;
+    let mut config = env.config();
+    config.timing.heartbeat_interval = Duration::from_millis(150);
+    config.timing.silence_limit = Duration::from_millis(900);
+    let (client, mut events) = env.connect_with(config).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(client.is_connected());
+    while let Some(e) = events.try_next() {
+        assert!(!matches!(e, BrokerEvent::Disconnected { .. }), "{e:?}");
+    }
+    within(LIMIT, "request after idling", client.open_state())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_server_is_detected() {
+    let env = start_sim(|c| c.heartbeat_interval = Duration::from_millis(100)).await;
+    let mut config = env.config();
+    config.timing.heartbeat_interval = Duration::from_millis(100);
+    config.timing.silence_limit = Duration::from_millis(500);
+    let (_client, mut events) = env.connect_with(config).await;
+    env.sim.faults().silence_heartbeats(true).unwrap();
+    let BrokerEvent::Disconnected { reason } = next_event(&mut events, "dead link", |e| {
+        matches!(e, BrokerEvent::Disconnected { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("silent"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_burst_stays_within_the_rate_limit() {
+    let env = start_sim(|_| {}).await;
+    let (client, _events) = env.connect().await;
+    let client = Arc::new(client);
+    let started = std::time::Instant::now();
+    let burst: Vec<_> = (0..80)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.open_state().await })
+        })
+        .collect();
+    for task in burst {
+        within(LIMIT, "burst request", task).await.unwrap().unwrap();
+    }
+    // 80 requests at 50 per second cannot all leave within the first second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Deal-list requests (historical, 5/s) in a burst: none refused either.
+    let now = env.sim.sim_time();
+    for _ in 0..8 {
+        within(
+            LIMIT,
+            "deals",
+            client.deals(Timestamp(now.0 - 3_600_000), now),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_broker_that_still_says_blocked_is_waited_out() {
+    // The server allows fewer requests than the client thinks: its BLOCKED_PAYLOAD_TYPE answers
+    // carry retryAfter, which the client honours before trying again.
+    let env = start_sim(|c| c.rate_limits.requests_per_second = 20).await;
+    let (client, _events) = env.connect().await;
+    let client = Arc::new(client);
+    let burst: Vec<_> = (0..45)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.open_state().await })
+        })
+        .collect();
+    let mut refused = 0;
+    for task in burst {
+        match within(LIMIT, "burst request", task).await.unwrap() {
+            Ok(_) => {}
+            Err(BrokerError::RateLimited { .. }) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        refused, 0,
+        "every refused request was waited out and sent again"
+    );
+}
+
+#[tokio::test]
+async fn trendbars_page_across_the_span_limit() {
+    let env = start_sim(|_| {}).await;
+    let (client, _events) = env.connect().await;
+    let now = env.sim.sim_time();
+    // Five days of M1 bars need two requests (3.5 days at most each).
+    let from = Timestamp(now.0 - 5 * Timestamp::DAY_MS);
+    let bars = within(
+        LIMIT,
+        "trendbars",
+        client.trendbars(PALM, Timeframe::M1, from, now),
+    )
+    .await
+    .unwrap();
+    assert!(bars.len() > 3 * 1440, "{} bars", bars.len());
+    assert!(bars.windows(2).all(|w| w[0].start < w[1].start));
+    assert!(bars.iter().all(|b| from <= b.start && b.start < now));
+    assert!(
+        bars.iter()
+            .all(|b| b.low <= b.open && b.low <= b.close && b.open <= b.high && b.close <= b.high)
+    );
+    let h1 = client
+        .trendbars(PALM, Timeframe::H1, from, now)
+        .await
+        .unwrap();
+    assert!((100..=121).contains(&h1.len()), "{} hourly bars", h1.len());
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused() {
+    let env = start_sim(|_| {}).await;
+    // A CA of our own making, not the simulator's.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = params.self_signed(&key).unwrap();
+    let mut config = env.config();
+    config.extra_ca = Some(ExtraCa::Pem(other_ca.pem().into_bytes()));
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::UntrustedCertificate { .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("not trusted"), "{err}");
+
+    // The webpki roots alone do not trust it either.
+    let mut config = env.config();
+    config.extra_ca = None;
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::UntrustedCertificate { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_refused() {
+    // Trusted CA, wrong name: the certificate names localhost and 127.0.0.1, not 127.0.0.2.
+    let env = start_sim(|c| c.listen = "127.0.0.2:0".parse().unwrap()).await;
+    let mut config = env.config();
+    config.host = "127.0.0.2".into();
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::UntrustedCertificate { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("NotValidForName"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_at_once_and_are_permanent() {
+    let env = start_sim(|_| {}).await;
+    let started = std::time::Instant::now();
+    let mut config = env.config();
+    config.credentials.client_secret = Secret::new("wrong-secret");
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::BadCredentials { ref code } if code == "CH_CLIENT_AUTH_FAILURE"),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert!(!format!("{err} {err:?}").contains("wrong-secret"));
+
+    let mut config = env.config();
+    config.account_id = 1;
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::AccountNotAuthorised { account_id: 1, .. }),
+        "{err:?}"
+    );
+
+    let mut config = env.config();
+    config.credentials.access_token = Secret::new("revoked-token");
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::TokenRevoked { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no retries: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_access_token_is_refreshed() {
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.credentials.access_token = Secret::new("expired-token");
+    config.credentials.refresh_token = Some(SimCredentials::default().refresh_token);
+    let (client, mut events) = env.connect_with(config).await;
+    let BrokerEvent::TokenRefreshed {
+        access_token,
+        refresh_token,
+        expires_at,
+    } = next_event(&mut events, "token refreshed", |e| {
+        matches!(e, BrokerEvent::TokenRefreshed { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_ne!(access_token.expose(), "expired-token");
+    assert_ne!(refresh_token, SimCredentials::default().refresh_token);
+    assert!(expires_at.is_some());
+    within(LIMIT, "reconcile with the new token", client.open_state())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_token_invalidated_elsewhere_without_a_usable_refresh_stops_trading() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    // Another client refreshes the shared token: ours is invalidated and we hold no refresh token.
+    let mut other = env.config();
+    other.credentials.access_token = Secret::new("stale");
+    other.credentials.refresh_token = Some(SimCredentials::default().refresh_token);
+    let (_other, _other_events) = env.connect_with(other).await;
+    let BrokerEvent::TokenInvalidated { reason } =
+        next_event(&mut events, "token invalidated", |e| {
+            matches!(e, BrokerEvent::TokenInvalidated { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("refresh token"), "{reason}");
+    let stopped = next_event(&mut events, "stopped", |e| {
+        matches!(e, BrokerEvent::Stopped(_))
+    })
+    .await;
+    assert!(
+        matches!(
+            stopped,
+            BrokerEvent::Stopped(BrokerError::TokenRevoked { .. })
+        ),
+        "{stopped:?}"
+    );
+    let err = client.open_state().await.unwrap_err();
+    assert!(matches!(err, BrokerError::Stopped(_)), "{err:?}");
+}
