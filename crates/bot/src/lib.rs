@@ -11,5 +11,10 @@
 pub mod allowlist;
 pub mod commands;
 pub mod config;
+pub mod engine;
 pub mod order_id;
+pub mod reconcile;
+pub mod runtime;
+pub mod sentiment_setup;
 pub mod settings;
+pub mod strategy_setup;

@@ -23,13 +23,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Trade the configured cTrader account (needs the CTRADER_* secrets; live needs --confirm-live).
+    Run(commands::run::RunArgs),
+    /// Trade against a built-in simulated broker: no credentials, no network; serves the dashboard.
+    Demo(commands::demo::DemoArgs),
     /// Validate the configuration and print the effective non-secret settings.
     CheckConfig,
+    /// Replay the strategy over a CSV of bars: table on the terminal, JSON, trades CSV, SVG.
+    Backtest(Box<commands::backtest::BacktestArgs>),
+    /// Fetch one sentiment reading through the configured sources and print it with its source.
+    Sentiment(commands::sentiment::SentimentArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => commands::run::run(cli.config.as_deref(), &args),
+        Command::Demo(args) => commands::demo::run(cli.config.as_deref(), &args),
         Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
+        Command::Backtest(args) => commands::backtest::run(cli.config.as_deref(), &args),
+        Command::Sentiment(args) => commands::sentiment::run(cli.config.as_deref(), &args),
     }
 }

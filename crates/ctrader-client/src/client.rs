@@ -39,8 +39,6 @@ use crate::link::{Inbound, Link, LinkTiming, ReplyKind, RequestFailure};
 use crate::quotes::QuoteBook;
 use crate::{BrokerError, tls};
 
-/// The longest span one deal-list request covers (cTrader refuses longer ones).
-const DEAL_PAGE_MS: i64 = 7 * Timestamp::DAY_MS;
 /// Attempts of a read request refused with `BLOCKED_PAYLOAD_TYPE` before giving up.
 const BLOCKED_ATTEMPTS: usize = 3;
 /// A link that stayed up this long resets the reconnection backoff.
@@ -1095,15 +1093,15 @@ impl Broker for CTraderClient {
         let digits = inner.money_digits.load(Ordering::Relaxed);
         let mut fills: Vec<Fill> = Vec::new();
         let mut cursor = from;
+        // The broker answers in chunks (`hasMore`); each round must move the cursor forward.
         while cursor < to {
-            let page_to = Timestamp(cursor.0.saturating_add(DEAL_PAGE_MS).min(to.0));
             let res: ProtoOaDealListRes = inner
                 .call(
                     &link,
                     ProtoOaDealListReq {
                         ctid_trader_account_id: inner.account(),
                         from_timestamp: Some(cursor.0),
-                        to_timestamp: Some(page_to.0),
+                        to_timestamp: Some(to.0),
                         ..Default::default()
                     }
                     .into(),
@@ -1111,22 +1109,23 @@ impl Broker for CTraderClient {
                     RequestClass::Historical,
                 )
                 .await?;
-            let latest = res.deal.iter().map(|d| d.execution_timestamp).max();
             for deal in &res.deal {
                 if let Some(fill) = convert::fill(deal, None, None, digits)? {
                     fills.push(fill);
                 }
             }
-            cursor = match latest {
-                // More in this page: continue after the newest deal seen (ids dedupe the edge).
-                Some(last) if res.has_more && last > cursor.0 => Timestamp(last),
-                Some(_) if res.has_more => {
+            if !res.has_more {
+                break;
+            }
+            // Continue from the newest deal seen (inclusive: deal ids dedupe the edge).
+            match res.deal.iter().map(|d| d.execution_timestamp).max() {
+                Some(last) if last > cursor.0 => cursor = Timestamp(last),
+                _ => {
                     return Err(BrokerError::Protocol(
                         "deal list says it has more but does not advance".into(),
                     ));
                 }
-                _ => page_to,
-            };
+            }
         }
         fills.retain(|f| from <= f.time && f.time < to);
         fills.sort_by_key(|f| (f.time, f.deal_id));

@@ -1,3 +1,7 @@
 //! One module per `palm-oil-bot` command; `main.rs` only parses and dispatches.
 
+pub mod backtest;
 pub mod check_config;
+pub mod demo;
+pub mod run;
+pub mod sentiment;

@@ -1,0 +1,192 @@
+//! `demo`: the whole bot against the in-process simulator, offline, with no credentials.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctrader_client::{CTraderConfig, Credentials, ExtraCa};
+use ctrader_sim::{CertificateSource, MarketHours, SimConfig, SimCredentials, Simulator};
+use domain::{Clock, Timeframe};
+use tokio::sync::watch;
+
+use crate::commands::check_config::load_settings;
+use crate::commands::run::{open_store, parse_duration};
+use crate::config::Config;
+use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, ScaledClock};
+use crate::sentiment_setup::{SentimentSecrets, build_service, replay_service};
+
+/// Options of `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Stop after this long (e.g. 90s, 10m); otherwise runs until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Simulated seconds per real second (300: one one-minute bar every 200 ms).
+    #[arg(long, default_value_t = 300.0)]
+    pub speed: f64,
+    /// Seed of the synthetic palm oil price path.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Folder for the demo database and the simulator's certificates.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs `demo`.
+#[allow(clippy::print_stderr)] // start-up errors go to the operator's terminal
+pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
+    let (_, mut config) = match load_settings(config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    // The demo trades the simulator's palm oil CFD on one-minute bars so trades come quickly.
+    config.strategy.timeframe = Timeframe::M1;
+    config.symbol_candidates = vec!["PALMOIL".to_owned()];
+    config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
+    let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());
+    if let Err(e) = runtime::install_globals(
+        &config,
+        secrets.perplexity_api_key.iter().cloned().collect(),
+    ) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    ExitCode::from(tokio.block_on(demo(config, secrets, args.clone())))
+}
+
+async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
+    let credentials = SimCredentials::default();
+    let sim_config = SimConfig {
+        certificates: CertificateSource::Directory(args.data_dir.join("demo-certs")),
+        speed: args.speed,
+        seed: args.seed,
+        market_hours: MarketHours::AlwaysOpen,
+        credentials: credentials.clone(),
+        ..SimConfig::default()
+    };
+    let sim = match Simulator::start(sim_config).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            tracing::error!("the simulator did not start: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let Some(ca) = sim.ca_cert_path().map(std::path::Path::to_path_buf) else {
+        tracing::error!("the simulator has no CA certificate to trust");
+        return EXIT_RUNTIME;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(sim.sim_time(), args.speed));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    runtime::spawn_signal_watch(stop_tx, args.duration);
+    let code = trade_against(
+        &config,
+        &secrets,
+        &credentials,
+        sim.local_addr(),
+        ca,
+        clock,
+        stop_rx,
+    )
+    .await;
+    sim.shutdown().await;
+    code
+}
+
+async fn trade_against(
+    config: &Config,
+    secrets: &SentimentSecrets,
+    credentials: &SimCredentials,
+    sim_addr: std::net::SocketAddr,
+    ca: PathBuf,
+    clock: Arc<dyn Clock>,
+    stop_rx: watch::Receiver<bool>,
+) -> u8 {
+    let store = match open_store(&config.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return runtime::EXIT_REFUSED;
+        }
+    };
+    let (obs, http) =
+        match runtime::start_observability(config, clock.clone(), stop_rx.clone()).await {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!("{e}");
+                return EXIT_RUNTIME;
+            }
+        };
+    let live_sentiment = secrets.perplexity_api_key.is_some();
+    let service = if live_sentiment {
+        let mut live = config.clone();
+        live.sentiment.sources = vec![crate::config::SentimentSourceKind::Perplexity];
+        let allow = crate::allowlist::NetworkAllowList::from_config(&live, true, false);
+        build_service(&live, secrets, &allow, clock.clone()).map(|(s, _)| s)
+    } else {
+        replay_service(clock.clone(), None)
+    };
+    let (sent_tx, sent_rx) = watch::channel(None);
+    match service {
+        Ok(service) => runtime::spawn_sentiment_refresher(
+            Arc::new(service),
+            store.clone(),
+            obs.clone(),
+            clock.clone(),
+            // Replayed sentiment is in memory: refresh often so the dashboard shows it at once.
+            Duration::from_secs(if live_sentiment {
+                config.sentiment.refresh_secs
+            } else {
+                5
+            }),
+            sent_tx,
+            stop_rx.clone(),
+        ),
+        Err(e) => tracing::warn!("no sentiment: {e}"),
+    }
+    tracing::info!(
+        "demo: simulated cTrader on {sim_addr} (TLS, own CA), database {}, sentiment {}",
+        config.database_url,
+        if live_sentiment {
+            "from Perplexity"
+        } else {
+            "replayed from the bundled series"
+        }
+    );
+    tracing::info!(
+        "demo: dashboard http://{http}/ · metrics http://{http}/metrics · health http://{http}/readyz · Ctrl-C stops"
+    );
+    let mut broker = CTraderConfig::new(
+        "localhost",
+        sim_addr.port(),
+        Credentials {
+            client_id: credentials.client_id.clone(),
+            client_secret: credentials.client_secret.clone(),
+            access_token: credentials.access_token.clone(),
+            refresh_token: Some(credentials.refresh_token.clone()),
+        },
+        credentials.account_id,
+    );
+    broker.extra_ca = Some(ExtraCa::PemFile(ca));
+    match runtime::trade(config, broker, store, clock, obs, sent_rx, false, stop_rx).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
+    }
+}

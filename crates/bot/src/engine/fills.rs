@@ -1,0 +1,102 @@
+//! Execution events the broker sends on its own: stop-loss and take-profit hits, stop-outs,
+//! positions closed by a person, and echoes of our own orders (recorded once, by deal id).
+
+use std::collections::HashSet;
+
+use ctrader_client::{Broker, ExecutionReport};
+use domain::PositionStatus;
+use observability::EventLevel;
+use persistence::FillRecorded;
+
+use super::orders::net_profit;
+use super::{Engine, EngineError};
+
+impl<B: Broker + 'static> Engine<B> {
+    pub(super) async fn on_execution(
+        &mut self,
+        report: ExecutionReport,
+    ) -> Result<(), EngineError> {
+        let Some(fill) = report.fill.clone() else {
+            if let (Some(ours), Some(bp)) = (self.position.as_mut(), report.position.as_ref())
+                && ours.id == bp.id
+            {
+                // An amendment (SL/TP) or partial change: the broker's levels win.
+                ours.stop_loss = bp.stop_loss;
+                ours.take_profit = bp.take_profit;
+                ours.volume = bp.volume;
+            }
+            return Ok(());
+        };
+        let Some(mut position) = self.position.clone().filter(|p| p.id == fill.position_id) else {
+            let ours = report
+                .position
+                .as_ref()
+                .and_then(|p| p.label.as_deref())
+                .is_some_and(|l| persistence::is_our_label(&self.settings.label_prefix, l));
+            if ours && self.store.position(fill.position_id).await?.is_none() {
+                // A fill of ours we have no record of (e.g. the answer to an order was lost).
+                self.pause(super::Pause::NeedsReconcile(format!(
+                    "fill {} on unknown position {} of ours; reconciling",
+                    fill.deal_id, fill.position_id
+                )));
+                // A failure keeps trading paused; the tick retries it.
+                let _ = self.reconcile_now("unknown fill").await;
+            }
+            return Ok(());
+        };
+        if report.position_closed {
+            let own: HashSet<&domain::ClientOrderId> = HashSet::new();
+            let (reason, _) = persistence::infer_close_reason(
+                position.side,
+                position.stop_loss,
+                position.take_profit,
+                &fill,
+                &own,
+            );
+            position.status = PositionStatus::Closed;
+            position.exit_price = Some(fill.price);
+            position.exit_time = Some(fill.time);
+            position.pnl = fill.close.as_ref().and_then(net_profit);
+            position.close_reason = Some(reason);
+        } else if let Some(bp) = &report.position {
+            position.volume = bp.volume;
+            position.stop_loss = bp.stop_loss;
+            position.take_profit = bp.take_profit;
+        }
+        let recorded = match self.store.record_fill(&fill, &position).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.store_failed(e)),
+        };
+        if recorded == FillRecorded::AlreadyRecorded {
+            return Ok(());
+        }
+        if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
+            self.balance = balance;
+        }
+        tracing::info!(
+            trade_id = fill.deal_id,
+            position_id = position.id.0,
+            symbol_id = fill.symbol.0,
+            side = fill.side.as_str(),
+            volume = %fill.volume,
+            price = %fill.price,
+            reason = position.close_reason.map_or("position changed", |r| r.as_str()),
+            "broker execution recorded"
+        );
+        if position.status == PositionStatus::Closed {
+            self.record_closed_trade(&position);
+            self.position = None;
+        } else {
+            self.event(
+                EventLevel::Info,
+                format!(
+                    "position {} changed by the broker: volume {}",
+                    position.id, position.volume
+                ),
+            );
+            self.position = Some(position);
+        }
+        self.publish_position();
+        Ok(())
+    }
+}

@@ -1,0 +1,682 @@
+//! The trading engine: one quote's path from the broker to a recorded fill.
+//!
+//! Start-up resolves the symbol (refusing to trade without it), restores the kill switch,
+//! reconciles with the broker (fail closed), warms the RSI from history and subscribes. Then each
+//! quote feeds the bar aggregator; each closed bar goes to the strategy with the latest sentiment,
+//! and a decision becomes a durable intent before its order leaves. A disconnect pauses trading
+//! until a reconciliation after the reconnect succeeds.
+
+mod fills;
+mod orders;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ctrader_client::{Broker, BrokerError, BrokerEvent, BrokerEvents};
+use domain::{
+    Bar, Clock, KillSwitchState, Money, Position, PositionStatus, Quote, SentimentReading,
+    SymbolSpec, Timestamp,
+};
+use observability::{
+    ConnectionState, DecisionRecord, EventLevel, KillSwitchView, Metrics,
+    PositionView as PositionStatusView, SentimentView, StatusHandle,
+};
+use persistence::{StoreError, TradeStore};
+use strategy::{
+    Action, BarAggregator, BarContext, PositionView, RiskConfig, RiskGate, RsiSentimentStrategy,
+    Strategy,
+};
+use tokio::sync::watch;
+
+use crate::reconcile::{ReconcileFailure, reconcile};
+
+/// What the engine needs to know that is not in the strategy's or the risk rules' configuration.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Prefix of our order labels and client order ids.
+    pub label_prefix: String,
+    /// Decide and record, but send no order.
+    pub dry_run: bool,
+    /// Symbol names to look up, in order.
+    pub symbol_candidates: Vec<String>,
+    /// Bars of history to warm the RSI with.
+    pub warmup_bars: usize,
+    /// The bar timeframe the strategy decides on.
+    pub timeframe: domain::Timeframe,
+}
+
+/// Where the engine reports what it does.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    /// Prometheus instruments.
+    pub metrics: Arc<Metrics>,
+    /// The status the dashboard and health checks read.
+    pub status: StatusHandle,
+}
+
+/// Why the engine stopped trading.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The broker failed in a way that rules out trading (bad credentials, missing symbol, ...).
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The store failed: nothing can be made durable, so nothing is sent.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Reconciliation could not finish: trading does not start or resume.
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileFailure),
+    /// The strategy or risk configuration is invalid.
+    #[error("strategy configuration: {0}")]
+    Strategy(#[from] strategy::ConfigError),
+    /// The access token is gone and could not be refreshed.
+    #[error("stopped trading: {0}")]
+    Stopped(String),
+}
+
+/// How the engine ended when nothing went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineExit {
+    /// Asked to stop (signal or duration).
+    Shutdown,
+}
+
+/// The trading engine over any broker and store.
+pub struct Engine<B: Broker> {
+    broker: Arc<B>,
+    store: Arc<dyn TradeStore>,
+    clock: Arc<dyn Clock>,
+    obs: Observers,
+    settings: EngineSettings,
+    symbol: SymbolSpec,
+    strategy: RsiSentimentStrategy,
+    risk: RiskGate,
+    bars: BarAggregator,
+    kill: KillSwitchState,
+    sentiment: watch::Receiver<Option<SentimentReading>>,
+    /// Our open position on the traded symbol, as stored.
+    position: Option<Position>,
+    balance: Money,
+    last_quote: Option<Quote>,
+    /// Why trading is paused, if it is.
+    paused: Option<Pause>,
+    last_rsi: Option<f64>,
+    /// Closed-trade statistics from the store, for metrics and the dashboard.
+    trades: TradeStats,
+}
+
+/// Why no order may leave right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pause {
+    /// The link is down; the reconnect event triggers reconciliation.
+    Disconnected(String),
+    /// The store may not match the broker: reconcile (retried every tick) before trading.
+    NeedsReconcile(String),
+}
+
+impl std::fmt::Display for Pause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pause::Disconnected(why) | Pause::NeedsReconcile(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Closed trades as the store records them.
+#[derive(Debug, Clone, Copy, Default)]
+struct TradeStats {
+    closed: u64,
+    wins: u64,
+    realized: f64,
+}
+
+impl TradeStats {
+    fn win_rate(self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)] // trade counts are far below 2^52
+        (self.closed > 0).then(|| self.wins as f64 / self.closed as f64)
+    }
+}
+
+impl<B: Broker> std::fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("symbol", &self.symbol.name)
+            .field("position", &self.position)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Broker + 'static> Engine<B> {
+    /// Start-up: resolve the symbol, restore the kill switch, reconcile (fail closed), warm up,
+    /// subscribe. Returns an engine ready to [`Engine::run`].
+    #[allow(clippy::too_many_arguments)] // the engine's collaborators, each distinct
+    pub async fn start(
+        broker: Arc<B>,
+        store: Arc<dyn TradeStore>,
+        clock: Arc<dyn Clock>,
+        obs: Observers,
+        settings: EngineSettings,
+        strategy: RsiSentimentStrategy,
+        risk: RiskConfig,
+        sentiment: watch::Receiver<Option<SentimentReading>>,
+    ) -> Result<Engine<B>, EngineError> {
+        obs.status
+            .update(|s| s.connection = ConnectionState::Authenticated);
+        obs.metrics
+            .set_connection_state(ConnectionState::Authenticated);
+        let symbol = broker.resolve_symbol(&settings.symbol_candidates).await?;
+        tracing::info!(symbol_id = symbol.id.0, symbol = %symbol.name, digits = symbol.digits, "trading symbol resolved");
+        let risk = RiskGate::new(risk, symbol.clone())?;
+        let kill = store.kill_switch().await?;
+        if kill.engaged {
+            tracing::error!(
+                reason = kill.reason.as_deref().unwrap_or("unknown"),
+                "kill switch is engaged (restored): no new positions until an operator resets it"
+            );
+        }
+        let balance = broker.balance().await?;
+        let bars = BarAggregator::new(symbol.id, settings.timeframe);
+        let mut engine = Engine {
+            broker,
+            store,
+            clock,
+            obs,
+            settings,
+            symbol,
+            strategy,
+            risk,
+            bars,
+            kill,
+            sentiment,
+            position: None,
+            balance,
+            last_quote: None,
+            paused: Some(Pause::NeedsReconcile(
+                "start-up reconciliation pending".to_owned(),
+            )),
+            last_rsi: None,
+            trades: TradeStats::default(),
+        };
+        engine.obs.status.update(|s| {
+            s.symbol = engine.symbol.name.clone();
+            s.store_writable = true;
+        });
+        engine.publish_kill_switch();
+        engine.reconcile_now("start-up").await?;
+        engine.warm_up().await?;
+        engine.broker.subscribe_quotes(engine.symbol.id).await?;
+        engine.event(
+            EventLevel::Info,
+            format!(
+                "trading {} ({}), {}",
+                engine.symbol.name,
+                engine.symbol.id,
+                if engine.settings.dry_run {
+                    "dry run: no orders are sent"
+                } else {
+                    "orders enabled"
+                }
+            ),
+        );
+        Ok(engine)
+    }
+
+    /// The symbol being traded.
+    pub fn symbol(&self) -> &SymbolSpec {
+        &self.symbol
+    }
+
+    /// Handles broker events until `shutdown` completes or trading must stop. An order in flight
+    /// is always finished before shutdown is noticed, because orders are awaited between events.
+    pub async fn run(
+        mut self,
+        mut events: BrokerEvents,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<EngineExit, EngineError> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    self.event(EventLevel::Info, "shutting down: no new orders; open positions stay protected by their broker-side stop-loss and take-profit".to_owned());
+                    return Ok(EngineExit::Shutdown);
+                }
+                event = events.next() => match event {
+                    Some(event) => self.on_event(event).await?,
+                    None => return Err(EngineError::Stopped("the broker client ended".to_owned())),
+                },
+                changed = self.sentiment.changed() => {
+                    if changed.is_ok() {
+                        self.publish_sentiment();
+                    }
+                }
+                _ = tick.tick() => self.on_tick().await?,
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: BrokerEvent) -> Result<(), EngineError> {
+        match event {
+            BrokerEvent::Quote(quote) => self.on_quote(quote).await,
+            BrokerEvent::Execution(report) => self.on_execution(*report).await,
+            BrokerEvent::OrderError {
+                order_id,
+                position_id,
+                code,
+                description,
+            } => {
+                self.obs.metrics.record_order_rejection(&code);
+                let text = format!(
+                    "order error {code}{}{}{}",
+                    order_id.map(|o| format!(" order {o}")).unwrap_or_default(),
+                    position_id
+                        .map(|p| format!(" position {p}"))
+                        .unwrap_or_default(),
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                self.event(EventLevel::Warn, text);
+                Ok(())
+            }
+            BrokerEvent::Disconnected { reason } => {
+                self.pause(Pause::Disconnected(format!(
+                    "broker disconnected: {reason}"
+                )));
+                self.obs.status.update(|s| {
+                    s.connection = ConnectionState::Connecting;
+                    s.reconciled = false;
+                });
+                self.obs
+                    .metrics
+                    .set_connection_state(ConnectionState::Connecting);
+                Ok(())
+            }
+            BrokerEvent::Reconnected => {
+                self.obs.metrics.record_reconnect();
+                self.obs
+                    .status
+                    .update(|s| s.connection = ConnectionState::Authenticated);
+                self.obs
+                    .metrics
+                    .set_connection_state(ConnectionState::Authenticated);
+                self.event(
+                    EventLevel::Info,
+                    "reconnected: reconciling before trading resumes".to_owned(),
+                );
+                // A failure keeps trading paused; the tick retries it.
+                let _ = self.reconcile_now("reconnect").await;
+                Ok(())
+            }
+            BrokerEvent::TokenRefreshed { expires_at, .. } => {
+                self.event(
+                    EventLevel::Warn,
+                    format!(
+                        "access token refreshed{}: update CTRADER_ACCESS_TOKEN and CTRADER_REFRESH_TOKEN before the next restart",
+                        expires_at.map(|t| format!(" (expires {t})")).unwrap_or_default()
+                    ),
+                );
+                Ok(())
+            }
+            BrokerEvent::TokenInvalidated { reason } => {
+                self.event(
+                    EventLevel::Error,
+                    format!("access token invalidated: {reason}"),
+                );
+                Err(EngineError::Stopped(format!(
+                    "access token invalidated: {reason}"
+                )))
+            }
+            BrokerEvent::Stopped(error) => {
+                self.event(EventLevel::Error, format!("broker client stopped: {error}"));
+                Err(EngineError::Broker(error))
+            }
+        }
+    }
+
+    async fn on_quote(&mut self, quote: Quote) -> Result<(), EngineError> {
+        if quote.symbol != self.symbol.id {
+            return Ok(());
+        }
+        let received = Instant::now();
+        let now = self.clock.now();
+        self.obs.metrics.record_quote(now);
+        self.last_quote = Some(quote);
+        let unrealized = self.unrealized();
+        self.obs.status.update(|s| {
+            s.last_quote = Some(observability::QuoteView::from_quote(&quote, now));
+            s.market_open = self.symbol.schedule.is_open(quote.time);
+            if let Some(p) = s.position.as_mut() {
+                p.unrealized_pnl = unrealized.map(Money::to_f64);
+            }
+        });
+        match self.bars.on_quote(&quote) {
+            Ok(Some(bar)) => self.on_bar(bar, received).await,
+            Ok(None) => Ok(()),
+            Err(e) => {
+                // A late or foreign quote is dropped, never fatal.
+                tracing::debug!("quote not aggregated: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) -> Result<(), EngineError> {
+        if matches!(self.paused, Some(Pause::NeedsReconcile(_))) {
+            // A failure keeps trading paused; the next tick tries again.
+            let _ = self.reconcile_now("retry").await;
+        }
+        let now = self.clock.now();
+        self.obs
+            .metrics
+            .set_market_open(self.symbol.schedule.is_open(now));
+        // Closes the bar on time when quotes stop at the end of a period.
+        if let Some(bar) = self.bars.on_tick(self.quote_time_or(now)) {
+            self.on_bar(bar, Instant::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Quote time drives bars (the simulator runs faster than the wall clock); the wall clock is
+    /// used only before the first quote.
+    fn quote_time_or(&self, now: Timestamp) -> Timestamp {
+        self.last_quote.map_or(now, |q| q.time)
+    }
+
+    async fn on_bar(&mut self, bar: Bar, received: Instant) -> Result<(), EngineError> {
+        let reading = self.sentiment.borrow().clone();
+        let ctx = BarContext {
+            now: bar.start.plus_millis(bar.timeframe.millis()),
+            position: self.position.as_ref().map(|p| PositionView {
+                side: p.side,
+                entry_price: p.entry_price,
+                volume: p.volume,
+            }),
+            sentiment: reading.as_ref(),
+        };
+        let decision = self.strategy.on_bar(&bar, &ctx);
+        self.obs
+            .metrics
+            .observe_tick_to_decision(received.elapsed());
+        self.last_rsi = self.strategy.rsi();
+        if let Some(rsi) = self.last_rsi {
+            self.obs.metrics.set_rsi(rsi);
+        }
+        self.obs.status.update(|s| s.rsi = self.last_rsi);
+        self.observe_equity(ctx.now).await?;
+        let action = action_name(&decision.action);
+        let reason = decision.reason.to_string();
+        self.obs.status.push_decision(DecisionRecord {
+            at_ms: ctx.now.millis(),
+            action: action.to_owned(),
+            reason: reason.clone(),
+            rsi: self.last_rsi,
+            sentiment: reading.as_ref().map(|r| r.score),
+            price: Some(bar.close.to_f64()),
+        });
+        if matches!(decision.action, Action::Hold) {
+            tracing::debug!(symbol_id = self.symbol.id.0, price = %bar.close, reason = %reason, "hold");
+            return Ok(());
+        }
+        tracing::info!(symbol_id = self.symbol.id.0, price = %bar.close, action, reason = %reason, "decision");
+        if let Some(why) = &self.paused {
+            self.event(
+                EventLevel::Warn,
+                format!("decision {action} not executed: trading paused ({why})"),
+            );
+            return Ok(());
+        }
+        match decision.action {
+            Action::Hold => Ok(()),
+            Action::Open(entry) => self.open(&bar, ctx.now, &entry, &reason).await,
+            Action::Close => self.close(&bar, ctx.now, &reason).await,
+            Action::Reverse(entry) => {
+                self.close(&bar, ctx.now, &reason).await?;
+                if self.position.is_none() && self.paused.is_none() {
+                    self.open(&bar, ctx.now, &entry, &reason).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reconciles with the broker and resumes trading only when it finished.
+    async fn reconcile_now(&mut self, why: &str) -> Result<(), EngineError> {
+        let (plan, report) = match reconcile(
+            self.broker.as_ref(),
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            &self.settings.label_prefix,
+            !self.settings.dry_run,
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                self.obs.status.update(|s| s.reconciled = false);
+                self.pause(Pause::NeedsReconcile(e.to_string()));
+                return Err(e.into());
+            }
+        };
+        for correction in &plan.corrections {
+            self.obs
+                .metrics
+                .record_reconciliation_correction(correction.kind());
+        }
+        if !plan.corrections.is_empty() || !plan.foreign.is_empty() {
+            let level = if plan.flagged() > 0 {
+                EventLevel::Warn
+            } else {
+                EventLevel::Info
+            };
+            self.event(
+                level,
+                format!(
+                    "reconciled ({why}): {} correction(s), {} flagged, {} in sync, {} position(s) not ours",
+                    report.corrections.len(),
+                    report.flagged,
+                    report.in_sync,
+                    report.foreign_positions.len()
+                ),
+            );
+        }
+        self.refresh_position().await?;
+        self.refresh_trade_stats().await?;
+        self.balance = self.broker.balance().await?;
+        self.paused = None;
+        self.obs.status.update(|s| s.reconciled = true);
+        tracing::info!(
+            reason = why,
+            corrections = plan.corrections.len(),
+            "reconciled with the broker; trading enabled"
+        );
+        Ok(())
+    }
+
+    async fn warm_up(&mut self) -> Result<(), EngineError> {
+        let timeframe = self.settings.timeframe;
+        let to = self.clock.now();
+        let span = i64::try_from(self.settings.warmup_bars)
+            .unwrap_or(0)
+            .saturating_mul(timeframe.millis());
+        let history = self
+            .broker
+            .trendbars(self.symbol.id, timeframe, Timestamp(to.millis() - span), to)
+            .await?;
+        // The last bar may still be forming: only closed bars warm the indicator.
+        let closed: Vec<Bar> = history
+            .into_iter()
+            .filter(|b| b.start.plus_millis(timeframe.millis()) <= to)
+            .collect();
+        self.strategy.warm_up(&closed);
+        self.last_rsi = self.strategy.rsi();
+        tracing::info!(bars = closed.len(), rsi = ?self.last_rsi, "indicators warmed up from history");
+        Ok(())
+    }
+
+    async fn refresh_position(&mut self) -> Result<(), EngineError> {
+        let open = self.store.open_positions().await?;
+        self.position = open.into_iter().find(|p| {
+            p.symbol == self.symbol.id
+                && p.status == PositionStatus::Open
+                && p.label
+                    .as_deref()
+                    .is_some_and(|l| persistence::is_our_label(&self.settings.label_prefix, l))
+        });
+        self.publish_position();
+        Ok(())
+    }
+
+    /// Recounts closed trades from the store (after reconciliation may have added some).
+    async fn refresh_trade_stats(&mut self) -> Result<(), EngineError> {
+        let closed = self
+            .store
+            .positions(persistence::PositionQuery {
+                status: Some(PositionStatus::Closed),
+                limit: usize::MAX,
+            })
+            .await?;
+        let mut stats = TradeStats::default();
+        for p in closed.iter().filter(|p| p.symbol == self.symbol.id) {
+            let pnl = p.pnl.map_or(0.0, Money::to_f64);
+            stats.closed += 1;
+            stats.wins += u64::from(pnl > 0.0);
+            stats.realized += pnl;
+        }
+        self.trades = stats;
+        self.obs.metrics.set_realized_pnl(stats.realized);
+        if let Some(rate) = stats.win_rate() {
+            self.obs.metrics.set_win_rate(rate);
+        }
+        Ok(())
+    }
+
+    async fn observe_equity(&mut self, at: Timestamp) -> Result<(), EngineError> {
+        let equity = self.equity();
+        let engaged = self.risk.observe_equity(&mut self.kill, equity, at);
+        self.store.save_kill_switch(&self.kill).await?;
+        self.obs.metrics.set_equity(equity.to_f64());
+        self.obs.metrics.set_balance(self.balance.to_f64());
+        self.obs.status.push_equity(at, equity.to_f64());
+        let drawdown = self
+            .kill
+            .equity_peak
+            .filter(|p| p.minor > 0)
+            .map_or(0.0, |peak| {
+                let fall = peak.checked_sub(equity).map_or(0.0, Money::to_f64);
+                (fall / peak.to_f64()).max(0.0)
+            });
+        self.obs.metrics.set_drawdown(drawdown);
+        let unrealized = self.unrealized().map_or(0.0, Money::to_f64);
+        self.obs.metrics.set_unrealized_pnl(unrealized);
+        let stats = &self.trades;
+        let account = observability::AccountView {
+            currency: String::new(),
+            balance: self.balance.to_f64(),
+            equity: equity.to_f64(),
+            realized_pnl: stats.realized,
+            unrealized_pnl: unrealized,
+            drawdown_ratio: drawdown,
+            win_rate: stats.win_rate(),
+            closed_trades: stats.closed,
+        };
+        self.obs.status.update(|s| s.account = Some(account));
+        if engaged {
+            let reason = self.kill.reason.clone().unwrap_or_default();
+            self.event(
+                EventLevel::Error,
+                format!(
+                    "kill switch engaged: {reason}; no new positions until an operator resets it"
+                ),
+            );
+        }
+        self.publish_kill_switch();
+        Ok(())
+    }
+
+    /// Balance plus the open position's unrealized PnL at the last quote.
+    fn equity(&self) -> Money {
+        self.unrealized()
+            .and_then(|u| self.balance.checked_add(u))
+            .unwrap_or(self.balance)
+    }
+
+    /// The open position's PnL if closed at the last quote (bid for a long, ask for a short).
+    fn unrealized(&self) -> Option<Money> {
+        let (p, q) = (self.position.as_ref()?, self.last_quote?);
+        let exit = match p.side {
+            domain::Side::Buy => q.bid,
+            domain::Side::Sell => q.ask,
+        };
+        Money::from_price_move(p.side, p.entry_price, exit, p.volume, self.balance.digits)
+    }
+
+    fn pause(&mut self, why: Pause) {
+        if self.paused.as_ref() != Some(&why) {
+            tracing::warn!(reason = %why, "trading paused");
+            self.obs.status.push_event(
+                self.clock.now(),
+                EventLevel::Warn,
+                &format!("trading paused: {why}"),
+            );
+        }
+        self.paused = Some(why);
+    }
+
+    fn event(&self, level: EventLevel, message: String) {
+        match level {
+            EventLevel::Info => tracing::info!("{message}"),
+            EventLevel::Warn => tracing::warn!("{message}"),
+            EventLevel::Error => tracing::error!("{message}"),
+        }
+        self.obs
+            .status
+            .push_event(self.clock.now(), level, &message);
+    }
+
+    fn publish_position(&self) {
+        let unrealized = self.unrealized().map(Money::to_f64);
+        let view = self
+            .position
+            .as_ref()
+            .map(|p| PositionStatusView::from_position(p, unrealized));
+        let signed = self.position.as_ref().map_or(0.0, |p| match p.side {
+            domain::Side::Buy => p.volume.units_f64(),
+            domain::Side::Sell => -p.volume.units_f64(),
+        });
+        self.obs.metrics.set_position_volume(signed);
+        self.obs.status.update(|s| s.position = view);
+    }
+
+    fn publish_kill_switch(&self) {
+        self.obs.metrics.set_kill_switch(self.kill.engaged);
+        let view = KillSwitchView {
+            engaged: self.kill.engaged,
+            reason: self.kill.reason.clone(),
+        };
+        self.obs.status.update(|s| s.kill_switch = view);
+    }
+
+    fn publish_sentiment(&mut self) {
+        let reading = self.sentiment.borrow_and_update().clone();
+        if let Some(r) = reading {
+            self.obs.metrics.set_sentiment_score(&r.source, r.score);
+            self.obs
+                .status
+                .update(|s| s.sentiment = Some(SentimentView::from_reading(&r)));
+        }
+    }
+}
+
+/// Short name of an action for logs and the dashboard.
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Hold => "hold",
+        Action::Open(e) if e.side == domain::Side::Buy => "open_buy",
+        Action::Open(_) => "open_sell",
+        Action::Close => "close",
+        Action::Reverse(e) if e.side == domain::Side::Buy => "reverse_to_buy",
+        Action::Reverse(_) => "reverse_to_sell",
+    }
+}

@@ -1,0 +1,339 @@
+//! Turning a decision into exactly one order: risk, a durable intent, the order, the recorded answer.
+
+use std::time::Instant;
+
+use ctrader_client::{Broker, OrderFill, OrderOutcome};
+use domain::{
+    Bar, ClientOrderId, CloseReason, IntentStatus, Money, OrderIntent, OrderRequest, Position,
+    PositionStatus, Side, Timestamp,
+};
+use observability::{EventLevel, OrderOutcome as OrderMetric, TradeOutcome};
+use persistence::{OrderAnswer, StoreError};
+use strategy::Entry;
+
+use super::{Engine, EngineError};
+use crate::order_id::{OrderPurpose, decision_order_id};
+
+impl<B: Broker + 'static> Engine<B> {
+    /// Opens a position for `entry`, if the risk rules allow it.
+    pub(super) async fn open(
+        &mut self,
+        bar: &Bar,
+        now: Timestamp,
+        entry: &Entry,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        if let Err(refusal) = self
+            .risk
+            .check_entry(&self.kill, now, self.position.is_some())
+        {
+            self.event(EventLevel::Info, format!("entry not taken: {refusal}"));
+            return Ok(());
+        }
+        // Size at the price the order will likely fill at.
+        let price = match (entry.side, self.last_quote) {
+            (Side::Buy, Some(q)) => q.ask,
+            (Side::Sell, Some(q)) => q.bid,
+            (_, None) => bar.close,
+        };
+        let volume = match self.risk.size(entry, self.equity(), price) {
+            Ok(v) => v,
+            Err(refusal) => {
+                self.event(EventLevel::Warn, format!("entry not taken: {refusal}"));
+                return Ok(());
+            }
+        };
+        let purpose = match entry.side {
+            Side::Buy => OrderPurpose::OpenLong,
+            Side::Sell => OrderPurpose::OpenShort,
+        };
+        let id = self.order_id(bar, purpose)?;
+        let request = OrderRequest {
+            label: id.to_string(),
+            client_order_id: id,
+            symbol: self.symbol.id,
+            side: entry.side,
+            volume,
+            relative_stop_loss: entry.stop_loss,
+            relative_take_profit: entry.take_profit,
+            position_to_close: None,
+        };
+        self.send(request, now, reason).await
+    }
+
+    /// Closes our open position, if there is one.
+    pub(super) async fn close(
+        &mut self,
+        bar: &Bar,
+        now: Timestamp,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let Some(position) = self.position.clone() else {
+            return Ok(());
+        };
+        let id = self.order_id(bar, OrderPurpose::Close)?;
+        let request = OrderRequest {
+            label: id.to_string(),
+            client_order_id: id,
+            symbol: self.symbol.id,
+            side: position.side.opposite(),
+            volume: position.volume,
+            relative_stop_loss: None,
+            relative_take_profit: None,
+            position_to_close: Some(position.id),
+        };
+        self.send(request, now, reason).await
+    }
+
+    fn order_id(&self, bar: &Bar, purpose: OrderPurpose) -> Result<ClientOrderId, EngineError> {
+        decision_order_id(
+            &self.settings.label_prefix,
+            self.symbol.id,
+            bar.start,
+            purpose,
+        )
+        .map_err(|e| EngineError::Stopped(format!("cannot name the order: {e}")))
+    }
+
+    /// The intent protocol: commit (pending) → mark sent → send once → record the answer.
+    async fn send(
+        &mut self,
+        request: OrderRequest,
+        now: Timestamp,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let id = request.client_order_id.clone();
+        let intent = OrderIntent {
+            request: request.clone(),
+            status: IntentStatus::Pending,
+            created_at: now,
+            reason: reason.to_owned(),
+        };
+        match self.store.commit_intent(&intent).await {
+            Ok(()) => {}
+            Err(StoreError::DuplicateIntent(_)) => {
+                // The same decision was made before (e.g. before a restart): never a second order.
+                self.event(
+                    EventLevel::Warn,
+                    format!("order {id} was already decided once; not sent again"),
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(self.store_failed(e)),
+        }
+        if self.settings.dry_run {
+            let answer = OrderAnswer::Rejected {
+                client_order_id: id.clone(),
+                reason: "dry run: not sent".to_owned(),
+            };
+            self.store
+                .record_answer(&answer, now)
+                .await
+                .map_err(|e| self.store_failed(e))?;
+            self.event(
+                EventLevel::Info,
+                format!(
+                    "dry run: would {} {} {} ({id})",
+                    request.side, request.volume, self.symbol.name
+                ),
+            );
+            return Ok(());
+        }
+        if let Err(e) = self.store.mark_sent(&id, now).await {
+            return Err(self.store_failed(e));
+        }
+        tracing::info!(
+            client_order_id = %id,
+            symbol_id = self.symbol.id.0,
+            side = request.side.as_str(),
+            volume = %request.volume,
+            position_id = request.position_to_close.map(|p| p.0),
+            reason,
+            "order sent"
+        );
+        let started = Instant::now();
+        match self.broker.place_order(&request).await {
+            Ok(OrderOutcome::Filled(fill)) => {
+                self.obs.metrics.observe_order_latency(started.elapsed());
+                self.on_order_filled(&request, fill).await
+            }
+            Ok(OrderOutcome::Rejected(rejection)) => {
+                self.obs.metrics.record_order_rejection(&rejection.code);
+                let why = match &rejection.description {
+                    Some(d) => format!("{}: {d}", rejection.code),
+                    None => rejection.code.clone(),
+                };
+                let answer = OrderAnswer::Rejected {
+                    client_order_id: id.clone(),
+                    reason: why.clone(),
+                };
+                self.store
+                    .record_answer(&answer, self.clock.now())
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
+                self.event(
+                    EventLevel::Warn,
+                    format!("order {id} rejected by the broker: {why}"),
+                );
+                Ok(())
+            }
+            Err(e) => {
+                // Sent once, answer unknown: the broker's view decides, never a resend.
+                self.obs.metrics.record_order(OrderMetric::TimedOut);
+                self.pause(super::Pause::NeedsReconcile(format!(
+                    "order {id} outcome unknown ({e}); reconciling"
+                )));
+                // A failure keeps trading paused; the tick retries it.
+                let _ = self.reconcile_now("order outcome unknown").await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_order_filled(
+        &mut self,
+        request: &OrderRequest,
+        filled: OrderFill,
+    ) -> Result<(), EngineError> {
+        let OrderFill {
+            fill,
+            position: broker_position,
+            position_closed,
+            partial,
+        } = filled;
+        let now = self.clock.now();
+        let position = match (request.position_to_close, self.position.clone()) {
+            (Some(_), Some(mut stored)) => {
+                if position_closed {
+                    stored.status = PositionStatus::Closed;
+                    stored.exit_price = Some(fill.price);
+                    stored.exit_time = Some(fill.time);
+                    stored.pnl = fill.close.as_ref().and_then(net_profit);
+                    stored.close_reason = Some(CloseReason::Strategy);
+                } else if let Some(bp) = &broker_position {
+                    stored.volume = bp.volume;
+                }
+                stored
+            }
+            _ => match &broker_position {
+                Some(bp) => Position {
+                    id: bp.id,
+                    symbol: bp.symbol,
+                    side: bp.side,
+                    volume: bp.volume,
+                    entry_price: bp.entry_price,
+                    entry_time: fill.time,
+                    stop_loss: bp.stop_loss,
+                    take_profit: bp.take_profit,
+                    label: bp.label.clone().or_else(|| Some(request.label.clone())),
+                    client_order_id: Some(request.client_order_id.clone()),
+                    status: PositionStatus::Open,
+                    exit_price: None,
+                    exit_time: None,
+                    pnl: None,
+                    close_reason: None,
+                },
+                None => {
+                    // A fill without its position cannot be recorded faithfully: ask the broker.
+                    self.pause(super::Pause::NeedsReconcile(format!(
+                        "fill {} came without its position; reconciling",
+                        fill.deal_id
+                    )));
+                    // A failure keeps trading paused; the tick retries it.
+                    let _ = self.reconcile_now("fill without position").await;
+                    return Ok(());
+                }
+            },
+        };
+        let answer = OrderAnswer::Filled {
+            client_order_id: request.client_order_id.clone(),
+            fill: fill.clone(),
+            position: position.clone(),
+        };
+        self.store
+            .record_answer(&answer, now)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        self.obs.metrics.record_order(if partial {
+            OrderMetric::PartiallyFilled
+        } else {
+            OrderMetric::Filled
+        });
+        if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
+            self.balance = balance;
+        }
+        tracing::info!(
+            trade_id = fill.deal_id,
+            client_order_id = %request.client_order_id,
+            position_id = position.id.0,
+            symbol_id = self.symbol.id.0,
+            side = fill.side.as_str(),
+            volume = %fill.volume,
+            price = %fill.price,
+            reason = "order filled",
+            "fill recorded"
+        );
+        if position.status == PositionStatus::Closed {
+            self.record_closed_trade(&position);
+            self.position = None;
+        } else {
+            self.position = Some(position);
+        }
+        self.publish_position();
+        Ok(())
+    }
+
+    /// Metrics and the dashboard for a closed trade.
+    pub(super) fn record_closed_trade(&mut self, position: &Position) {
+        let pnl = position.pnl.map_or(0.0, Money::to_f64);
+        self.trades.closed += 1;
+        self.trades.wins += u64::from(pnl > 0.0);
+        self.trades.realized += pnl;
+        self.obs.metrics.set_realized_pnl(self.trades.realized);
+        if let Some(rate) = self.trades.win_rate() {
+            self.obs.metrics.set_win_rate(rate);
+        }
+        let outcome = if pnl > 0.0 {
+            TradeOutcome::Win
+        } else if pnl < 0.0 {
+            TradeOutcome::Loss
+        } else {
+            TradeOutcome::Breakeven
+        };
+        self.obs.metrics.record_trade(outcome);
+        let reason = position.close_reason.map_or("unknown", CloseReason::as_str);
+        self.event(
+            EventLevel::Info,
+            format!(
+                "position {} closed ({reason}) at {}: PnL {}",
+                position.id,
+                position
+                    .exit_price
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                position
+                    .pnl
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "unknown".to_owned())
+            ),
+        );
+    }
+
+    /// A store failure: nothing can be made durable, so trading stops (fail closed).
+    pub(super) fn store_failed(&mut self, error: StoreError) -> EngineError {
+        self.obs.status.update(|s| s.store_writable = false);
+        self.event(
+            EventLevel::Error,
+            format!("store failed, trading stopped: {error}"),
+        );
+        EngineError::Store(error)
+    }
+}
+
+/// Net profit of a closing deal: gross profit plus swap plus commission.
+pub(super) fn net_profit(close: &domain::DealCloseDetail) -> Option<Money> {
+    close
+        .gross_profit
+        .checked_add(close.swap)?
+        .checked_add(close.commission)
+}

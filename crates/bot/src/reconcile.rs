@@ -1,0 +1,79 @@
+//! Reconciliation as the bot runs it: ask the broker, plan the corrections, apply them (unless a
+//! dry run), and tell logs and metrics. Anything that fails here stops trading (fail closed).
+
+use ctrader_client::{Broker, BrokerError};
+use domain::{Clock, Timestamp};
+use persistence::{ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore};
+
+/// How far back the deal history goes when the store has no watermark and nothing open: a fresh
+/// database has nothing to learn from older deals.
+const FRESH_HISTORY_MS: i64 = 7 * Timestamp::DAY_MS;
+
+/// Why reconciliation could not finish; trading must not start (or resume).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileFailure {
+    /// The broker could not be asked.
+    #[error("reconciliation failed: the broker did not answer: {0}")]
+    Broker(#[from] BrokerError),
+    /// The store could not be read or written.
+    #[error("reconciliation failed: the store: {0}")]
+    Store(#[from] StoreError),
+    /// The broker's view and ours could not be matched safely.
+    #[error("reconciliation failed: {0}")]
+    Plan(#[from] ReconcileError),
+}
+
+/// Runs one reconciliation; `apply == false` plans only (nothing is written).
+pub async fn reconcile<B: Broker>(
+    broker: &B,
+    store: &dyn TradeStore,
+    clock: &dyn Clock,
+    label_prefix: &str,
+    apply: bool,
+) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
+    let now = clock.now();
+    let in_flight = store.intents_in_flight().await?;
+    let open = store.open_positions().await?;
+    let watermark = store.reconciled_until().await?;
+    let since = persistence::deal_history_start(watermark, &in_flight, &open)
+        .unwrap_or(Timestamp(now.millis() - FRESH_HISTORY_MS));
+    let snapshot = broker.snapshot(since, now).await?;
+    let plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
+    if apply {
+        // Applied even when clean: it advances the deal watermark.
+        store.apply(&plan, now).await?;
+    }
+    let report = ReconcileReport::new(&plan, apply);
+    for correction in &plan.corrections {
+        let (kind, subject) = (correction.kind(), correction.subject());
+        let (before, after, why) = (correction.before(), correction.after(), correction.why());
+        if correction.flagged() {
+            tracing::warn!(
+                kind,
+                subject,
+                before,
+                after,
+                reason = why,
+                applied = apply,
+                "reconciliation correction needs a look"
+            );
+        } else {
+            tracing::info!(
+                kind,
+                subject,
+                before,
+                after,
+                reason = why,
+                applied = apply,
+                "reconciliation correction"
+            );
+        }
+    }
+    for p in &plan.foreign {
+        tracing::info!(position_id = p.id.0, symbol_id = p.symbol.0, side = p.side.as_str(), volume = %p.volume, "position not ours: left untouched, counted as exposure");
+    }
+    for w in &plan.warnings {
+        tracing::warn!("reconciliation: {w}");
+    }
+    Ok((plan, report))
+}

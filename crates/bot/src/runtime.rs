@@ -1,0 +1,298 @@
+//! What `run` and `demo` share: process globals, the observability stack, the sentiment refresher,
+//! and one trading session from connect to shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctrader_client::{Broker, BrokerError, CTraderClient, CTraderConfig};
+use domain::{Clock, SentimentReading, Timestamp};
+use observability::{
+    HttpServer, LogConfig, Metrics, SentimentResult, ServerConfig, StatusConfig, StatusHandle,
+};
+use persistence::TradeStore;
+use scraper::SentimentService;
+use tokio::sync::watch;
+
+use crate::config::{Config, LogFormat};
+use crate::engine::{Engine, EngineError, EngineSettings, Observers};
+use crate::strategy_setup;
+
+/// Exit status for a clean stop.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a failure while running (broker gone, store failed).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit status for a configuration or usage error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status when start-up checks refused to trade (symbol missing, reconciliation failed,
+/// credentials refused): fail closed.
+pub const EXIT_REFUSED: u8 = 3;
+
+/// Installs the process-wide globals only the binary may install: the rustls crypto provider and
+/// the log subscriber (secrets listed in `redact` are scrubbed from every line).
+pub fn install_globals(config: &Config, redact: Vec<domain::Secret>) -> Result<(), String> {
+    // Ignored when already installed (tests start several sessions in one process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let format = match config.log_format {
+        LogFormat::Auto => observability::LogFormat::Auto,
+        LogFormat::Json => observability::LogFormat::Json,
+        LogFormat::Pretty => observability::LogFormat::Pretty,
+    };
+    let log = LogConfig {
+        filter: Some(config.log_filter.clone()),
+        format,
+        redact,
+    };
+    match observability::init(&log) {
+        Ok(()) | Err(observability::ObservabilityError::SubscriberAlreadySet) => Ok(()),
+        Err(e) => Err(format!("logging: {e}")),
+    }
+}
+
+/// Metrics, status and the HTTP server (metrics, health, dashboard), serving until `shutdown`.
+pub async fn start_observability(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Observers, std::net::SocketAddr), String> {
+    let metrics = Arc::new(Metrics::new(clock.clone()).map_err(|e| format!("metrics: {e}"))?);
+    metrics.set_drawdown_limit(config.risk.max_drawdown);
+    let status = StatusHandle::new(StatusConfig::default(), clock);
+    let server = HttpServer::bind(
+        ServerConfig::at(config.http_bind),
+        metrics.clone(),
+        status.clone(),
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot serve metrics and health on {}: {e}",
+            config.http_bind
+        )
+    })?;
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(wait_for(shutdown.clone())));
+    tokio::spawn(observability::run_heartbeat(
+        status.clone(),
+        Duration::from_secs(30),
+        wait_for(shutdown),
+    ));
+    Ok((Observers { metrics, status }, addr))
+}
+
+/// Resolves when the shutdown flag turns true (or its sender is gone).
+pub async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Flips `shutdown` on SIGINT, SIGTERM or after `duration`.
+pub fn spawn_signal_watch(shutdown: watch::Sender<bool>, duration: Option<Duration>) {
+    tokio::spawn(async move {
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = terminate_signal() => tracing::info!("signal received: stopping"),
+            () = deadline => tracing::info!("duration reached: stopping"),
+        }
+        let _ = shutdown.send(true);
+    });
+}
+
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Refreshes sentiment on a schedule: publishes each reading, stores it, and counts it.
+pub fn spawn_sentiment_refresher(
+    service: Arc<SentimentService>,
+    store: Arc<dyn TradeStore>,
+    obs: Observers,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    publish: watch::Sender<Option<SentimentReading>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = service.stats();
+        let mut stop = std::pin::pin!(wait_for(shutdown));
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticker.tick() => {}
+            }
+            let now = clock.now();
+            match service.reading().await {
+                Ok(reading) => {
+                    obs.metrics
+                        .record_sentiment_request(&reading.source, SentimentResult::Ok, now);
+                    let is_new = publish.borrow().as_ref().is_none_or(|last| {
+                        last.known_at != reading.known_at || last.source != reading.source
+                    });
+                    if is_new {
+                        tracing::info!(source = %reading.source, score = reading.score, confidence = reading.confidence, items = reading.item_count, "sentiment: {}", reading.summary);
+                        if let Err(e) = store.record_sentiment(&reading).await {
+                            tracing::warn!("sentiment reading not stored: {e}");
+                        }
+                        let _ = publish.send(Some(reading));
+                    }
+                }
+                Err(unavailable) => {
+                    obs.metrics.record_sentiment_request(
+                        &unavailable.source,
+                        SentimentResult::Error,
+                        now,
+                    );
+                    tracing::warn!("{unavailable}");
+                }
+            }
+            let stats = service.stats();
+            for _ in seen.cache_hits..stats.cache_hits {
+                obs.metrics.record_sentiment_cache(true);
+            }
+            for _ in seen.cache_misses..stats.cache_misses {
+                obs.metrics.record_sentiment_cache(false);
+            }
+            seen = stats;
+        }
+    });
+}
+
+/// Why a trading session ended badly, with the exit status it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Start-up refused to trade (fail closed).
+    #[error("refusing to trade: {0}")]
+    Refused(String),
+    /// Trading stopped on a failure.
+    #[error("trading stopped: {0}")]
+    Failed(String),
+}
+
+impl SessionError {
+    /// The process exit status for this failure.
+    pub const fn exit_code(&self) -> u8 {
+        match self {
+            SessionError::Refused(_) => EXIT_REFUSED,
+            SessionError::Failed(_) => EXIT_RUNTIME,
+        }
+    }
+}
+
+/// One trading session: connect, start the engine (fail closed), trade until `shutdown`.
+#[allow(clippy::too_many_arguments)] // the session's collaborators, each distinct
+pub async fn trade(
+    config: &Config,
+    broker: CTraderConfig,
+    store: Arc<dyn TradeStore>,
+    clock: Arc<dyn Clock>,
+    obs: Observers,
+    sentiment: watch::Receiver<Option<SentimentReading>>,
+    dry_run: bool,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    obs.status
+        .update(|s| s.connection = observability::ConnectionState::Connecting);
+    let client = CTraderClient::connect_with_clock(broker, clock.clone())
+        .await
+        .map_err(|e| refused_or_failed(&e))?;
+    let client = Arc::new(client);
+    let events = client.take_events().ok_or_else(|| {
+        SessionError::Failed("the broker's event stream was already taken".to_owned())
+    })?;
+    let settings = EngineSettings {
+        label_prefix: config.label_prefix.clone(),
+        dry_run,
+        symbol_candidates: config.symbol_candidates.clone(),
+        warmup_bars: config.strategy.rsi_period.saturating_mul(10),
+        timeframe: config.strategy.timeframe,
+    };
+    let setup =
+        strategy_setup::strategy_setup(config).map_err(|e| SessionError::Refused(e.to_string()))?;
+    let strategy = strategy::RsiSentimentStrategy::new(setup.strategy)
+        .map_err(|e| SessionError::Refused(e.to_string()))?;
+    let risk = setup.risk;
+    let engine = Engine::start(
+        client.clone(),
+        store,
+        clock,
+        obs,
+        settings,
+        strategy,
+        risk,
+        sentiment,
+    )
+    .await
+    .map_err(|e| match e {
+        EngineError::Broker(b) => refused_or_failed(&b),
+        other => SessionError::Refused(other.to_string()),
+    })?;
+    let outcome = engine.run(events, wait_for(shutdown)).await;
+    client.shutdown();
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) => Err(SessionError::Failed(e.to_string())),
+    }
+}
+
+fn refused_or_failed(error: &BrokerError) -> SessionError {
+    if error.is_transient() {
+        SessionError::Failed(error.to_string())
+    } else {
+        SessionError::Refused(error.to_string())
+    }
+}
+
+/// A clock that runs `speed` times faster than the wall clock from a known instant (the demo's
+/// simulator time), so decisions, intents and reconciliation use the simulator's timeline.
+#[derive(Debug)]
+pub struct ScaledClock {
+    sim_start: Timestamp,
+    wall_start: std::time::Instant,
+    speed: f64,
+}
+
+impl ScaledClock {
+    /// Simulated time `sim_start` now, advancing `speed` simulated seconds per real second.
+    pub fn new(sim_start: Timestamp, speed: f64) -> ScaledClock {
+        ScaledClock {
+            sim_start,
+            wall_start: std::time::Instant::now(),
+            speed,
+        }
+    }
+}
+
+impl Clock for ScaledClock {
+    #[allow(clippy::cast_possible_truncation)] // elapsed demo time in ms fits an i64 by far
+    fn now(&self) -> Timestamp {
+        let elapsed_ms = self.wall_start.elapsed().as_secs_f64() * 1000.0 * self.speed;
+        self.sim_start.plus_millis(elapsed_ms as i64)
+    }
+}
