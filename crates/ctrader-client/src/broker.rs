@@ -134,7 +134,8 @@ pub enum BrokerEvent {
         /// Why.
         reason: String,
     },
-    /// The link is back, authorised and resubscribed: reconcile now (fills may have been missed).
+    /// The link is back (or the account was authorised again after a token or session event),
+    /// authorised and resubscribed: reconcile now, fills may have been missed.
     Reconnected,
     /// The access token was refreshed: persist the new tokens (the old refresh token no longer works).
     TokenRefreshed {

@@ -701,3 +701,35 @@ async fn a_token_invalidated_elsewhere_without_a_usable_refresh_stops_trading() 
     let err = client.open_state().await.unwrap_err();
     assert!(matches!(err, BrokerError::Stopped(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn reconnection_gives_up_after_the_configured_attempts() {
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.reconnect = ReconnectPolicy {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_attempts: Some(3),
+    };
+    let (client, mut events) = env.connect_with(config).await;
+    let Env { sim, _dir } = env;
+    within(LIMIT, "simulator shutdown", sim.shutdown()).await;
+    next_event(&mut events, "disconnected", |e| {
+        matches!(e, BrokerEvent::Disconnected { .. })
+    })
+    .await;
+    let BrokerEvent::Stopped(err) = next_event(&mut events, "stopped", |e| {
+        matches!(e, BrokerEvent::Stopped(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(err.to_string().contains("gave up reconnecting"), "{err}");
+    assert!(!err.is_transient());
+    assert!(!client.is_connected());
+    assert!(matches!(
+        client.open_state().await,
+        Err(BrokerError::Stopped(_))
+    ));
+}
