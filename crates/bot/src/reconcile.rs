@@ -2,12 +2,15 @@
 //! dry run), and tell logs and metrics. Anything that fails here stops trading (fail closed).
 
 use ctrader_client::{Broker, BrokerError};
-use domain::{Clock, Timestamp};
+use domain::{BrokerSnapshot, Clock, Timestamp};
 use persistence::{ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore};
 
 /// How far back the deal history goes when the store has no watermark and nothing open: a fresh
 /// database has nothing to learn from older deals.
-const FRESH_HISTORY_MS: i64 = 7 * Timestamp::DAY_MS;
+const FRESH_HISTORY_MS: i64 = 3 * Timestamp::DAY_MS;
+
+/// How far past our clock the deal history is asked for (see [`reconcile`]).
+const CLOCK_SLACK_MS: i64 = Timestamp::DAY_MS;
 
 /// Why reconciliation could not finish; trading must not start (or resume).
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +40,16 @@ pub async fn reconcile<B: Broker>(
     let watermark = store.reconciled_until().await?;
     let since = persistence::deal_history_start(watermark, &in_flight, &open)
         .unwrap_or(Timestamp(now.millis() - FRESH_HISTORY_MS));
-    let snapshot = broker.snapshot(since, now).await?;
+    // A simulator's clock may run ahead of ours; a real server has no deals in the future, so
+    // asking a day past our now costs nothing and misses nothing.
+    let open_state = broker.open_state().await?;
+    let deals = broker.deals(since, now.plus_millis(CLOCK_SLACK_MS)).await?;
+    let snapshot = BrokerSnapshot {
+        positions: open_state.positions,
+        orders: open_state.orders,
+        deals,
+        taken_at: now,
+    };
     let plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
     if apply {
         // Applied even when clean: it advances the deal watermark.
