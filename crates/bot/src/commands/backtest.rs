@@ -300,8 +300,19 @@ fn read_bars(path: &Path, chosen: Option<Timeframe>) -> Result<Vec<Bar>, Failure
         timeframe: chosen,
         ..OhlcOptions::default()
     };
-    let bars =
-        read_ohlc_csv(open(path, "price data")?, &options).map_err(|e| data_failure(path, &e))?;
+    let file = open(path, "price data")?;
+    // Parsing a long file takes a moment: show that something is happening, on a terminal only.
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("reading {}", path.display()));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
+    let bars = read_ohlc_csv(file, &options);
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let bars = bars.map_err(|e| data_failure(path, &e))?;
     if let Some(chosen) = chosen {
         // The reader refuses gaps shorter than the period; a longer smallest gap means the
         // bars are coarser than the timeframe says, and decisions would be stamped too early.
@@ -337,9 +348,9 @@ fn run_with_progress(
     // A bar only where a person watches; logs and pipes get no control characters.
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(u64::try_from(bars.len()).unwrap_or(u64::MAX));
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} bars {per_sec} {eta}")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {human_pos}/{human_len} bars, {elapsed} elapsed, {eta} left",
+        ) {
             bar.set_style(style);
         }
         bar
@@ -367,7 +378,7 @@ fn describe_run(
     let timeframe = bars.first().map_or("?", |b| b.timeframe.as_str());
     let s = &config.strategy;
     let size = match backtester.config().risk.sizing {
-        SizingRule::Fixed(v) => format!("{v} units"),
+        SizingRule::Fixed(v) => format!("{v} unit(s) per trade"),
         SizingRule::RiskFraction { bps } => {
             format!("risk {:.2}% of equity", f64::from(bps) / 100.0)
         }
