@@ -366,3 +366,24 @@ mod tests {
         assert!(problems[0].problem.contains("not valid TOML"));
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    /// The README's configuration table is the user's documentation: it must name every setting.
+    #[test]
+    fn readme_documents_every_setting_and_secret() {
+        let readme = include_str!("../../../README.md");
+        for s in SETTINGS {
+            assert!(
+                readme.contains(&format!("| `{}` |", s.name)),
+                "README lacks {}",
+                s.name
+            );
+        }
+        for name in SECRET_NAMES {
+            assert!(readme.contains(name), "README lacks {name}");
+        }
+    }
+}

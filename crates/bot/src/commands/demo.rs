@@ -28,7 +28,7 @@ pub struct DemoArgs {
     /// Seed of the synthetic palm oil price path.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Folder for the demo database and the simulator's certificates.
+    /// Folder for the demo database (`demo.db`, recreated at every start) and the simulator's certificates.
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
 }
@@ -69,7 +69,30 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
     ExitCode::from(tokio.block_on(demo(config, secrets, args.clone())))
 }
 
+/// The simulator's state lives only as long as the demo, so each demo starts from an empty
+/// database: otherwise reconciliation would (rightly) flag last run's positions as vanished.
+fn fresh_demo_database(data_dir: &std::path::Path) -> Result<(), String> {
+    for name in ["demo.db", "demo.db-wal", "demo.db-shm"] {
+        let path = data_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot reset the demo database {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
+    if let Err(e) = fresh_demo_database(&args.data_dir) {
+        tracing::error!("{e}");
+        return EXIT_RUNTIME;
+    }
     let credentials = SimCredentials::default();
     let sim_config = SimConfig {
         certificates: CertificateSource::Directory(args.data_dir.join("demo-certs")),
