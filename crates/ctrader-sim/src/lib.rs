@@ -29,7 +29,9 @@ pub use error::SimError;
 pub use faults::FaultPlan;
 pub use prices::PriceSource;
 pub use ratelimit::RateLimits;
-pub use server::{FaultControl, SimHandle, Simulator};
+pub use server::{
+    DealRecord, FaultControl, OpenPositionRecord, ReceivedOrder, SimHandle, Simulator,
+};
 pub use symbols::{MarketHours, PALM_OIL_SYMBOL_ID};
 pub use tls::{
     CA_FILE, CertificateSource, GeneratedCertificates, SERVER_CERT_FILE, SERVER_KEY_FILE,

@@ -149,6 +149,16 @@ impl Broker {
         )
     }
 
+    /// Every deal of every account, oldest first (for test inspection).
+    pub(crate) fn all_deals(&self) -> &[Deal] {
+        &self.deals
+    }
+
+    /// The order with this id, working or finished.
+    pub(crate) fn order(&self, id: i64) -> Option<&Order> {
+        self.orders.get(&id)
+    }
+
     /// The open position with this id, if any (for fault injection and tests).
     pub(crate) fn open_position(&self, id: i64) -> Option<&Position> {
         self.positions

@@ -2,6 +2,7 @@
 //! stops it and injects faults.
 
 mod control;
+mod inspect;
 mod session;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 pub use control::FaultControl;
+pub use inspect::{DealRecord, OpenPositionRecord, ReceivedOrder};
 
 use crate::broker::Execution;
 use crate::exchange::Exchange;
@@ -75,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) exchange: Mutex<Exchange>,
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) pushes: broadcast::Sender<Arc<Push>>,
+    /// Every new-order request received, for [`SimHandle::received_orders`].
+    pub(crate) received_orders: Mutex<Vec<ReceivedOrder>>,
     next_connection: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
 }
@@ -128,6 +132,7 @@ impl Simulator {
             config,
             exchange: Mutex::new(exchange),
             pushes,
+            received_orders: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
         });

@@ -841,6 +841,14 @@ impl Session {
 
     fn new_order(&mut self, req: &ProtoOaNewOrderReq, reply_to: Option<&str>) -> Vec<ProtoMessage> {
         let account = req.ctid_trader_account_id;
+        let received_at = lock(&self.shared.exchange).now();
+        lock(&self.shared.received_orders).push(super::ReceivedOrder {
+            client_order_id: req.client_order_id.clone(),
+            label: req.label.clone(),
+            position_id: req.position_id,
+            volume: req.volume,
+            received_at,
+        });
         let forced = lock(&self.shared.faults).reject_next_order.take();
         if let Some(code) = forced {
             return vec![wrap(

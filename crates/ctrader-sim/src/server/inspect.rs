@@ -1,0 +1,104 @@
+//! Read-only views of the simulated broker's books for tests that check a client end to end:
+//! every new-order request received (even refused ones), every deal, and the open positions.
+
+use domain::Timestamp;
+
+use super::{SimHandle, lock};
+
+/// One `ProtoOANewOrderReq` as the simulator received it, before any check could refuse it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedOrder {
+    /// The request's `clientOrderId`, if it carried one.
+    pub client_order_id: Option<String>,
+    /// The request's label, if any.
+    pub label: Option<String>,
+    /// The position the order closes, when it names one.
+    pub position_id: Option<i64>,
+    /// Requested volume in 0.01 unit.
+    pub volume: i64,
+    /// Simulated time of arrival.
+    pub received_at: Timestamp,
+}
+
+/// One deal (an execution) in the broker's books.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DealRecord {
+    /// The deal id.
+    pub deal_id: i64,
+    /// The order that produced it.
+    pub order_id: i64,
+    /// The position it opened, changed or closed.
+    pub position_id: i64,
+    /// The `clientOrderId` of its order; `None` for stop-loss, take-profit and external closes.
+    pub client_order_id: Option<String>,
+    /// Filled volume in 0.01 unit.
+    pub volume: i64,
+    /// Execution price in 1/100000.
+    pub price: i64,
+    /// Simulated execution time.
+    pub executed: Timestamp,
+    /// True when it closed (part of) a position.
+    pub closing: bool,
+}
+
+/// One open position in the broker's books.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPositionRecord {
+    /// The position id.
+    pub id: i64,
+    /// Open volume in 0.01 unit.
+    pub volume: i64,
+    /// Absolute stop loss, 1/100000.
+    pub stop_loss: Option<i64>,
+    /// Absolute take profit, 1/100000.
+    pub take_profit: Option<i64>,
+    /// Label of the order that opened it.
+    pub label: Option<String>,
+}
+
+impl SimHandle {
+    /// Every new-order request received since start, in arrival order (for duplicate checks).
+    pub fn received_orders(&self) -> Vec<ReceivedOrder> {
+        lock(&self.shared.received_orders).clone()
+    }
+
+    /// Every deal of every account since start, oldest first.
+    pub fn deals(&self) -> Vec<DealRecord> {
+        let exchange = lock(&self.shared.exchange);
+        let broker = &exchange.broker;
+        broker
+            .all_deals()
+            .iter()
+            .map(|d| DealRecord {
+                deal_id: d.id,
+                order_id: d.order_id,
+                position_id: d.position_id,
+                client_order_id: broker
+                    .order(d.order_id)
+                    .and_then(|o| o.client_order_id.clone()),
+                volume: d.filled_volume,
+                price: d.execution_price,
+                executed: d.executed,
+                closing: d.close.is_some(),
+            })
+            .collect()
+    }
+
+    /// Every open position, oldest first.
+    pub fn open_positions(&self) -> Vec<OpenPositionRecord> {
+        let exchange = lock(&self.shared.exchange);
+        exchange
+            .broker
+            .open_position_ids()
+            .into_iter()
+            .filter_map(|id| exchange.broker.open_position(id))
+            .map(|p| OpenPositionRecord {
+                id: p.id,
+                volume: p.volume,
+                stop_loss: p.stop_loss,
+                take_profit: p.take_profit,
+                label: p.label.clone(),
+            })
+            .collect()
+    }
+}
