@@ -205,6 +205,15 @@ impl SessionError {
     }
 }
 
+/// What an operator chose for one trading session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionOptions {
+    /// Decide and record, send no order.
+    pub dry_run: bool,
+    /// Release an engaged kill switch at start-up.
+    pub reset_kill_switch: bool,
+}
+
 /// One trading session: connect, start the engine (fail closed), trade until `shutdown`.
 #[allow(clippy::too_many_arguments)] // the session's collaborators, each distinct
 pub async fn trade(
@@ -214,7 +223,7 @@ pub async fn trade(
     clock: Arc<dyn Clock>,
     obs: Observers,
     sentiment: watch::Receiver<Option<SentimentReading>>,
-    dry_run: bool,
+    options: SessionOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     obs.status
@@ -228,7 +237,8 @@ pub async fn trade(
     })?;
     let settings = EngineSettings {
         label_prefix: config.label_prefix.clone(),
-        dry_run,
+        dry_run: options.dry_run,
+        reset_kill_switch: options.reset_kill_switch,
         symbol_candidates: config.symbol_candidates.clone(),
         warmup_bars: config.strategy.rsi_period.saturating_mul(10),
         timeframe: config.strategy.timeframe,

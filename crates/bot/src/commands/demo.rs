@@ -205,7 +205,18 @@ async fn trade_against(
         credentials.account_id,
     );
     broker.extra_ca = Some(ExtraCa::PemFile(ca));
-    match runtime::trade(config, broker, store, clock, obs, sent_rx, false, stop_rx).await {
+    match runtime::trade(
+        config,
+        broker,
+        store,
+        clock,
+        obs,
+        sent_rx,
+        runtime::SessionOptions::default(),
+        stop_rx,
+    )
+    .await
+    {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!("{e}");

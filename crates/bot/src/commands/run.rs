@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Stop after this long (e.g. 90s, 30m, 2h); otherwise runs until Ctrl-C or SIGTERM.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Release an engaged kill switch at start-up (an operator's decision; it is logged).
+    #[arg(long)]
+    pub reset_kill_switch: bool,
 }
 
 /// Parses `90s`, `30m`, `2h` or a number of seconds.
@@ -178,15 +181,12 @@ async fn session(
         }
         Err(e) => tracing::warn!("no sentiment: {e}; the strategy's SENTIMENT_POLICY applies"),
     }
+    let options = runtime::SessionOptions {
+        dry_run: args.dry_run,
+        reset_kill_switch: args.reset_kill_switch,
+    };
     match runtime::trade(
-        &config,
-        broker,
-        store,
-        clock,
-        obs,
-        sent_rx,
-        args.dry_run,
-        stop_rx,
+        &config, broker, store, clock, obs, sent_rx, options, stop_rx,
     )
     .await
     {

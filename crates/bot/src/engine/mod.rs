@@ -43,6 +43,8 @@ pub struct EngineSettings {
     pub warmup_bars: usize,
     /// The bar timeframe the strategy decides on.
     pub timeframe: domain::Timeframe,
+    /// An operator's decision to release an engaged kill switch at start-up.
+    pub reset_kill_switch: bool,
 }
 
 /// Where the engine reports what it does.
@@ -168,7 +170,15 @@ impl<B: Broker + 'static> Engine<B> {
         let symbol = broker.resolve_symbol(&settings.symbol_candidates).await?;
         tracing::info!(symbol_id = symbol.id.0, symbol = %symbol.name, digits = symbol.digits, "trading symbol resolved");
         let risk = RiskGate::new(risk, symbol.clone())?;
-        let kill = store.kill_switch().await?;
+        let mut kill = store.kill_switch().await?;
+        if kill.engaged && settings.reset_kill_switch {
+            tracing::warn!(
+                reason = kill.reason.as_deref().unwrap_or("unknown"),
+                "kill switch reset by the operator (--reset-kill-switch)"
+            );
+            kill.reset();
+            store.save_kill_switch(&kill).await?;
+        }
         if kill.engaged {
             tracing::error!(
                 reason = kill.reason.as_deref().unwrap_or("unknown"),
@@ -372,16 +382,10 @@ impl<B: Broker + 'static> Engine<B> {
             .metrics
             .set_market_open(self.symbol.schedule.is_open(now));
         // Closes the bar on time when quotes stop at the end of a period.
-        if let Some(bar) = self.bars.on_tick(self.quote_time_or(now)) {
+        if let Some(bar) = self.bars.on_tick(now) {
             self.on_bar(bar, Instant::now()).await?;
         }
         Ok(())
-    }
-
-    /// Quote time drives bars (the simulator runs faster than the wall clock); the wall clock is
-    /// used only before the first quote.
-    fn quote_time_or(&self, now: Timestamp) -> Timestamp {
-        self.last_quote.map_or(now, |q| q.time)
     }
 
     async fn on_bar(&mut self, bar: Bar, received: Instant) -> Result<(), EngineError> {
