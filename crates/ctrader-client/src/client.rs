@@ -780,6 +780,9 @@ fn stop(inner: &Inner, error: BrokerError) {
     inner.emit(BrokerEvent::Stopped(error));
 }
 
+/// The longest time span one deal-list request may cover.
+const DEAL_LIST_MAX_SPAN_MS: i64 = 7 * Timestamp::DAY_MS;
+
 impl Broker for CTraderClient {
     async fn resolve_symbol(&self, candidates: &[String]) -> Result<SymbolSpec, BrokerError> {
         let inner = &self.inner;
@@ -1093,15 +1096,17 @@ impl Broker for CTraderClient {
         let digits = inner.money_digits.load(Ordering::Relaxed);
         let mut fills: Vec<Fill> = Vec::new();
         let mut cursor = from;
-        // The broker answers in chunks (`hasMore`); each round must move the cursor forward.
+        // Asked one week at a time (the most a deal-list request may span); the broker answers each
+        // window in chunks (`hasMore`), and every round must move the cursor forward.
         while cursor < to {
+            let window_end = to.min(cursor.plus_millis(DEAL_LIST_MAX_SPAN_MS));
             let res: ProtoOaDealListRes = inner
                 .call(
                     &link,
                     ProtoOaDealListReq {
                         ctid_trader_account_id: inner.account(),
                         from_timestamp: Some(cursor.0),
-                        to_timestamp: Some(to.0),
+                        to_timestamp: Some(window_end.0),
                         ..Default::default()
                     }
                     .into(),
@@ -1115,7 +1120,8 @@ impl Broker for CTraderClient {
                 }
             }
             if !res.has_more {
-                break;
+                cursor = window_end;
+                continue;
             }
             // Continue from the newest deal seen (inclusive: deal ids dedupe the edge).
             match res.deal.iter().map(|d| d.execution_timestamp).max() {

@@ -34,7 +34,8 @@ pub enum FakeOrderScript {
 /// An in-memory [`Broker`]; see the module documentation for what it models.
 pub struct FakeBroker {
     state: Mutex<FakeState>,
-    events: mpsc::UnboundedSender<BrokerEvent>,
+    /// Behind a lock so a test can hand out a new stream, as a restarted client would have.
+    events: Mutex<mpsc::UnboundedSender<BrokerEvent>>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<BrokerEvent>>>,
     clock: Arc<dyn Clock>,
 }
@@ -49,6 +50,8 @@ struct FakeState {
     deals: Vec<Fill>,
     bars: Vec<Bar>,
     sent: Vec<OrderRequest>,
+    /// Every execution report emitted, so a test can replay one exactly.
+    executions: Vec<ExecutionReport>,
     scripts: VecDeque<FakeOrderScript>,
     balance: Money,
     next_id: i64,
@@ -78,12 +81,13 @@ impl FakeBroker {
                 deals: Vec::new(),
                 bars: Vec::new(),
                 sent: Vec::new(),
+                executions: Vec::new(),
                 scripts: VecDeque::new(),
                 balance,
                 next_id: 1,
                 connected: true,
             }),
-            events,
+            events: Mutex::new(events),
             receiver: Mutex::new(Some(receiver)),
             clock,
         }
@@ -97,8 +101,41 @@ impl FakeBroker {
     }
 
     fn emit(&self, event: BrokerEvent) {
+        if let BrokerEvent::Execution(report) = &event {
+            self.lock().executions.push((**report).clone());
+        }
         // Nobody listening is fine: the owner may not have taken the stream.
-        let _ = self.events.send(event);
+        let _ = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(event);
+    }
+
+    /// Sends `event` on the stream as if the broker (or the link) had, for tests of events the
+    /// fake does not cause itself: a duplicated execution, an order error, a token event.
+    pub fn inject_event(&self, event: BrokerEvent) {
+        self.emit(event);
+    }
+
+    /// Every execution report the fake has emitted (fills, SL/TP hits, amendments), in order.
+    pub fn executions(&self) -> Vec<ExecutionReport> {
+        self.lock().executions.clone()
+    }
+
+    /// A fresh event stream, as a restarted client connecting to the same account would get:
+    /// later events go only to it (the previous stream ends once its queue is drained), and
+    /// [`Broker::take_events`] hands it out. The account's positions, deals and bars are kept.
+    pub fn restart_events(&self) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        *self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = events;
+        *self
+            .receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(receiver);
     }
 
     /// Lists a symbol (its `name` is the broker's name, matched case-insensitively).
@@ -799,6 +836,27 @@ mod tests {
         assert_eq!(detail.close_reason, Some(CloseReason::StopLoss));
         // Long 1 unit from 4125 to 4080: -45.00.
         assert_eq!(detail.gross_profit, Money::new(-4_500, 2));
+    }
+
+    #[tokio::test]
+    async fn a_restarted_stream_gets_later_events_and_replays_are_exact() {
+        let b = broker();
+        let mut first = b.take_events().unwrap();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        b.place_order(&order(Side::Buy, 100)).await.unwrap();
+        let reports = b.executions();
+        assert_eq!(reports.len(), 2);
+        b.restart_events();
+        let mut second = b.take_events().unwrap();
+        assert!(b.take_events().is_none());
+        b.inject_event(BrokerEvent::Execution(Box::new(reports[1].clone())));
+        assert_eq!(
+            second.try_next(),
+            Some(BrokerEvent::Execution(Box::new(reports[1].clone())))
+        );
+        // The old stream keeps what was queued before the restart, and nothing after.
+        assert_eq!(std::iter::from_fn(|| first.try_next()).count(), 2);
+        assert_eq!(b.executions().len(), 3);
     }
 
     #[tokio::test]
