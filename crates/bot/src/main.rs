@@ -33,6 +33,14 @@ enum Command {
     Backtest(Box<commands::backtest::BacktestArgs>),
     /// Fetch one sentiment reading through the configured sources and print it with its source.
     Sentiment(commands::sentiment::SentimentArgs),
+    /// Serve a simulated cTrader broker over TLS on a loopback port, with its own CA and faults.
+    Simulate(Box<commands::simulate::SimulateArgs>),
+    /// Compare the broker's positions and deals with the store and record the differences.
+    Reconcile(commands::reconcile::ReconcileArgs),
+    /// List the stored positions (read-only; safe while the bot runs).
+    Positions(commands::positions::PositionsArgs),
+    /// List the stored fills, newest first (read-only; safe while the bot runs).
+    Trades(commands::trades::TradesArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +51,9 @@ fn main() -> ExitCode {
         Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
         Command::Backtest(args) => commands::backtest::run(cli.config.as_deref(), &args),
         Command::Sentiment(args) => commands::sentiment::run(cli.config.as_deref(), &args),
+        Command::Simulate(args) => commands::simulate::run(cli.config.as_deref(), &args),
+        Command::Reconcile(args) => commands::reconcile::run(cli.config.as_deref(), &args),
+        Command::Positions(args) => commands::positions::run(cli.config.as_deref(), &args),
+        Command::Trades(args) => commands::trades::run(cli.config.as_deref(), &args),
     }
 }

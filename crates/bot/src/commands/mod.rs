@@ -3,5 +3,9 @@
 pub mod backtest;
 pub mod check_config;
 pub mod demo;
+pub mod positions;
+pub mod reconcile;
 pub mod run;
 pub mod sentiment;
+pub mod simulate;
+pub mod trades;

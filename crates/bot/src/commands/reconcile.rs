@@ -1,0 +1,184 @@
+//! `reconcile`: compare the broker's view with the store once, as `run` does at start, and print
+//! what was (or, with `--dry-run`, would be) corrected.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ctrader_client::{BrokerError, CTraderClient, CTraderConfig};
+use domain::{Clock, SystemClock};
+use persistence::{MemoryTradeStore, ReconcileReport, TradeStore};
+
+use crate::allowlist::NetworkAllowList;
+use crate::commands::check_config::load_settings;
+use crate::commands::positions::{StoreAccessError, open_read_only};
+use crate::commands::run::{broker_config, open_store};
+use crate::config::{BrokerCredentials, Config};
+use crate::reconcile::reconcile;
+use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
+use crate::sentiment_setup::SentimentSecrets;
+
+/// Options of `reconcile`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// Plan only: open the database read-only and write nothing (safe while the bot runs).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why `reconcile` stopped, with its exit status.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// Settings, credentials or the allow-list: the operator must fix them (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Reconciliation could not finish (broker refused, store unusable, unsafe plan): exit 3.
+    #[error("{0}")]
+    Refused(String),
+    /// A transient failure (broker unreachable) or a local one: exit 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Failure {
+    const fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) => EXIT_CONFIG,
+            Failure::Refused(_) => EXIT_REFUSED,
+            Failure::Runtime(_) => EXIT_RUNTIME,
+        }
+    }
+}
+
+/// Runs `reconcile`: 0 with the report printed; 2 for configuration problems; 3 when
+/// reconciliation could not finish (fail closed); 1 when the broker was unreachable.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the report is this command's output
+pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let (_, config) = match load_settings(config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let credentials = match BrokerCredentials::from_env(&env) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut redact = vec![
+        credentials.client_secret.clone(),
+        credentials.access_token.clone(),
+        credentials.client_id.clone(),
+    ];
+    redact.extend(credentials.refresh_token.clone());
+    let sentiment = SentimentSecrets::from_env(&env);
+    redact.extend(sentiment.perplexity_api_key.clone());
+    redact.extend(sentiment.x_bearer_token.clone());
+    if let Err(e) = runtime::install_globals(&config, redact) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    // Only the broker is contacted here, and only if the allow-list names it.
+    let allow = NetworkAllowList::from_config(&config, false, false);
+    if let Err(e) = allow.check(&config.broker.host) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let broker = broker_config(&config, &credentials);
+    let tokio = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match tokio.block_on(reconcile_once(&config, broker, args.dry_run)) {
+        Ok(report) => {
+            let text = if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => format!("{json}\n"),
+                    Err(e) => {
+                        eprintln!("cannot encode the report as JSON: {e}");
+                        return ExitCode::from(EXIT_RUNTIME);
+                    }
+                }
+            } else {
+                report.to_string()
+            };
+            print!("{text}");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn reconcile_once(
+    config: &Config,
+    broker: CTraderConfig,
+    dry_run: bool,
+) -> Result<ReconcileReport, Failure> {
+    let store = store_for(config, dry_run).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let client = CTraderClient::connect_with_clock(broker, clock.clone())
+        .await
+        .map_err(|e| broker_failure(&e))?;
+    let outcome = reconcile(
+        &client,
+        store.as_ref(),
+        clock.as_ref(),
+        &config.label_prefix,
+        !dry_run,
+    )
+    .await;
+    client.shutdown();
+    match outcome {
+        Ok((_, report)) => Ok(report),
+        Err(e) => Err(Failure::Refused(e.to_string())),
+    }
+}
+
+/// The store to reconcile against. A dry run opens it read-only (nothing can be written, and
+/// it is safe beside a running bot); with no database yet it plans against an empty store.
+async fn store_for(config: &Config, dry_run: bool) -> Result<Arc<dyn TradeStore>, Failure> {
+    if !dry_run {
+        return open_store(&config.database_url)
+            .await
+            .map_err(Failure::Refused);
+    }
+    match open_read_only(&config.database_url).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(StoreAccessError::Missing(path)) => {
+            tracing::warn!(
+                "no database at {}: planning against an empty store",
+                path.display()
+            );
+            Ok(Arc::new(MemoryTradeStore::new()))
+        }
+        Err(e @ StoreAccessError::BadUrl(_)) => Err(Failure::Config(e.to_string())),
+        Err(e) => Err(Failure::Refused(e.to_string())),
+    }
+}
+
+/// Credentials refused or an account that does not exist stay refused (3); a host that did not
+/// answer may answer later (1).
+fn broker_failure(error: &BrokerError) -> Failure {
+    let text = format!("reconciliation failed: cannot connect to the broker: {error}");
+    if error.is_transient() {
+        Failure::Runtime(text)
+    } else {
+        Failure::Refused(text)
+    }
+}

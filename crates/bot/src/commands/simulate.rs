@@ -1,0 +1,356 @@
+//! `simulate`: the simulated cTrader broker as a process, for scripts, fault drills and tests that
+//! need a server outside their own process (kill the bot, keep the broker).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ctrader_sim::{
+    CertificateSource, FaultPlan, MarketHours, PriceSource, SimConfig, SimCredentials, SimError,
+    Simulator,
+};
+use domain::Secret;
+use tokio::sync::watch;
+
+use crate::commands::check_config::load_settings;
+use crate::commands::run::parse_duration;
+use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
+
+/// Options of `simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Loopback address to accept TLS connections on (port 0 picks a free port; the line printed
+    /// at start says which).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Folder holding (or receiving) ca.pem, server.pem and server.key; existing files are reused
+    /// so clients keep trusting the same CA across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: PathBuf,
+    /// `synthetic` (a seeded palm oil path) or an OHLC CSV file to replay (time,open,high,low,close).
+    #[arg(long, default_value = "synthetic", value_name = "synthetic|FILE.csv")]
+    pub prices: String,
+    /// Simulated seconds per real second (600: one simulated minute every 100 ms).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub speed: f64,
+    /// Seed of the synthetic price paths.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Name of the palm oil CFD on this broker.
+    #[arg(long, default_value = "PALMOIL", value_name = "NAME")]
+    pub symbol: String,
+    /// When symbols trade: `realistic` (Bursa Malaysia sessions for palm oil) or `always`.
+    #[arg(long, default_value = "realistic", value_name = "realistic|always")]
+    pub market_hours: String,
+    /// Application client id the broker accepts (default: palm-oil-sim).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Application client secret the broker accepts (never printed).
+    #[arg(long, value_name = "SECRET", value_parser = parse_secret)]
+    pub client_secret: Option<Secret>,
+    /// Access token the broker accepts (never printed).
+    #[arg(long, value_name = "TOKEN", value_parser = parse_secret)]
+    pub access_token: Option<Secret>,
+    /// Refresh token the broker accepts (never printed).
+    #[arg(long, value_name = "TOKEN", value_parser = parse_secret)]
+    pub refresh_token: Option<Secret>,
+    /// The trading account id (ctidTraderAccountId) the broker serves.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub account_id: Option<i64>,
+    /// Stop after this long (e.g. 90s, 30m, 2h); otherwise runs until Ctrl-C or SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Fault: cut each connection when its N-th message arrives (the message is still carried out).
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    pub drop_after_messages: Option<u64>,
+    /// Fault: cut each connection this many seconds after it was accepted.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, help_heading = "Faults")]
+    pub drop_every: Option<Duration>,
+    /// Fault: hold every reply this many milliseconds.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    pub reply_delay_ms: Option<u64>,
+    /// Fault: refuse the next new order with this cTrader error code (e.g. NOT_ENOUGH_MONEY).
+    #[arg(long, value_name = "CODE", help_heading = "Faults")]
+    pub reject_next_order: Option<String>,
+    /// Fault: send every execution event twice.
+    #[arg(long, help_heading = "Faults")]
+    pub duplicate_executions: bool,
+    /// Fault: close the oldest open position this often, as a person in the cTrader app would.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, help_heading = "Faults")]
+    pub external_close_every: Option<Duration>,
+    /// Fault: never send heartbeats.
+    #[arg(long, help_heading = "Faults")]
+    pub silence_heartbeats: bool,
+    /// Fault: after answering a connection's N-th message, announce an oversized frame and close.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    pub oversized_frame_after: Option<u64>,
+    /// Fault: after answering a connection's N-th message, send a frame that is not a ProtoMessage.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    pub malformed_frame_after: Option<u64>,
+}
+
+/// Wraps a secret flag so `Debug` of the parsed arguments never shows it.
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
+}
+
+/// Parses a number of seconds, fractions allowed (`0.5`, `30`).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
+}
+
+/// A flag combination the simulator cannot start with.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SimulateArgsError(String);
+
+impl SimulateArgs {
+    /// The simulator's configuration from the flags, checked the way the simulator checks it.
+    pub fn sim_config(&self) -> Result<SimConfig, SimulateArgsError> {
+        let bad = |e: SimError| SimulateArgsError(format!("--market-hours: {e}"));
+        let market_hours: MarketHours = self.market_hours.parse().map_err(bad)?;
+        let prices = self
+            .prices
+            .parse::<PriceSource>()
+            .unwrap_or_else(|never| match never {});
+        let defaults = SimCredentials::default();
+        let credentials = SimCredentials {
+            client_id: self.client_id.clone().unwrap_or(defaults.client_id),
+            client_secret: self.client_secret.clone().unwrap_or(defaults.client_secret),
+            access_token: self.access_token.clone().unwrap_or(defaults.access_token),
+            refresh_token: self.refresh_token.clone().unwrap_or(defaults.refresh_token),
+            account_id: self.account_id.unwrap_or(defaults.account_id),
+        };
+        let faults = FaultPlan {
+            drop_after_messages: self.drop_after_messages,
+            drop_every: self.drop_every,
+            reply_delay: self.reply_delay_ms.map(Duration::from_millis),
+            reject_next_order: self.reject_next_order.clone(),
+            duplicate_execution_events: self.duplicate_executions,
+            external_close_every: self.external_close_every,
+            silence_heartbeats: self.silence_heartbeats,
+            oversized_frame_after_messages: self.oversized_frame_after,
+            malformed_frame_after_messages: self.malformed_frame_after,
+        };
+        let config = SimConfig {
+            listen: self.listen,
+            certificates: CertificateSource::Directory(self.cert_dir.clone()),
+            prices,
+            speed: self.speed,
+            seed: self.seed,
+            palm_oil_symbol: self.symbol.clone(),
+            credentials,
+            market_hours,
+            faults,
+            ..SimConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| SimulateArgsError(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// Runs `simulate`: 0 after a clean stop, 2 for bad flags or settings, 1 when the server fails.
+#[allow(clippy::print_stderr)] // start-up errors go to the operator's terminal
+pub fn run(config_path: Option<&Path>, args: &SimulateArgs) -> ExitCode {
+    let (_, config) = match load_settings(config_path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let sim_config = match args.sim_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let c = &sim_config.credentials;
+    let redact = vec![
+        c.client_secret.clone(),
+        c.access_token.clone(),
+        c.refresh_token.clone(),
+    ];
+    if let Err(e) = runtime::install_globals(&config, redact) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    ExitCode::from(tokio.block_on(serve(sim_config, args.duration)))
+}
+
+/// Serves until a signal or the duration; prints the one start line scripts parse.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the start line is this command's output
+async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
+    let account = config.credentials.account_id;
+    let client_id = config.credentials.client_id.clone();
+    let symbol = config.palm_oil_symbol.clone();
+    let sim = match Simulator::start(config).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("the simulator did not start: {e}");
+            return start_failure_code(&e);
+        }
+    };
+    let ca = sim
+        .ca_cert_path()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()));
+    let Some(ca) = ca else {
+        // `--cert-dir` always yields a CA; a server without one is of no use to a client.
+        eprintln!("the simulator has no CA certificate for clients to trust");
+        sim.shutdown().await;
+        return EXIT_RUNTIME;
+    };
+    println!(
+        "simulator listening on {} ca={} account={account} client_id={client_id} symbol={symbol}",
+        sim.local_addr(),
+        ca.display()
+    );
+    // Scripts read the line before connecting: it must not sit in a buffer.
+    if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {
+        eprintln!("cannot write to stdout: {e}");
+        sim.shutdown().await;
+        return EXIT_RUNTIME;
+    }
+    tracing::info!(
+        address = %sim.local_addr(),
+        ca = %ca.display(),
+        "simulator ready: Ctrl-C or SIGTERM stops it"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    runtime::spawn_signal_watch(stop_tx, duration);
+    runtime::wait_for(stop_rx).await;
+    sim.shutdown().await;
+    EXIT_OK
+}
+
+/// Bad flag values (file, folder, configuration) are the operator's to fix: exit 2; a failed
+/// bind or TLS setup is a runtime failure: exit 1.
+fn start_failure_code(error: &SimError) -> u8 {
+    match error {
+        SimError::Config(_)
+        | SimError::PriceFileIo { .. }
+        | SimError::PriceFile { .. }
+        | SimError::CertificateIo { .. } => EXIT_CONFIG,
+        _ => EXIT_RUNTIME,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn parse(extra: &[&str]) -> SimulateArgs {
+        let mut argv = vec![
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-dir",
+            "/tmp/x",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.args,
+            Err(e) => panic!("flags did not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn flags_map_onto_the_simulator_config() {
+        let args = parse(&[
+            "--speed",
+            "600",
+            "--seed",
+            "9",
+            "--symbol",
+            "FCPO",
+            "--market-hours",
+            "always",
+            "--client-id",
+            "me",
+            "--client-secret",
+            "flag-secret-1",
+            "--access-token",
+            "flag-token-1",
+            "--account-id",
+            "77",
+            "--drop-after-messages",
+            "5",
+            "--drop-every",
+            "2.5",
+            "--reply-delay-ms",
+            "40",
+            "--reject-next-order",
+            "NOT_ENOUGH_MONEY",
+            "--duplicate-executions",
+            "--external-close-every",
+            "30",
+            "--silence-heartbeats",
+            "--oversized-frame-after",
+            "3",
+            "--malformed-frame-after",
+            "4",
+        ]);
+        let config = args.sim_config().unwrap_or_else(|e| panic!("{e}"));
+        assert!((config.speed - 600.0).abs() < f64::EPSILON);
+        assert_eq!(config.seed, 9);
+        assert_eq!(config.palm_oil_symbol, "FCPO");
+        assert_eq!(config.market_hours, MarketHours::AlwaysOpen);
+        assert_eq!(config.credentials.client_id, "me");
+        assert_eq!(config.credentials.client_secret.expose(), "flag-secret-1");
+        assert_eq!(config.credentials.access_token.expose(), "flag-token-1");
+        assert_eq!(config.credentials.account_id, 77);
+        let f = &config.faults;
+        assert_eq!(f.drop_after_messages, Some(5));
+        assert_eq!(f.drop_every, Some(Duration::from_millis(2500)));
+        assert_eq!(f.reply_delay, Some(Duration::from_millis(40)));
+        assert_eq!(f.reject_next_order.as_deref(), Some("NOT_ENOUGH_MONEY"));
+        assert!(f.duplicate_execution_events && f.silence_heartbeats);
+        assert_eq!(f.external_close_every, Some(Duration::from_secs(30)));
+        assert_eq!(f.oversized_frame_after_messages, Some(3));
+        assert_eq!(f.malformed_frame_after_messages, Some(4));
+        let shown = format!("{args:?} {config:?}");
+        assert!(!shown.contains("flag-secret-1") && !shown.contains("flag-token-1"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = |extra: &[&str]| match parse(extra).sim_config() {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err(&["--speed", "0"]).contains("speed"));
+        assert!(err(&["--market-hours", "weekends"]).contains("market hours"));
+        assert!(err(&["--reject-next-order", "no money"]).contains("error code"));
+        assert!(err(&["--drop-after-messages", "0"]).contains("drop after messages"));
+        assert!(err(&["--account-id", "-4"]).contains("account id"));
+        assert!(parse_seconds("soon").is_err());
+        assert!(parse_seconds("-1").is_err());
+    }
+}
