@@ -262,6 +262,8 @@ async fn reconcile_adopts_our_position_and_positions_and_trades_list_it() {
         );
     }
 
+    // Listing is safe while the bot holds the database open for writing.
+    let running_bot = SqliteTradeStore::open_path(&db).await.unwrap();
     let table = ok(&bot(dir.path(), &["positions"], &env).await);
     assert!(
         table.contains("POSITION") && table.contains(&ours.0.to_string()),
@@ -282,6 +284,8 @@ async fn reconcile_adopts_our_position_and_positions_and_trades_list_it() {
     assert_eq!(rows.len(), 1, "{trades:#}");
     assert_eq!(rows[0]["position_id"], ours.0);
     assert_eq!(rows[0]["effect"], "open");
+
+    drop(running_bot);
 
     // Closed at the broker while the bot was away: the next reconcile records how.
     let volume = broker
