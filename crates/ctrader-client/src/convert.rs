@@ -199,7 +199,10 @@ fn close_reason(
     let level = |v: Option<f64>| v.and_then(Price::from_f64);
     let sl = level(position.and_then(|p| p.stop_loss).or(o.stop_loss));
     let tp = level(position.and_then(|p| p.take_profit).or(o.take_profit));
-    let distance = |l: Price| (l.raw() - price.raw()).unsigned_abs();
+    // cTrader reports the triggered level as the protection order's stop price; the execution
+    // price (which may have slipped) stands in when it is absent.
+    let trigger = level(o.stop_price).unwrap_or(price);
+    let distance = |l: Price| (l.raw() - trigger.raw()).unsigned_abs();
     Some(match (sl, tp) {
         (Some(sl), Some(tp)) if distance(tp) < distance(sl) => CloseReason::TakeProfit,
         (None, Some(_)) => CloseReason::TakeProfit,
@@ -415,6 +418,25 @@ mod tests {
         assert_eq!(close.close_reason, Some(CloseReason::TakeProfit));
         assert_eq!(close.gross_profit, Money::new(8_000, 2));
         assert_eq!(close.closed_volume, Volume(100));
+        // A stop-loss trailed up to 4200, next to the take-profit at 4205: it triggers and fills
+        // at 4203, nearer the take-profit; the order's stop price tells which level it was.
+        let mut at_sl = event.clone();
+        if let Some(p) = at_sl.position.as_mut() {
+            p.stop_loss = Some(4200.0);
+        }
+        if let Some(o) = at_sl.order.as_mut() {
+            o.stop_price = Some(4200.0);
+        }
+        if let Some(d) = at_sl.deal.as_mut() {
+            d.execution_price = Some(4203.0);
+        }
+        let reason = execution_report(&at_sl, 2)
+            .fill
+            .unwrap()
+            .close
+            .unwrap()
+            .close_reason;
+        assert_eq!(reason, Some(CloseReason::StopLoss));
         // From the deal list (no order): no reason, reconciliation infers it.
         let from_list = super::fill(&deal, None, None, 2).unwrap().unwrap();
         assert_eq!(from_list.close.unwrap().close_reason, None);

@@ -380,6 +380,14 @@ impl Broker for FakeBroker {
                 None,
             )?
         };
+        // Like cTrader: the closing order is accepted, then filled.
+        let accepted = ExecutionReport {
+            kind: ExecutionKind::Accepted,
+            fill: None,
+            position_closed: false,
+            ..result.clone()
+        };
+        self.emit(BrokerEvent::Execution(Box::new(accepted)));
         self.emit(BrokerEvent::Execution(Box::new(result.clone())));
         Ok(outcome_of(result))
     }

@@ -733,3 +733,40 @@ async fn reconnection_gives_up_after_the_configured_attempts() {
         Err(BrokerError::Stopped(_))
     ));
 }
+
+#[tokio::test]
+async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+    let outcome = within(
+        LIMIT,
+        "order",
+        client.place_order(&order("pob-sl", Side::Buy, spec.min_volume)),
+    )
+    .await
+    .unwrap();
+    let OrderOutcome::Filled(filled) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let entry = filled.fill.price.raw();
+    // A shock 100 MYR down: far through the 40 MYR stop-loss.
+    env.sim
+        .set_mid_price(PALM_OIL_SYMBOL_ID, entry - 10_000_000)
+        .unwrap();
+    let BrokerEvent::Execution(report) = next_event(
+        &mut events,
+        "stop-loss fill",
+        |e| matches!(e, BrokerEvent::Execution(r) if r.position_closed && r.fill.is_some()),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    let fill = report.fill.unwrap();
+    assert_eq!(fill.position_id, filled.fill.position_id);
+    let close = fill.close.unwrap();
+    assert_eq!(close.close_reason, Some(domain::CloseReason::StopLoss));
+    assert!(close.gross_profit.is_negative());
+    assert!(client.open_state().await.unwrap().positions.is_empty());
+}
