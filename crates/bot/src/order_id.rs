@@ -3,7 +3,8 @@
 //! The id names the symbol, the bar the decision was made on and what it does. If the bot crashes
 //! and decides again on the same bar after a restart, it derives the same id, and the store's
 //! unique constraint on client order ids refuses a second intent. The order's label is the id
-//! itself, so positions opened by this bot are recognised by the label prefix after a restart.
+//! itself, so positions opened by this bot are recognised by the label prefix after a restart
+//! (`persistence::is_our_label`).
 
 use domain::{ClientOrderId, DomainError, SymbolId, Timestamp};
 
@@ -39,13 +40,6 @@ pub fn decision_order_id(
     ClientOrderId::new(format!("{prefix}-{symbol}-{minutes}-{}", purpose.letter()))
 }
 
-/// True when a position or order label marks it as this bot's (`{prefix}-…`).
-pub fn is_our_label(prefix: &str, label: &str) -> bool {
-    label
-        .strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with('-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,13 +53,6 @@ mod tests {
         assert_eq!(a.as_str(), "pob-310-29399166-L");
         let close = decision_order_id("pob", SymbolId(310), at, OrderPurpose::Close).unwrap();
         assert_ne!(a, close);
-    }
-
-    #[test]
-    fn recognises_only_our_labels() {
-        assert!(is_our_label("pob", "pob-310-29399166-L"));
-        assert!(!is_our_label("pob", "pobx-1"));
-        assert!(!is_our_label("pob", "manual trade"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use strategy::backtest::{
 use strategy::{DataError, RsiSentimentStrategy, SizingRule};
 
 use crate::config::{Config, ConfigErrors};
-use crate::settings::{Origin, RawSettings, SettingProblem};
+use crate::settings::{Origin, RawSettings};
 use crate::strategy_setup::strategy_setup;
 
 /// Digits of the backtest's account currency (MYR has 2).
@@ -231,34 +231,7 @@ fn load_settings_with(
             .map(|(_, _, value)| value.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    let mut problems = Vec::new();
-    let text = match path {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                problems.push(SettingProblem::new(
-                    "--config",
-                    format!("{}: {e}", p.display()),
-                ));
-                None
-            }
-        },
-        None => None,
-    };
-    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
-    let raw = RawSettings::layer(
-        text.as_deref().map(|t| (shown.as_str(), t)),
-        &env,
-        &mut problems,
-    );
-    match Config::from_raw(&raw) {
-        Ok(config) if problems.is_empty() => Ok((raw, config)),
-        Ok(_) => Err(ConfigErrors(problems)),
-        Err(ConfigErrors(more)) => {
-            problems.extend(more);
-            Err(ConfigErrors(problems))
-        }
-    }
+    super::check_config::load_settings_from(path, &env)
 }
 
 /// Lists every problem, naming the flag when a flag set the value.

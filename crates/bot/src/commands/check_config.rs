@@ -8,7 +8,15 @@ use crate::settings::{RawSettings, SETTINGS, SettingProblem};
 
 /// Reads the settings (file + environment); every problem is reported at once (exit status 2).
 pub fn load_settings(path: Option<&Path>) -> Result<(RawSettings, Config), ConfigErrors> {
-    let env = |name: &str| std::env::var(name).ok();
+    load_settings_from(path, &|name: &str| std::env::var(name).ok())
+}
+
+/// Reads the settings from the file and `env` (a command may overlay its flags on the
+/// environment); every problem is reported at once.
+pub fn load_settings_from(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(RawSettings, Config), ConfigErrors> {
     let mut problems = Vec::new();
     let text = match path {
         Some(p) => match std::fs::read_to_string(p) {
@@ -26,7 +34,7 @@ pub fn load_settings(path: Option<&Path>) -> Result<(RawSettings, Config), Confi
     let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
     let raw = RawSettings::layer(
         text.as_deref().map(|t| (shown.as_str(), t)),
-        &env,
+        env,
         &mut problems,
     );
     match Config::from_raw(&raw) {
