@@ -16,8 +16,8 @@ use std::time::Duration;
 use bot::engine::EngineError;
 use ctrader_client::{BrokerError, BrokerEvent, FakeBroker, FakeOrderScript};
 use domain::{
-    CloseReason, IntentStatus, KillSwitchState, Money, PositionId, PositionStatus, Side, Timestamp,
-    Volume,
+    ClientOrderId, CloseReason, IntentStatus, KillSwitchState, Money, OrderIntent, OrderRequest,
+    PositionId, PositionStatus, Side, Timestamp, Volume,
 };
 use engine_harness::*;
 use persistence::TradeStore;
@@ -80,6 +80,78 @@ async fn start_up_adopts_our_position_left_at_the_broker_and_ignores_a_foreign_o
     assert_eq!(h.broker.positions().len(), 2);
     assert!(h.broker.orders_sent().is_empty());
     h.stop().await;
+}
+
+/// An intent left by a crash: committed (and, when `sent`, marked sent) before T0.
+async fn leave_in_flight(h: &Harness, id: &ClientOrderId, sent: bool) {
+    let intent = OrderIntent {
+        request: OrderRequest {
+            client_order_id: id.clone(),
+            symbol: PALM,
+            side: Side::Buy,
+            volume: Volume(100),
+            relative_stop_loss: Some(myr(40)),
+            relative_take_profit: Some(myr(80)),
+            label: id.to_string(),
+            position_to_close: None,
+        },
+        status: IntentStatus::Pending,
+        created_at: Timestamp(T0 - 2 * MIN),
+        reason: "before the crash".into(),
+    };
+    h.store.commit_intent(&intent).await.unwrap();
+    if sent {
+        h.store
+            .mark_sent(id, Timestamp(T0 - 2 * MIN))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn start_up_resolves_intents_left_in_flight_and_resends_none() {
+    let mut h = Harness::new();
+    let never_left = decision_id(-4, 'L');
+    leave_in_flight(&h, &never_left, false).await;
+    let filled_while_down = decision_id(-2, 'L');
+    leave_in_flight(&h, &filled_while_down, true).await;
+    h.broker.add_position(our_position(55, &filled_while_down));
+
+    h.run().await;
+
+    let lost = h.store.intent(&never_left).await.unwrap().unwrap();
+    assert_eq!(lost.status(), IntentStatus::Lost);
+    let filled = h.store.intent(&filled_while_down).await.unwrap().unwrap();
+    assert_eq!(filled.status(), IntentStatus::Filled);
+    assert_eq!(filled.position_id, Some(PositionId(55)));
+    let open = h.store.open_positions().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, PositionId(55));
+    assert!(h.store.intents_in_flight().await.unwrap().is_empty());
+    assert!(h.broker.orders_sent().is_empty(), "nothing is resent");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_ambiguous_broker_state_refuses_to_start() {
+    let h = Harness::new();
+    let id = decision_id(-2, 'L');
+    leave_in_flight(&h, &id, true).await;
+    // Two positions carry the same client order id: the store cannot be matched safely.
+    h.broker.add_position(our_position(61, &id));
+    h.broker.add_position(our_position(62, &id));
+
+    let err = h.start().await.unwrap_err();
+    assert!(matches!(err, EngineError::Reconcile(_)), "{err:?}");
+    assert!(err.to_string().contains("reconciliation failed"), "{err}");
+    assert_eq!(
+        h.store.intent(&id).await.unwrap().unwrap().status(),
+        IntentStatus::Sent,
+        "nothing is written"
+    );
+    assert!(h.store.open_positions().await.unwrap().is_empty());
+    assert!(h.broker.orders_sent().is_empty());
+    assert!(!h.obs.status.live().reconciled);
 }
 
 #[tokio::test]
