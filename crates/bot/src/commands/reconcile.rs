@@ -9,14 +9,11 @@ use ctrader_client::{BrokerError, CTraderClient, CTraderConfig};
 use domain::{Clock, SystemClock};
 use persistence::{MemoryTradeStore, ReconcileReport, TradeStore};
 
-use crate::allowlist::NetworkAllowList;
-use crate::commands::check_config::load_settings;
 use crate::commands::positions::{StoreAccessError, open_read_only};
-use crate::commands::run::{broker_config, open_store};
-use crate::config::{BrokerCredentials, Config};
+use crate::commands::run::{TradingSetup, broker_config, open_store, prepare_trading};
+use crate::config::Config;
 use crate::reconcile::reconcile;
-use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
-use crate::sentiment_setup::SentimentSecrets;
+use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
 
 /// Options of `reconcile`.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,40 +54,14 @@ impl Failure {
 /// reconciliation could not finish (fail closed); 1 when the broker was unreachable.
 #[allow(clippy::print_stdout, clippy::print_stderr)] // the report is this command's output
 pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
-    let (_, config) = match load_settings(config_path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let TradingSetup {
+        config,
+        credentials,
+        ..
+    } = match prepare_trading(config_path) {
+        Ok(setup) => setup,
+        Err(code) => return ExitCode::from(code),
     };
-    let credentials = match BrokerCredentials::from_env(&env) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let mut redact = vec![
-        credentials.client_secret.clone(),
-        credentials.access_token.clone(),
-        credentials.client_id.clone(),
-    ];
-    redact.extend(credentials.refresh_token.clone());
-    let sentiment = SentimentSecrets::from_env(&env);
-    redact.extend(sentiment.perplexity_api_key.clone());
-    redact.extend(sentiment.x_bearer_token.clone());
-    if let Err(e) = runtime::install_globals(&config, redact) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_RUNTIME);
-    }
-    // Only the broker is contacted here, and only if the allow-list names it.
-    let allow = NetworkAllowList::from_config(&config, false, false);
-    if let Err(e) = allow.check(&config.broker.host) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
     let broker = broker_config(&config, &credentials);
     let tokio = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

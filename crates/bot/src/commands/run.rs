@@ -52,50 +52,79 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Runs `run`; the exit status says how it ended (see the README).
+/// What `run` and `reconcile` need before connecting to the broker.
+#[derive(Debug)]
+pub struct TradingSetup {
+    /// Validated settings.
+    pub config: Config,
+    /// cTrader credentials from the environment.
+    pub credentials: BrokerCredentials,
+    /// Sentiment keys from the environment.
+    pub sentiment: SentimentSecrets,
+    /// The hosts connections may go to.
+    pub allow: NetworkAllowList,
+}
+
+/// Loads settings and credentials (every problem named at once), installs the process globals
+/// with every secret scrubbed from logs, and checks the broker host against the allow-list.
+/// On failure the problem is on stderr and the exit status is returned.
 #[allow(clippy::print_stderr)] // start-up errors go to the operator's terminal
-pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
+pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     let env = |name: &str| std::env::var(name).ok();
-    let (_, config) = match load_settings(config_path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let credentials = match BrokerCredentials::from_env(&env) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if config.broker.env == TradingEnv::Live && !args.confirm_live && !args.dry_run {
-        eprintln!(
-            "CTRADER_ENV is live: real money would be traded. Add --confirm-live to do so, or --dry-run to decide without sending orders."
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let sentiment_secrets = SentimentSecrets::from_env(&env);
+    let (_, config) = load_settings(config_path).map_err(|errors| {
+        eprint!("{errors}");
+        EXIT_CONFIG
+    })?;
+    let credentials = BrokerCredentials::from_env(&env).map_err(|errors| {
+        eprint!("{errors}");
+        EXIT_CONFIG
+    })?;
+    let sentiment = SentimentSecrets::from_env(&env);
     let mut redact = vec![
         credentials.client_secret.clone(),
         credentials.access_token.clone(),
         credentials.client_id.clone(),
     ];
     redact.extend(credentials.refresh_token.clone());
-    redact.extend(sentiment_secrets.perplexity_api_key.clone());
-    redact.extend(sentiment_secrets.x_bearer_token.clone());
-    if let Err(e) = runtime::install_globals(&config, redact) {
+    redact.extend(sentiment.perplexity_api_key.clone());
+    redact.extend(sentiment.x_bearer_token.clone());
+    runtime::install_globals(&config, redact).map_err(|e| {
         eprintln!("{e}");
-        return ExitCode::from(EXIT_RUNTIME);
-    }
+        EXIT_RUNTIME
+    })?;
     let allow = NetworkAllowList::from_config(
         &config,
-        sentiment_secrets.perplexity_api_key.is_some(),
-        sentiment_secrets.x_bearer_token.is_some(),
+        sentiment.perplexity_api_key.is_some(),
+        sentiment.x_bearer_token.is_some(),
     );
-    if let Err(e) = allow.check(&config.broker.host) {
+    allow.check(&config.broker.host).map_err(|e| {
         eprintln!("{e}");
+        EXIT_CONFIG
+    })?;
+    Ok(TradingSetup {
+        config,
+        credentials,
+        sentiment,
+        allow,
+    })
+}
+
+/// Runs `run`; the exit status says how it ended (see the README).
+#[allow(clippy::print_stderr)] // start-up errors go to the operator's terminal
+pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
+    let TradingSetup {
+        config,
+        credentials,
+        sentiment: sentiment_secrets,
+        allow,
+    } = match prepare_trading(config_path) {
+        Ok(setup) => setup,
+        Err(code) => return ExitCode::from(code),
+    };
+    if config.broker.env == TradingEnv::Live && !args.confirm_live && !args.dry_run {
+        eprintln!(
+            "CTRADER_ENV is live: real money would be traded. Add --confirm-live to do so, or --dry-run to decide without sending orders."
+        );
         return ExitCode::from(EXIT_CONFIG);
     }
     let broker = broker_config(&config, &credentials);
