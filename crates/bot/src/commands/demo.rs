@@ -47,6 +47,8 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
     config.strategy.timeframe = Timeframe::M1;
     config.symbol_candidates = vec!["PALMOIL".to_owned()];
     config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
+    // The bundled sentiment series has about one reading a day: judge it fresh for two days.
+    config.strategy.sentiment_max_age_secs = config.strategy.sentiment_max_age_secs.max(2 * 86_400);
     let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());
     if let Err(e) = runtime::install_globals(
         &config,

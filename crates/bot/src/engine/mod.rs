@@ -247,6 +247,7 @@ impl<B: Broker + 'static> Engine<B> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut sentiment_open = true;
         loop {
             tokio::select! {
                 biased;
@@ -258,9 +259,14 @@ impl<B: Broker + 'static> Engine<B> {
                     Some(event) => self.on_event(event).await?,
                     None => return Err(EngineError::Stopped("the broker client ended".to_owned())),
                 },
-                changed = self.sentiment.changed() => {
+                // A closed channel (no sentiment source) answers at once forever: stop polling it,
+                // or this biased select would spin and starve the tick.
+                changed = self.sentiment.changed(), if sentiment_open => {
                     if changed.is_ok() {
                         self.publish_sentiment();
+                    } else {
+                        sentiment_open = false;
+                        tracing::warn!("no sentiment source is running; the strategy's SENTIMENT_POLICY applies");
                     }
                 }
                 _ = tick.tick() => self.on_tick().await?,
