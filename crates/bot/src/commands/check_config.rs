@@ -50,11 +50,7 @@ pub fn load_settings_from(
 #[allow(clippy::print_stdout, clippy::print_stderr)] // this command's output is the point
 /// Runs `check-config`: exit status 0 when valid, 2 with every problem listed otherwise.
 pub fn run(path: Option<&Path>) -> ExitCode {
-    if Path::new(".env").exists() {
-        eprintln!(
-            "note: a .env file is present but is never read; export variables in the environment instead"
-        );
-    }
+    super::run::warn_about_dotenv();
     match load_settings(path) {
         Ok((raw, config)) => {
             println!("{:<20} {:<40} FROM", "SETTING", "VALUE");

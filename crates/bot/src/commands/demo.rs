@@ -49,6 +49,7 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
     config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
     // The bundled sentiment series has about one reading a day: judge it fresh for two days.
     config.strategy.sentiment_max_age_secs = config.strategy.sentiment_max_age_secs.max(2 * 86_400);
+    crate::commands::run::warn_about_dotenv();
     let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());
     if let Err(e) = runtime::install_globals(
         &config,

@@ -71,14 +71,20 @@ pub struct TradingSetup {
 #[allow(clippy::print_stderr)] // start-up errors go to the operator's terminal
 pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     let env = |name: &str| std::env::var(name).ok();
-    let (_, config) = load_settings(config_path).map_err(|errors| {
-        eprint!("{errors}");
-        EXIT_CONFIG
-    })?;
-    let credentials = BrokerCredentials::from_env(&env).map_err(|errors| {
-        eprint!("{errors}");
-        EXIT_CONFIG
-    })?;
+    warn_about_dotenv();
+    // Settings and credentials are checked together, so one run names every problem.
+    let (config, credentials) = match (
+        load_settings(config_path),
+        BrokerCredentials::from_env(&env),
+    ) {
+        (Ok((_, config)), Ok(credentials)) => (config, credentials),
+        (settings, credentials) => {
+            let mut problems = settings.err().map(|e| e.0).unwrap_or_default();
+            problems.extend(credentials.err().map(|e| e.0).unwrap_or_default());
+            eprint!("{}", crate::config::ConfigErrors(problems));
+            return Err(EXIT_CONFIG);
+        }
+    };
     let sentiment = SentimentSecrets::from_env(&env);
     let mut redact = vec![
         credentials.client_secret.clone(),
@@ -107,6 +113,17 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
         sentiment,
         allow,
     })
+}
+
+/// Secrets come from the environment only: a `.env` file is never read, and saying so saves an
+/// operator from wondering why its values are ignored.
+#[allow(clippy::print_stderr)] // a start-up note for the operator's terminal
+pub fn warn_about_dotenv() {
+    if Path::new(".env").exists() {
+        eprintln!(
+            "note: a .env file is present but is never read; export its variables in the environment instead"
+        );
+    }
 }
 
 /// Runs `run`; the exit status says how it ended (see the README).
