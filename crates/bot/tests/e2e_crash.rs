@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{ORDER_SENT, RECONCILED, Rng, World};
 use ctrader_sim::FaultPlan;
+use domain::IntentStatus;
 
 const CYCLES: usize = 22;
 const SEED: u64 = 0x00C0_FFEE_2026;
@@ -26,7 +27,7 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_a_trade() {
     let started = Instant::now();
     let world = World::start(240.0, 11, FaultPlan::default());
     let mut rng = Rng::new(SEED);
-    let mut kills_after_order = 0;
+    let mut kills_in_flight = 0;
     for cycle in 0..CYCLES {
         let mut bot = world.spawn_bot(PROTECTION);
         bot.expect_message(0, RECONCILED, Duration::from_secs(30));
@@ -34,20 +35,31 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_a_trade() {
         world.assert_store_matches_broker(Duration::from_secs(8), &context, &bot);
         world.assert_no_duplicate_orders();
 
-        // Every third cycle kills right after an order leaves, while its answer is in flight.
+        // Every third cycle kills right after an order left, while the broker holds its answer:
+        // the order executes, the bot never hears of it.
+        let mut in_flight = None;
         if cycle % 3 == 2 {
+            world
+                .sim
+                .faults()
+                .delay_replies(Some(Duration::from_millis(1_500)))
+                .unwrap();
             let from = bot.line_count();
-            if bot
-                .wait_for_message(from, ORDER_SENT, Duration::from_secs(6))
-                .is_some()
-            {
+            if let Some(at) = bot.wait_for_message(from, ORDER_SENT, Duration::from_secs(8)) {
                 std::thread::sleep(rng.millis(0, 15));
-                kills_after_order += 1;
+                in_flight = bot.lines()[at].field("client_order_id");
             }
         } else {
             std::thread::sleep(rng.millis(300, 4_000));
         }
         bot.kill();
+        world.sim.faults().delay_replies(None).unwrap();
+        if let Some(id) = in_flight {
+            let status = world.intent_status(&id);
+            if status == Some(IntentStatus::Sent) {
+                kills_in_flight += 1;
+            }
+        }
         assert!(
             started.elapsed() < Duration::from_secs(240),
             "{context}: the crash test overran its time budget"
@@ -66,14 +78,14 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_a_trade() {
         "the bot traded too little to test anything: {orders} orders"
     );
     assert!(
-        kills_after_order >= 3,
-        "only {kills_after_order} kills landed right after an order"
+        kills_in_flight >= 3,
+        "only {kills_in_flight} kills landed while an order was in flight"
     );
     let deals = world.sim.deals();
     let closes = deals.iter().filter(|d| d.closing).count();
     assert!(closes >= 3, "only {closes} positions were closed");
     eprintln!(
-        "{CYCLES} kills ({kills_after_order} right after an order), {orders} orders, {} deals, {closes} closes",
+        "{CYCLES} kills ({kills_in_flight} with an order in flight), {orders} orders, {} deals, {closes} closes",
         deals.len()
     );
 }

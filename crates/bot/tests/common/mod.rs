@@ -269,6 +269,15 @@ impl World {
         }
     }
 
+    /// The stored status of intent `id`, if the store has it.
+    pub fn intent_status(&self, id: &str) -> Option<domain::IntentStatus> {
+        let cid = ClientOrderId::new(id.to_owned()).ok()?;
+        self.read_store(async |store| store.intent(&cid).await)
+            .ok()?
+            .ok()?
+            .map(|i| i.status())
+    }
+
     /// Every intent in the store, for failure messages.
     pub fn describe_intents(&self) -> String {
         let ids: Vec<String> = self
@@ -354,6 +363,14 @@ pub struct StoreView {
 pub struct LogLine {
     pub raw: String,
     pub message: Option<String>,
+}
+
+impl LogLine {
+    /// A string field of the JSON line.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_str(&self.raw).ok()?;
+        value.get(name)?.as_str().map(str::to_owned)
+    }
 }
 
 #[derive(Debug, Default)]
