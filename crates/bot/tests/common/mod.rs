@@ -74,6 +74,18 @@ impl World {
     /// *ahead* of ours makes every restart after an in-flight order refuse to trade ("the broker
     /// snapshot is older than order intent"), which would hide everything else these tests check.
     pub fn start(speed: f64, seed: u64, faults: FaultPlan) -> World {
+        let behind = Timestamp(SystemClock.now().millis() - Timestamp::DAY_MS);
+        World::start_at(speed, seed, faults, Some(behind))
+    }
+
+    /// Like [`World::start`], with the simulated clock starting at `start_time` (`None`: this
+    /// machine's clock, which the accelerated simulated clock then overtakes).
+    pub fn start_at(
+        speed: f64,
+        seed: u64,
+        faults: FaultPlan,
+        start_time: Option<Timestamp>,
+    ) -> World {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -86,7 +98,7 @@ impl World {
             market_hours: MarketHours::AlwaysOpen,
             certificates: CertificateSource::Directory(dir.path().join("certs")),
             credentials: SimCredentials::default(),
-            start_time: Some(Timestamp(SystemClock.now().millis() - Timestamp::DAY_MS)),
+            start_time,
             history: Duration::from_secs(12 * 3600),
             tick_interval: Duration::from_millis(50),
             faults,
