@@ -587,7 +587,20 @@ async fn a_dry_run_decides_and_records_but_sends_nothing() {
 
     assert!(h.broker.orders_sent().is_empty());
     assert!(h.broker.positions().is_empty());
-    let intent = h.store.intent(&decision_id(0, 'L')).await.unwrap().unwrap();
+    // A dry run's ids have their own prefix: a real run on the same bar is not refused as a repeat.
+    assert!(
+        h.store
+            .intent(&decision_id(0, 'L'))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let intent = h
+        .store
+        .intent(&dry_run_decision_id(0, 'L'))
+        .await
+        .unwrap()
+        .unwrap();
     assert_ne!(intent.status(), IntentStatus::Filled);
     assert!(intent.status().is_final(), "{intent:?}");
     assert!(h.all_positions().await.is_empty());

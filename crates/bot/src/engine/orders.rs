@@ -86,13 +86,15 @@ impl<B: Broker + 'static> Engine<B> {
     }
 
     fn order_id(&self, bar: &Bar, purpose: OrderPurpose) -> Result<ClientOrderId, EngineError> {
-        decision_order_id(
-            &self.settings.label_prefix,
-            self.symbol.id,
-            bar.start,
-            purpose,
-        )
-        .map_err(|e| EngineError::Stopped(format!("cannot name the order: {e}")))
+        // A dry run's intents get ids of their own, so a real run on the same bar is not taken
+        // for a repeat of a decision that was never sent.
+        let prefix = if self.settings.dry_run {
+            format!("{}-dry", self.settings.label_prefix)
+        } else {
+            self.settings.label_prefix.clone()
+        };
+        decision_order_id(&prefix, self.symbol.id, bar.start, purpose)
+            .map_err(|e| EngineError::Stopped(format!("cannot name the order: {e}")))
     }
 
     /// The intent protocol: commit (pending) → mark sent → send once → record the answer.
@@ -106,7 +108,10 @@ impl<B: Broker + 'static> Engine<B> {
         let intent = OrderIntent {
             request: request.clone(),
             status: IntentStatus::Pending,
-            created_at: now,
+            // Our clock, not the bar's (broker) time: reconciliation compares intents with
+            // snapshots taken on our clock, and a broker clock running ahead must not make a
+            // fresh snapshot look older than the intent.
+            created_at: self.clock.now(),
             reason: reason.to_owned(),
         };
         match self.store.commit_intent(&intent).await {
@@ -139,7 +144,7 @@ impl<B: Broker + 'static> Engine<B> {
             );
             return Ok(());
         }
-        if let Err(e) = self.store.mark_sent(&id, now).await {
+        if let Err(e) = self.store.mark_sent(&id, self.clock.now()).await {
             return Err(self.store_failed(e));
         }
         tracing::info!(

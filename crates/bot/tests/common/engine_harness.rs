@@ -49,6 +49,15 @@ pub fn spec() -> SymbolSpec {
 }
 
 /// The id the engine derives for a decision on bar `i` (see `bot::order_id`).
+/// The client order id a dry run derives for the same decision (its own prefix).
+pub fn dry_run_decision_id(bar: i64, letter: char) -> ClientOrderId {
+    ClientOrderId::new(format!(
+        "{PREFIX}-dry-{PALM}-{}-{letter}",
+        (T0 + bar * MIN) / MIN
+    ))
+    .unwrap()
+}
+
 pub fn decision_id(bar: i64, letter: char) -> ClientOrderId {
     ClientOrderId::new(format!(
         "{PREFIX}-{PALM}-{}-{letter}",
