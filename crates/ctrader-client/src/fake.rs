@@ -260,6 +260,7 @@ impl FakeBroker {
     }
 
     fn execute(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
+        check_order_fields(order)?;
         self.check_connected()?;
         let now = self.clock.now();
         let script = self.lock().scripts.pop_front();
@@ -294,7 +295,8 @@ impl FakeBroker {
 impl Broker for FakeBroker {
     async fn resolve_symbol(&self, candidates: &[String]) -> Result<SymbolSpec, BrokerError> {
         self.check_connected()?;
-        if candidates.is_empty() {
+        // Like the client: blank names are no candidates at all.
+        if candidates.iter().all(|c| c.trim().is_empty()) {
             return Err(BrokerError::InvalidRequest(
                 "no candidate symbol names given".into(),
             ));
@@ -358,6 +360,12 @@ impl Broker for FakeBroker {
         position: PositionId,
         volume: Volume,
     ) -> Result<OrderOutcome, BrokerError> {
+        // Like the client: a volume that is not positive is refused before anything is sent.
+        if !volume.is_positive() {
+            return Err(BrokerError::InvalidRequest(format!(
+                "close of position {position}: volume {volume} is not positive"
+            )));
+        }
         self.check_connected()?;
         let now = self.clock.now();
         let result = {
@@ -365,7 +373,8 @@ impl Broker for FakeBroker {
             let Some(p) = st.positions.get(&position).cloned() else {
                 return Ok(rejection("POSITION_NOT_FOUND"));
             };
-            if !volume.is_positive() || volume > p.volume {
+            let spec = st.symbols.iter().find(|s| s.id == p.symbol);
+            if bad_close_volume(spec, p.volume, volume) {
                 return Ok(rejection("TRADING_BAD_VOLUME"));
             }
             let Some(quote) = st.quotes.get(&p.symbol).copied() else {
@@ -452,6 +461,43 @@ impl Broker for FakeBroker {
             .take()
             .map(BrokerEvents::new)
     }
+}
+
+/// The checks the cTrader client makes before an order leaves, with the same errors.
+fn check_order_fields(order: &OrderRequest) -> Result<(), BrokerError> {
+    let id = &order.client_order_id;
+    if !order.volume.is_positive() {
+        return Err(BrokerError::InvalidRequest(format!(
+            "order {id}: volume {} is not positive",
+            order.volume
+        )));
+    }
+    if order.label.chars().count() > 100 {
+        return Err(BrokerError::InvalidRequest(format!(
+            "order {id}: label longer than 100 characters"
+        )));
+    }
+    for (what, distance) in [
+        ("stop-loss", order.relative_stop_loss),
+        ("take-profit", order.relative_take_profit),
+    ] {
+        if let Some(d) = distance.filter(|d| d.raw() <= 0) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "order {id}: {what} distance {d} is not positive"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// cTrader's rule for closing (part of) a position: a positive multiple of the symbol's volume
+/// step, at most the open volume, leaving either nothing or at least the minimum volume.
+fn bad_close_volume(spec: Option<&SymbolSpec>, open: Volume, volume: Volume) -> bool {
+    let remaining = open.raw() - volume.raw();
+    let off_step = spec
+        .is_some_and(|s| s.step_volume.is_positive() && volume.raw() % s.step_volume.raw() != 0);
+    let leaves_too_little = spec.is_some_and(|s| remaining > 0 && remaining < s.min_volume.raw());
+    !volume.is_positive() || volume > open || off_step || leaves_too_little
 }
 
 fn refused(request: &'static str, code: &str) -> BrokerError {
@@ -555,7 +601,7 @@ fn execute_in_state(
         let Some(p) = st.positions.get(&target).cloned() else {
             return (rejection("POSITION_NOT_FOUND"), Vec::new());
         };
-        if p.side == order.side || order.volume > p.volume {
+        if p.side == order.side || bad_close_volume(Some(&spec), p.volume, order.volume) {
             return (rejection("TRADING_BAD_VOLUME"), Vec::new());
         }
         let price = exit_price(p.side, quote);
@@ -767,7 +813,7 @@ mod tests {
         b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
         assert!(matches!(events.try_next(), Some(BrokerEvent::Quote(_))));
 
-        let OrderOutcome::Filled(fill) = b.place_order(&order(Side::Buy, 100)).await.unwrap()
+        let OrderOutcome::Filled(fill) = b.place_order(&order(Side::Buy, 200)).await.unwrap()
         else {
             panic!("not filled")
         };
@@ -783,19 +829,19 @@ mod tests {
             .collect();
         assert_eq!(kinds, vec![ExecutionKind::Accepted, ExecutionKind::Filled]);
 
-        // Price rises 10 MYR: closing half at the bid books 10 x 0.5 = +5.00.
+        // Price rises 10 MYR: closing half at the bid books 10 x 1 = +10.00.
         b.set_quote(PALM, Price(413_500_000), Price(413_700_000));
-        let OrderOutcome::Filled(close) = b.close_position(pos.id, Volume(50)).await.unwrap()
+        let OrderOutcome::Filled(close) = b.close_position(pos.id, Volume(100)).await.unwrap()
         else {
             panic!("close not filled")
         };
         let detail = close.fill.close.unwrap();
-        assert_eq!(detail.gross_profit, Money::new(500, 2));
+        assert_eq!(detail.gross_profit, Money::new(1_000, 2));
         assert!(!close.position_closed);
-        assert_eq!(b.balance(), Money::new(1_000_500, 2));
+        assert_eq!(b.balance(), Money::new(1_001_000, 2));
         assert_eq!(
             b.open_state().await.unwrap().positions[0].volume,
-            Volume(50)
+            Volume(100)
         );
     }
 
