@@ -9,7 +9,8 @@ use persistence::{ReconcileError, ReconcilePlan, ReconcileReport, StoreError, Tr
 /// database has nothing to learn from older deals.
 const FRESH_HISTORY_MS: i64 = 3 * Timestamp::DAY_MS;
 
-/// How far past our clock the deal history is asked for (see [`reconcile`]).
+/// How far before the history start and past our clock the deal history is asked for (see
+/// [`reconcile`]).
 const CLOCK_SLACK_MS: i64 = Timestamp::DAY_MS;
 
 /// Why reconciliation could not finish; trading must not start (or resume).
@@ -38,9 +39,14 @@ pub async fn reconcile<B: Broker>(
     let in_flight = store.intents_in_flight().await?;
     let open = store.open_positions().await?;
     let watermark = store.reconciled_until().await?;
+    // The broker stamps deals with its clock, intents carry ours: start a day early so a broker
+    // clock running behind ours cannot hide the deal an intent caused. Deals already recorded are
+    // matched by id, so reading them again changes nothing.
     let since = persistence::deal_history_start(watermark, &in_flight, &open)
-        .unwrap_or(Timestamp(now.millis() - FRESH_HISTORY_MS));
-    // A simulator's clock may run ahead of ours; a real server has no deals in the future, so
+        .map_or(Timestamp(now.millis() - FRESH_HISTORY_MS), |start| {
+            Timestamp(start.millis() - CLOCK_SLACK_MS)
+        });
+    // Likewise a broker clock may run ahead of ours; a real server has no deals in the future, so
     // asking a day past our now costs nothing and misses nothing.
     let open_state = broker.open_state().await?;
     let deals = broker.deals(since, now.plus_millis(CLOCK_SLACK_MS)).await?;
