@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ctrader_client::{
-    Broker, BrokerError, CTraderClient, CTraderConfig, Credentials, ExtraCa, FakeBroker, OrderFill,
-    OrderOutcome, Timing,
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, Credentials,
+    ExecutionKind, ExtraCa, FakeBroker, OrderFill, OrderOutcome, Timing,
 };
 use ctrader_sim::{
     CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials, SimHandle,
@@ -247,6 +247,28 @@ fn assert_traded_at<V: Venue>(what: &str, price: Price, before: Price, after: Pr
     );
 }
 
+/// The deal id and position-closed flag of the next `count` fills on the stream, in order.
+async fn filled_deals(events: &mut BrokerEvents, count: usize) -> Vec<(i64, bool)> {
+    within("fill events", async {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match events.next().await {
+                Some(BrokerEvent::Execution(report)) if report.kind == ExecutionKind::Filled => {
+                    let deal = report.fill.as_ref().map(|f| f.deal_id);
+                    seen.push((
+                        deal.expect("a fill event carries its deal"),
+                        report.position_closed,
+                    ));
+                }
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+        seen
+    })
+    .await
+}
+
 /// What the two implementations are known to report differently; compared in the test below.
 #[derive(Debug)]
 struct Divergent {
@@ -262,6 +284,10 @@ struct Divergent {
 async fn scenario<V: Venue>(v: &V) -> (SymbolSpec, Divergent) {
     let b = v.broker();
     let name = V::NAME;
+    let mut events = b
+        .take_events()
+        .expect("the event stream is handed out once");
+    assert!(b.take_events().is_none(), "{name}: a second event stream");
 
     // Symbol lookup: case-insensitive, first candidate that exists; never a default.
     let spec = within(
@@ -598,6 +624,14 @@ async fn scenario<V: Venue>(v: &V) -> (SymbolSpec, Divergent) {
     let balance = within("balance", b.balance()).await.unwrap();
     assert_eq!(balance, expected, "{name}: opened with {opening_balance:?}");
     assert_eq!(cover_detail.balance, balance, "{name}");
+
+    // The event stream reports every one of those deals as a fill, whatever asked for it.
+    let closing: Vec<(i64, bool)> = [&opened, &partial, &last, &sold, &covered]
+        .iter()
+        .map(|o| (o.fill.deal_id, o.position_closed))
+        .collect();
+    let streamed = filled_deals(&mut events, closing.len()).await;
+    assert_eq!(streamed, closing, "{name}");
 
     let divergent = Divergent {
         open_state_client_order_id,
