@@ -23,7 +23,9 @@ const FILES: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a copy of the workspace that
+    // shares this target directory must compile its own `proto/`, not the first copy's.
+    let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", proto_dir.display());
     for file in FILES {
         println!("cargo:rerun-if-changed={}", proto_dir.join(file).display());

@@ -232,7 +232,9 @@ pub trait Broker: Send + Sync {
     /// The account's balance (without unrealized PnL), in the account's money digits.
     fn balance(&self) -> impl Future<Output = Result<Money, BrokerError>> + Send;
 
-    /// Deals executed in `[from, to)`, oldest first, with close details on closing deals.
+    /// Deals executed in `[from, to)`, oldest first, with close details on closing deals and the
+    /// client order id of the order that made each deal, when it carried one (how a restart ties a
+    /// deal to an intent left in flight).
     fn deals(
         &self,
         from: Timestamp,

@@ -2,7 +2,7 @@
 //! resubscription), a supervisor that reconnects with backoff when a link dies, and the
 //! [`Broker`] operations over the live link.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,15 +11,16 @@ use ctrader_proto::openapi::{
     ProtoOaAccountAuthReq, ProtoOaAccountAuthRes, ProtoOaAmendPositionSltpReq,
     ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaClosePositionReq,
     ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent, ProtoOaExecutionType,
-    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderType,
-    ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes,
-    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
-    ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
+    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderListReq,
+    ProtoOaOrderListRes, ProtoOaOrderType, ProtoOaReconcileReq, ProtoOaReconcileRes,
+    ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSubscribeSpotsReq,
+    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
 };
 use ctrader_proto::{Envelope, OpenApiMessage, Payload};
 use domain::{
-    Bar, Clock, Fill, Money, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec, SystemClock,
-    Timeframe, Timestamp, Volume,
+    Bar, ClientOrderId, Clock, Fill, Money, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec,
+    SystemClock, Timeframe, Timestamp, Volume,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -408,6 +409,58 @@ impl Inner {
             Err(BrokerError::Refused { code, .. }) if code == "ALREADY_SUBSCRIBED" => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Adds the client order ids of the account's orders created or changed in `[from, to)` to
+    /// `ids` (broker order id -> our id). Orders without one, or with one we would not issue,
+    /// are not ours and are skipped.
+    async fn order_client_ids(
+        &self,
+        link: &Link,
+        from: Timestamp,
+        to: Timestamp,
+        ids: &mut HashMap<i64, ClientOrderId>,
+    ) -> Result<(), BrokerError> {
+        let mut cursor = from;
+        // Each round either ends the range or moves the cursor forward.
+        while cursor < to {
+            let res: ProtoOaOrderListRes = self
+                .call(
+                    link,
+                    ProtoOaOrderListReq {
+                        ctid_trader_account_id: self.account(),
+                        from_timestamp: Some(cursor.0),
+                        to_timestamp: Some(to.0),
+                        ..Default::default()
+                    }
+                    .into(),
+                    "order list",
+                    RequestClass::Historical,
+                )
+                .await?;
+            for order in &res.order {
+                if let Some(id) = convert::order_client_order_id(order) {
+                    ids.insert(order.order_id, id);
+                }
+            }
+            if !res.has_more {
+                break;
+            }
+            let newest = res
+                .order
+                .iter()
+                .filter_map(|o| o.utc_last_update_timestamp.or(o.trade_data.open_timestamp))
+                .max();
+            match newest {
+                Some(last) if last > cursor.0 => cursor = Timestamp(last),
+                _ => {
+                    return Err(BrokerError::Protocol(
+                        "order list says it has more but does not advance".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends a request that changes nothing at the broker and reads its typed answer. Error frames
@@ -1095,47 +1148,61 @@ impl Broker for CTraderClient {
         let link = inner.live_link()?;
         let digits = inner.money_digits.load(Ordering::Relaxed);
         let mut fills: Vec<Fill> = Vec::new();
-        let mut cursor = from;
+        // A deal does not carry the client order id of the order that made it; the order list of
+        // the same range does, so it is asked once per window and joined on the order id.
+        let mut client_order_ids: HashMap<i64, ClientOrderId> = HashMap::new();
+        let mut window_start = from;
         // Asked one week at a time (the most a deal-list request may span); the broker answers each
         // window in chunks (`hasMore`), and every round must move the cursor forward.
-        while cursor < to {
-            let window_end = to.min(cursor.plus_millis(DEAL_LIST_MAX_SPAN_MS));
-            let res: ProtoOaDealListRes = inner
-                .call(
-                    &link,
-                    ProtoOaDealListReq {
-                        ctid_trader_account_id: inner.account(),
-                        from_timestamp: Some(cursor.0),
-                        to_timestamp: Some(window_end.0),
-                        ..Default::default()
+        while window_start < to {
+            let window_end = to.min(window_start.plus_millis(DEAL_LIST_MAX_SPAN_MS));
+            let mut cursor = window_start;
+            loop {
+                let res: ProtoOaDealListRes = inner
+                    .call(
+                        &link,
+                        ProtoOaDealListReq {
+                            ctid_trader_account_id: inner.account(),
+                            from_timestamp: Some(cursor.0),
+                            to_timestamp: Some(window_end.0),
+                            ..Default::default()
+                        }
+                        .into(),
+                        "deal list",
+                        RequestClass::Historical,
+                    )
+                    .await?;
+                for deal in &res.deal {
+                    if let Some(fill) = convert::fill(deal, None, None, digits)? {
+                        fills.push(fill);
                     }
-                    .into(),
-                    "deal list",
-                    RequestClass::Historical,
-                )
+                }
+                if !res.has_more {
+                    break;
+                }
+                // Continue from the newest deal seen (inclusive: deal ids dedupe the edge).
+                match res.deal.iter().map(|d| d.execution_timestamp).max() {
+                    Some(last) if last > cursor.0 => cursor = Timestamp(last),
+                    _ => {
+                        return Err(BrokerError::Protocol(
+                            "deal list says it has more but does not advance".into(),
+                        ));
+                    }
+                }
+            }
+            inner
+                .order_client_ids(&link, window_start, window_end, &mut client_order_ids)
                 .await?;
-            for deal in &res.deal {
-                if let Some(fill) = convert::fill(deal, None, None, digits)? {
-                    fills.push(fill);
-                }
-            }
-            if !res.has_more {
-                cursor = window_end;
-                continue;
-            }
-            // Continue from the newest deal seen (inclusive: deal ids dedupe the edge).
-            match res.deal.iter().map(|d| d.execution_timestamp).max() {
-                Some(last) if last > cursor.0 => cursor = Timestamp(last),
-                _ => {
-                    return Err(BrokerError::Protocol(
-                        "deal list says it has more but does not advance".into(),
-                    ));
-                }
-            }
+            window_start = window_end;
         }
         fills.retain(|f| from <= f.time && f.time < to);
         fills.sort_by_key(|f| (f.time, f.deal_id));
         fills.dedup_by_key(|f| f.deal_id);
+        for fill in &mut fills {
+            if fill.client_order_id.is_none() {
+                fill.client_order_id = client_order_ids.get(&fill.order_id).cloned();
+            }
+        }
         Ok(fills)
     }
 

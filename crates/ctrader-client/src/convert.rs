@@ -73,6 +73,11 @@ fn client_order_id(raw: Option<&str>) -> Option<ClientOrderId> {
     raw.and_then(|s| ClientOrderId::new(s).ok())
 }
 
+/// Our client order id on an order the broker reports (e.g. in the order history), if it has one.
+pub(crate) fn order_client_order_id(o: &ProtoOaOrder) -> Option<ClientOrderId> {
+    client_order_id(o.client_order_id.as_deref())
+}
+
 fn label(raw: Option<&String>) -> Option<String> {
     raw.filter(|l| !l.is_empty()).cloned()
 }

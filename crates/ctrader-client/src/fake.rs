@@ -893,6 +893,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
+        let b = broker();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        let OrderOutcome::Filled(first) = b.place_order(&order(Side::Buy, 100)).await.unwrap()
+        else {
+            panic!("not filled")
+        };
+        let closer = OrderRequest {
+            client_order_id: ClientOrderId::new("pob-2").unwrap(),
+            position_to_close: Some(first.fill.position_id),
+            ..order(Side::Sell, 100)
+        };
+        b.place_order(&closer).await.unwrap();
+        let third = OrderRequest {
+            client_order_id: ClientOrderId::new("pob-3").unwrap(),
+            ..order(Side::Buy, 100)
+        };
+        b.place_order(&third).await.unwrap();
+        // The stop loss closes the third order's position: the broker's order, no id of ours.
+        b.set_quote(PALM, Price(408_000_000), Price(408_200_000));
+        assert!(b.positions().is_empty());
+        let deals = b.deals(Timestamp(0), Timestamp(i64::MAX)).await.unwrap();
+        let ids: Vec<Option<&str>> = deals
+            .iter()
+            .map(|d| d.client_order_id.as_ref().map(ClientOrderId::as_str))
+            .collect();
+        assert_eq!(ids, vec![Some("pob-1"), Some("pob-2"), Some("pob-3"), None]);
+        assert_eq!(deals[1].position_id, first.fill.position_id);
+        assert!(deals[3].close.is_some());
+    }
+
+    #[tokio::test]
     async fn a_restarted_stream_gets_later_events_and_replays_are_exact() {
         let b = broker();
         let mut first = b.take_events().unwrap();

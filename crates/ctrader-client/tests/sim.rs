@@ -770,3 +770,83 @@ async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
     assert!(close.gross_profit.is_negative());
     assert!(client.open_state().await.unwrap().positions.is_empty());
 }
+
+#[tokio::test]
+async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
+    let env = start_sim(|_| {}).await;
+    let (client, mut events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+    let before = env.sim.sim_time();
+    let place = |request: OrderRequest| {
+        let client = &client;
+        async move {
+            match within(LIMIT, "order", client.place_order(&request))
+                .await
+                .unwrap()
+            {
+                OrderOutcome::Filled(filled) => filled,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // A position opened by our order and closed by another of our orders.
+    let first = place(order("pob-hist-1", Side::Buy, spec.min_volume)).await;
+    let first_position = first.fill.position_id;
+    let closer = place(OrderRequest {
+        position_to_close: Some(first_position),
+        ..order("pob-hist-2", Side::Sell, spec.min_volume)
+    })
+    .await;
+    assert!(closer.position_closed);
+    // A position opened by our order and closed by its stop loss (the broker's order).
+    let second = place(order("pob-hist-3", Side::Buy, spec.min_volume)).await;
+    env.sim
+        .set_mid_price(PALM_OIL_SYMBOL_ID, second.fill.price.raw() - 10_000_000)
+        .unwrap();
+    let second_position = second.fill.position_id;
+    let BrokerEvent::Execution(stopped) = next_event(&mut events, "stop-loss fill", |e| {
+        matches!(e, BrokerEvent::Execution(r)
+            if r.position_closed
+                && r.fill.as_ref().is_some_and(|f| f.position_id == second_position))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let stopped = stopped.fill.unwrap();
+    drop(client);
+
+    // A restarted client knows nothing but what the broker's history says; the range spans two
+    // one-week windows.
+    let (client, _events) = env.connect().await;
+    let from = Timestamp(before.0 - 8 * Timestamp::DAY_MS);
+    let to = stopped.time.max(env.sim.sim_time()).plus_millis(1);
+    let deals = within(LIMIT, "deals", client.deals(from, to))
+        .await
+        .unwrap();
+    let seen: Vec<(Option<&str>, bool)> = deals
+        .iter()
+        .map(|d| {
+            (
+                d.client_order_id.as_ref().map(ClientOrderId::as_str),
+                d.close.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("pob-hist-1"), false),
+            (Some("pob-hist-2"), true),
+            (Some("pob-hist-3"), false),
+            (None, true),
+        ],
+        "{deals:?}"
+    );
+    assert_eq!(deals[0].position_id, first_position);
+    assert_eq!(deals[1].position_id, first_position);
+    assert_eq!(deals[2].position_id, second.fill.position_id);
+    assert_eq!(deals[3].position_id, second.fill.position_id);
+    assert_eq!(deals[0].deal_id, first.fill.deal_id);
+    assert_eq!(deals[3].deal_id, stopped.deal_id);
+}

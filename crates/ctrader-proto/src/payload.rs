@@ -19,15 +19,15 @@ use crate::openapi::{
     ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes,
     ProtoOaErrorRes, ProtoOaExecutionEvent, ProtoOaGetAccountListByAccessTokenReq,
     ProtoOaGetAccountListByAccessTokenRes, ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes,
-    ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaPayloadType, ProtoOaReconcileReq,
-    ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSpotEvent,
-    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq,
-    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
-    ProtoOaSymbolChangedEvent, ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq,
-    ProtoOaTraderRes, ProtoOaTraderUpdatedEvent, ProtoOaTrailingSlChangedEvent,
-    ProtoOaUnsubscribeLiveTrendbarReq, ProtoOaUnsubscribeLiveTrendbarRes,
-    ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes, ProtoOaVersionReq, ProtoOaVersionRes,
-    ProtoPayloadType,
+    ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaOrderListReq, ProtoOaOrderListRes,
+    ProtoOaPayloadType, ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq,
+    ProtoOaRefreshTokenRes, ProtoOaSpotEvent, ProtoOaSubscribeLiveTrendbarReq,
+    ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes,
+    ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolChangedEvent, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes, ProtoOaTraderUpdatedEvent,
+    ProtoOaTrailingSlChangedEvent, ProtoOaUnsubscribeLiveTrendbarReq,
+    ProtoOaUnsubscribeLiveTrendbarRes, ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes,
+    ProtoOaVersionReq, ProtoOaVersionRes, ProtoPayloadType,
 };
 
 /// A message type of the schema that travels as a frame body under its own payload type.
@@ -272,4 +272,8 @@ payloads! {
     RefreshTokenReq(ProtoOaRefreshTokenReq) = 2173, "ProtoOARefreshTokenReq";
     /// Token refresh response (2174).
     RefreshTokenRes(ProtoOaRefreshTokenRes) = 2174, "ProtoOARefreshTokenRes";
+    /// Historical orders request (2175).
+    OrderListReq(ProtoOaOrderListReq) = 2175, "ProtoOAOrderListReq";
+    /// Historical orders response (2176).
+    OrderListRes(ProtoOaOrderListRes) = 2176, "ProtoOAOrderListRes";
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub struct RateLimits {
     /// All requests (cTrader: 50).
     pub requests_per_second: u32,
-    /// Historical requests: trendbars, tick data, deal lists (cTrader: 5).
+    /// Historical requests: trendbars, tick data, deal and order lists (cTrader: 5).
     pub historical_per_second: u32,
 }
 

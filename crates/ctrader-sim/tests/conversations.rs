@@ -13,9 +13,9 @@ use ctrader_proto::openapi::{
     ProtoHeartbeatEvent, ProtoOaAccountAuthReq, ProtoOaAmendPositionSltpReq,
     ProtoOaApplicationAuthReq, ProtoOaCancelOrderReq, ProtoOaClosePositionReq, ProtoOaDealListReq,
     ProtoOaGetAccountListByAccessTokenReq, ProtoOaGetTrendbarsReq, ProtoOaNewOrderReq,
-    ProtoOaReconcileReq, ProtoOaRefreshTokenReq, ProtoOaSubscribeLiveTrendbarReq,
-    ProtoOaSubscribeSpotsReq, ProtoOaSymbolByIdReq, ProtoOaSymbolsListReq, ProtoOaTraderReq,
-    ProtoOaUnsubscribeSpotsReq, ProtoOaVersionReq,
+    ProtoOaOrderListReq, ProtoOaReconcileReq, ProtoOaRefreshTokenReq,
+    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeSpotsReq, ProtoOaSymbolByIdReq,
+    ProtoOaSymbolsListReq, ProtoOaTraderReq, ProtoOaUnsubscribeSpotsReq, ProtoOaVersionReq,
 };
 use ctrader_proto::{ProtoMessage, openapi::ProtoOaExecutionEvent};
 use ctrader_sim::MarketHours;
@@ -515,6 +515,89 @@ async fn stop_loss_triggers_on_the_price_path_and_the_deal_shows_the_loss() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_list_ties_history_deals_to_the_client_order_id() {
+    let sim = TestSim::start(|_| {}).await;
+    let mut client = sim.authorised().await;
+    let account = sim.account();
+    let before = sim.handle.sim_time().0;
+    let events = place(&mut client, market_buy(account, 100, Some(2_000_000), None)).await;
+    let opening = filled(&events).order.clone().unwrap();
+    let position = filled(&events).position.clone().unwrap();
+    let entry = Price::from_f64(position.price.unwrap()).unwrap().0;
+    sim.handle.set_mid_price(PALM, entry - 15_000_000).unwrap();
+    let (_, event) = client
+        .wait_for(|_, p| matches!(p, Payload::ExecutionEvent(e) if e.execution_type == 3))
+        .await;
+    let Payload::ExecutionEvent(event) = event else {
+        unreachable!()
+    };
+    let closing = event.order.unwrap();
+    let now = sim.handle.sim_time().0;
+    let list = |from: i64, to: i64| ProtoOaOrderListReq {
+        ctid_trader_account_id: account,
+        from_timestamp: Some(from),
+        to_timestamp: Some(to),
+        ..Default::default()
+    };
+
+    let reply = client.request(list(before, now + 1)).await;
+    let Payload::OrderListRes(res) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(res.ctid_trader_account_id, account);
+    assert!(!res.has_more);
+    let ids: Vec<i64> = res.order.iter().map(|o| o.order_id).collect();
+    assert_eq!(
+        ids,
+        vec![opening.order_id, closing.order_id],
+        "oldest first"
+    );
+    // The opening order: our clientOrderId and label as sent, the position it opened, filled.
+    let first = &res.order[0];
+    assert_eq!(first.client_order_id.as_deref(), Some("pob-test-1"));
+    assert_eq!(first.trade_data.label.as_deref(), Some("pob"));
+    assert_eq!(first.position_id, Some(position.position_id));
+    assert_eq!(first.order_status, 2, "FILLED");
+    // The stop loss that closed it: the broker's order, no clientOrderId, same position.
+    let second = &res.order[1];
+    assert_eq!(second.client_order_id, None);
+    assert_eq!(second.position_id, Some(position.position_id));
+    assert_eq!((second.order_type, second.closing_order), (4, Some(true)));
+    // Each history deal names an order of the list.
+    let reply = client
+        .request(ProtoOaDealListReq {
+            ctid_trader_account_id: account,
+            from_timestamp: Some(before),
+            to_timestamp: Some(now),
+            ..Default::default()
+        })
+        .await;
+    let Payload::DealListRes(deals) = reply else {
+        panic!("{reply:?}")
+    };
+    let mut deal_orders: Vec<i64> = deals.deal.iter().map(|d| d.order_id).collect();
+    deal_orders.sort_unstable();
+    assert_eq!(deal_orders, ids);
+
+    // The range is half-open and filters: nothing before the order, nothing at `to` itself.
+    let reply = client.request(list(0, before)).await;
+    let Payload::OrderListRes(res) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(res.order.is_empty(), "{:?}", res.order);
+    let reply = client.request(list(now, before)).await;
+    assert_eq!(error_code(&reply), "INCORRECT_BOUNDARIES");
+    // An account not authorised on this session is refused, not answered with its orders.
+    let reply = client
+        .request(ProtoOaOrderListReq {
+            ctid_trader_account_id: account + 1,
+            ..list(before, now + 1)
+        })
+        .await;
+    assert_eq!(error_code(&reply), "ACCOUNT_NOT_AUTHORIZED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn take_profit_triggers_too() {
     let sim = TestSim::start(|_| {}).await;
     let mut client = sim.authorised().await;
@@ -834,6 +917,34 @@ async fn request_rate_limits_answer_blocked_payload_type() {
         }
     }
     assert!(blocked >= 3, "{blocked} of 8 historical requests blocked");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Order lists are historical requests too.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(
+            client
+                .send(ProtoOaOrderListReq {
+                    ctid_trader_account_id: account,
+                    from_timestamp: Some(now - 600_000),
+                    to_timestamp: Some(now),
+                    ..Default::default()
+                })
+                .await,
+        );
+    }
+    let mut blocked = 0;
+    for id in &ids {
+        match client.reply_to(id).await {
+            Payload::ErrorRes(error) => {
+                assert_eq!(error.error_code, "BLOCKED_PAYLOAD_TYPE");
+                blocked += 1;
+            }
+            Payload::OrderListRes(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(blocked >= 3, "{blocked} of 8 order lists blocked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,20 @@ impl Broker {
         )
     }
 
+    /// Orders of an account created or last changed within `[from, to)` (OrderListRes), oldest
+    /// first, whatever their state: unlike deals they carry the client's order id and label.
+    pub(crate) fn orders_in(&self, account: i64, from: Timestamp, to: Timestamp) -> Vec<Order> {
+        let within = |t: Timestamp| from <= t && t < to;
+        let mut orders: Vec<Order> = self
+            .orders
+            .values()
+            .filter(|o| o.account == account && (within(o.created) || within(o.updated)))
+            .cloned()
+            .collect();
+        orders.sort_by_key(|o| (o.created, o.id));
+        orders
+    }
+
     /// Every deal of every account, oldest first (for test inspection).
     pub(crate) fn all_deals(&self) -> &[Deal] {
         &self.deals

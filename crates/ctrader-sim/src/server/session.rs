@@ -12,12 +12,13 @@ use ctrader_proto::openapi::{
     ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes,
     ProtoOaErrorRes, ProtoOaGetAccountListByAccessTokenReq, ProtoOaGetAccountListByAccessTokenRes,
     ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderErrorEvent,
-    ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes,
-    ProtoOaSpotEvent, ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes,
-    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
-    ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
-    ProtoOaUnsubscribeLiveTrendbarReq, ProtoOaUnsubscribeLiveTrendbarRes,
-    ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes, ProtoOaVersionRes,
+    ProtoOaOrderListReq, ProtoOaOrderListRes, ProtoOaReconcileReq, ProtoOaReconcileRes,
+    ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSpotEvent,
+    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq,
+    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes, ProtoOaUnsubscribeLiveTrendbarReq,
+    ProtoOaUnsubscribeLiveTrendbarRes, ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes,
+    ProtoOaVersionRes,
 };
 use ctrader_proto::{FrameCodec, LENGTH_PREFIX_LEN, OpenApiMessage, Payload, ProtoMessage};
 use domain::{Secret, Timestamp};
@@ -241,7 +242,7 @@ impl Session {
         }
         let historical = matches!(
             payload,
-            Payload::GetTrendbarsReq(_) | Payload::DealListReq(_)
+            Payload::GetTrendbarsReq(_) | Payload::DealListReq(_) | Payload::OrderListReq(_)
         );
         if let Err(retry) = self.limiter.admit(std::time::Instant::now(), historical) {
             let message = format!(
@@ -466,6 +467,7 @@ impl Session {
             Payload::UnsubscribeLiveTrendbarReq(req) => self.unsubscribe_live_bars(&req, reply_to),
             Payload::GetTrendbarsReq(req) => self.trendbars(&req, reply_to),
             Payload::DealListReq(req) => self.deal_list(&req, reply_to),
+            Payload::OrderListReq(req) => self.order_list(&req, reply_to),
             Payload::NewOrderReq(req) => self.new_order(&req, reply_to),
             Payload::ClosePositionReq(req) => self.close_position(&req, reply_to),
             Payload::AmendPositionSltpReq(req) => self.amend_protection(&req, reply_to),
@@ -839,6 +841,35 @@ impl Session {
         )]
     }
 
+    fn order_list(&self, req: &ProtoOaOrderListReq, reply_to: Option<&str>) -> Vec<ProtoMessage> {
+        let account = req.ctid_trader_account_id;
+        let exchange = lock(&self.shared.exchange);
+        let from = Timestamp(req.from_timestamp.unwrap_or(0));
+        let to = Timestamp(req.to_timestamp.unwrap_or(exchange.now().0));
+        if to < from {
+            return vec![wrap(
+                &error_res(
+                    Some(account),
+                    "INCORRECT_BOUNDARIES",
+                    "toTimestamp is before fromTimestamp",
+                    None,
+                ),
+                reply_to,
+            )];
+        }
+        let orders = exchange.broker.orders_in(account, from, to);
+        vec![wrap(
+            &ProtoOaOrderListRes {
+                ctid_trader_account_id: account,
+                order: orders.iter().map(wire::order).collect(),
+                // The simulator answers a whole range at once.
+                has_more: false,
+                ..ProtoOaOrderListRes::default()
+            },
+            reply_to,
+        )]
+    }
+
     fn new_order(&mut self, req: &ProtoOaNewOrderReq, reply_to: Option<&str>) -> Vec<ProtoMessage> {
         let account = req.ctid_trader_account_id;
         let received_at = lock(&self.shared.exchange).now();
@@ -1131,6 +1162,7 @@ fn account_of(payload: &Payload) -> Option<i64> {
         Payload::UnsubscribeLiveTrendbarReq(r) => r.ctid_trader_account_id,
         Payload::GetTrendbarsReq(r) => r.ctid_trader_account_id,
         Payload::DealListReq(r) => r.ctid_trader_account_id,
+        Payload::OrderListReq(r) => r.ctid_trader_account_id,
         Payload::NewOrderReq(r) => r.ctid_trader_account_id,
         Payload::ClosePositionReq(r) => r.ctid_trader_account_id,
         Payload::AmendPositionSltpReq(r) => r.ctid_trader_account_id,
