@@ -616,3 +616,28 @@ async fn a_dry_run_decides_and_records_but_sends_nothing() {
     assert!(h.has_event("dry run: no orders are sent"));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_market_without_a_quote_is_not_ready_until_quotes_flow() {
+    let mut h = Harness::new();
+    h.run().await;
+    // The engine's tick reads the schedule (always open here) before any quote arrived.
+    let status = h.obs.status.clone();
+    wait_until("the tick to mark the market open", || {
+        status.live().market_open
+    })
+    .await;
+    let readiness = h.obs.status.readiness();
+    assert!(!readiness.ready, "{readiness:?}");
+    let quotes = readiness
+        .checks
+        .iter()
+        .find(|c| c.name == "quotes_fresh")
+        .unwrap();
+    assert!(!quotes.ok, "{quotes:?}");
+    // The first quote makes it ready.
+    h.quote_at(1_000, 4_100).await;
+    let readiness = h.obs.status.readiness();
+    assert!(readiness.ready, "{readiness:?}");
+    h.stop().await;
+}

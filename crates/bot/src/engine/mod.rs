@@ -384,9 +384,11 @@ impl<B: Broker + 'static> Engine<B> {
             let _ = self.reconcile_now("retry").await;
         }
         let now = self.clock.now();
-        self.obs
-            .metrics
-            .set_market_open(self.symbol.schedule.is_open(now));
+        // The schedule, not the last quote, says whether the market is open: before the first
+        // quote of a session, readiness must see an open market with no quote yet.
+        let open = self.symbol.schedule.is_open(now);
+        self.obs.metrics.set_market_open(open);
+        self.obs.status.update(|s| s.market_open = open);
         // Closes the bar on time when quotes stop at the end of a period.
         if let Some(bar) = self.bars.on_tick(now) {
             self.on_bar(bar, Instant::now()).await?;
