@@ -27,6 +27,35 @@ pub const EXIT_CONFIG: u8 = 2;
 /// credentials refused): fail closed.
 pub const EXIT_REFUSED: u8 = 3;
 
+/// What an async runtime is for: a long-running service gets both cores, a one-shot command one
+/// thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// `run`, `demo`, `simulate`.
+    Service,
+    /// `reconcile`, `positions`, `trades`, `sentiment`.
+    OneShot,
+}
+
+/// A fresh async runtime; when one cannot start, the reason is on stderr and the error is the
+/// exit status to return.
+#[allow(clippy::print_stderr)] // a start-up failure for the operator's terminal
+pub fn async_runtime(kind: RuntimeKind) -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    let built = match kind {
+        RuntimeKind::Service => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build(),
+        RuntimeKind::OneShot => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    built.map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        std::process::ExitCode::from(EXIT_RUNTIME)
+    })
+}
+
 /// Installs the process-wide globals only the binary may install: the rustls crypto provider and
 /// the log subscriber (secrets listed in `redact` are scrubbed from every line).
 pub fn install_globals(config: &Config, redact: Vec<domain::Secret>) -> Result<(), String> {

@@ -58,16 +58,9 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::Service) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     ExitCode::from(tokio.block_on(demo(config, secrets, args.clone())))
 }

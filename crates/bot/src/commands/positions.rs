@@ -90,15 +90,9 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let tokio = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::OneShot) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     let outcome = tokio.block_on(async {
         let store = match open_read_only(&config.database_url).await {

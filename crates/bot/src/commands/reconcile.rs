@@ -63,15 +63,9 @@ pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     let broker = broker_config(&config, &credentials);
-    let tokio = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::OneShot) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     match tokio.block_on(reconcile_once(&config, broker, args.dry_run)) {
         Ok(report) => {

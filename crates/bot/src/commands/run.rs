@@ -145,16 +145,9 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let broker = broker_config(&config, &credentials);
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::Service) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     let code = tokio.block_on(session(
         config,

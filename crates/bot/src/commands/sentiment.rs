@@ -72,15 +72,9 @@ pub fn run(config_path: Option<&Path>, args: &SentimentArgs) -> ExitCode {
             }
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::OneShot) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let outcome = runtime
         .block_on(async { tokio::time::timeout(FETCH_DEADLINE, service.reading_detailed()).await });
