@@ -566,8 +566,13 @@ impl<B: Broker + 'static> Engine<B> {
 
     async fn observe_equity(&mut self, at: Timestamp) -> Result<(), EngineError> {
         let equity = self.equity();
+        let before = self.kill.clone();
         let engaged = self.risk.observe_equity(&mut self.kill, equity, at);
-        self.store.save_kill_switch(&self.kill).await?;
+        // A durable write only when the state moved (a new peak, a new day, the switch):
+        // most bars change nothing, and each write is an fsync.
+        if self.kill != before {
+            self.store.save_kill_switch(&self.kill).await?;
+        }
         self.obs.metrics.set_equity(equity.to_f64());
         self.obs.metrics.set_balance(self.balance.to_f64());
         self.obs.status.push_equity(at, equity.to_f64());
