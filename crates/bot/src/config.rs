@@ -564,12 +564,16 @@ impl BrokerCredentials {
     }
 }
 
+/// Configurations built from a fixed environment, for this crate's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
     use std::collections::BTreeMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    use super::{Config, ConfigErrors};
+    use crate::settings::RawSettings;
+
+    /// An environment holding exactly `pairs`.
+    pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -577,12 +581,20 @@ mod tests {
         move |k: &str| map.get(k).cloned()
     }
 
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    /// The configuration that environment gives (no file).
+    pub(crate) fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
         let raw = RawSettings::layer(None, &env_of(pairs), &mut problems);
-        assert!(problems.is_empty());
+        assert!(problems.is_empty(), "{problems:?}");
         Config::from_raw(&raw)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_support::{config_from as config, env_of};
 
     #[test]
     fn defaults_make_a_valid_demo_config() {

@@ -224,19 +224,10 @@ pub fn replay_service(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::RawSettings;
     use domain::{FixedClock, Timestamp};
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let env = move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let mut problems = Vec::new();
-        let raw = RawSettings::layer(None, &env, &mut problems);
-        assert!(problems.is_empty(), "{problems:?}");
-        Config::from_raw(&raw).unwrap()
+        crate::config::test_support::config_from(pairs).unwrap()
     }
 
     fn secrets(perplexity: Option<&str>, x: Option<&str>) -> SentimentSecrets {

@@ -319,13 +319,7 @@ fn value_text(value: &toml::Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |k: &str| map.get(k).cloned()
-    }
+    use crate::config::test_support::env_of;
 
     #[test]
     fn environment_wins_over_file_over_default() {
