@@ -5,11 +5,13 @@
 // Test helpers: a panic is how they fail a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_palm-oil-bot");
 const MARKER: &str = "pplx-SECRET-MARKER-8c1f2e";
 
 /// Longest any one run of the binary may take before the test fails (and the run is killed).
@@ -17,30 +19,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The binary with an empty environment (settings at their defaults) in a scratch directory.
 fn bot(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("the binary starts");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_DEADLINE) {
-        Ok(output) => output.expect("the binary's output is readable"),
-        Err(_) => {
-            // Only the process this test started, by its id.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("palm-oil-bot {args:?} did not finish within {RUN_DEADLINE:?}");
-        }
-    }
+    cli::run_bot(dir, args, env, RUN_DEADLINE)
 }
 
 fn both(out: &Output) -> String {

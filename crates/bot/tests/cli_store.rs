@@ -8,8 +8,11 @@
 // Test helpers: a panic is how they fail a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use ctrader_client::{Broker, CTraderClient, CTraderConfig, Credentials, ExtraCa, OrderOutcome};
@@ -18,8 +21,6 @@ use ctrader_sim::{
 };
 use domain::{ClientOrderId, OrderRequest, PositionId, Secret, Side};
 use persistence::{SqliteStoreConfig, SqliteTradeStore, TradeStore};
-
-const BIN: &str = env!("CARGO_BIN_EXE_palm-oil-bot");
 
 /// Longest any one run of the binary, or any one broker call, may take.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -131,40 +132,15 @@ async fn bot(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
 }
 
 fn run_bounded(dir: &Path, args: &[String], env: &[(String, String)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
+    let output = cli::run_bot(dir, args, env, DEADLINE);
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    for secret in [CLIENT_SECRET, ACCESS_TOKEN] {
+        assert!(
+            !all.contains(secret),
+            "palm-oil-bot {args:?} printed a secret"
+        );
     }
-    let child = cmd.spawn().expect("the binary starts");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(output) => {
-            let output = output.expect("the binary's output is readable");
-            let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
-            for secret in [CLIENT_SECRET, ACCESS_TOKEN] {
-                assert!(
-                    !all.contains(secret),
-                    "palm-oil-bot {args:?} printed a secret"
-                );
-            }
-            output
-        }
-        Err(_) => {
-            // Only the process this test started, by its id.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("palm-oil-bot {args:?} did not finish within {DEADLINE:?}");
-        }
-    }
+    output
 }
 
 fn text(bytes: &[u8]) -> String {
