@@ -12,7 +12,10 @@ use prost::Message as _;
 
 use crate::error::ProtoError;
 use crate::openapi::{
-    ProtoErrorRes, ProtoHeartbeatEvent, ProtoOaAccountAuthReq, ProtoOaAccountAuthRes,
+    ProtoErrorRes, ProtoHeartbeatEvent, ProtoOaAssetListReq, ProtoOaAssetListRes,
+    ProtoOaGetPositionUnrealizedPnLReq, ProtoOaGetPositionUnrealizedPnLRes, ProtoOaMarginCallTriggerEvent,
+    ProtoOaMarginCallUpdateEvent, ProtoOaMarginChangedEvent, ProtoOaSymbolsForConversionReq,
+    ProtoOaSymbolsForConversionRes, ProtoOaAccountAuthReq, ProtoOaAccountAuthRes,
     ProtoOaAccountDisconnectEvent, ProtoOaAccountLogoutReq, ProtoOaAccountLogoutRes,
     ProtoOaAccountsTokenInvalidatedEvent, ProtoOaAmendOrderReq, ProtoOaAmendPositionSltpReq,
     ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaCancelOrderReq,
@@ -202,6 +205,10 @@ payloads! {
     AmendPositionSltpReq(ProtoOaAmendPositionSltpReq) = 2110, "ProtoOAAmendPositionSLTPReq";
     /// Close (part of) a position (2111).
     ClosePositionReq(ProtoOaClosePositionReq) = 2111, "ProtoOAClosePositionReq";
+    /// Asset list request (2112).
+    AssetListReq(ProtoOaAssetListReq) = 2112, "ProtoOAAssetListReq";
+    /// Asset list response (2113).
+    AssetListRes(ProtoOaAssetListRes) = 2113, "ProtoOAAssetListRes";
     /// Symbol list request (2114).
     SymbolsListReq(ProtoOaSymbolsListReq) = 2114, "ProtoOASymbolsListReq";
     /// Symbol list response (2115).
@@ -210,6 +217,10 @@ payloads! {
     SymbolByIdReq(ProtoOaSymbolByIdReq) = 2116, "ProtoOASymbolByIdReq";
     /// Full symbol response (2117).
     SymbolByIdRes(ProtoOaSymbolByIdRes) = 2117, "ProtoOASymbolByIdRes";
+    /// Conversion chain request (2118).
+    SymbolsForConversionReq(ProtoOaSymbolsForConversionReq) = 2118, "ProtoOASymbolsForConversionReq";
+    /// Conversion chain response (2119).
+    SymbolsForConversionRes(ProtoOaSymbolsForConversionRes) = 2119, "ProtoOASymbolsForConversionRes";
     /// Symbols changed on the server (2120).
     SymbolChangedEvent(ProtoOaSymbolChangedEvent) = 2120, "ProtoOASymbolChangedEvent";
     /// Trader account request (2121).
@@ -248,6 +259,8 @@ payloads! {
     GetTrendbarsReq(ProtoOaGetTrendbarsReq) = 2137, "ProtoOAGetTrendbarsReq";
     /// Historical bars response (2138).
     GetTrendbarsRes(ProtoOaGetTrendbarsRes) = 2138, "ProtoOAGetTrendbarsRes";
+    /// A position's used margin changed (2141).
+    MarginChangedEvent(ProtoOaMarginChangedEvent) = 2141, "ProtoOAMarginChangedEvent";
     /// Open API error (2142).
     ErrorRes(ProtoOaErrorRes) = 2142, "ProtoOAErrorRes";
     /// Account sessions ended because their token changed (2147).
@@ -268,6 +281,10 @@ payloads! {
     SubscribeLiveTrendbarRes(ProtoOaSubscribeLiveTrendbarRes) = 2165, "ProtoOASubscribeLiveTrendbarRes";
     /// Live bar unsubscription response (2166).
     UnsubscribeLiveTrendbarRes(ProtoOaUnsubscribeLiveTrendbarRes) = 2166, "ProtoOAUnsubscribeLiveTrendbarRes";
+    /// A margin call threshold changed (2171).
+    MarginCallUpdateEvent(ProtoOaMarginCallUpdateEvent) = 2171, "ProtoOAMarginCallUpdateEvent";
+    /// A margin call was triggered (2172).
+    MarginCallTriggerEvent(ProtoOaMarginCallTriggerEvent) = 2172, "ProtoOAMarginCallTriggerEvent";
     /// Token refresh request (2173).
     RefreshTokenReq(ProtoOaRefreshTokenReq) = 2173, "ProtoOARefreshTokenReq";
     /// Token refresh response (2174).
@@ -276,4 +293,8 @@ payloads! {
     OrderListReq(ProtoOaOrderListReq) = 2175, "ProtoOAOrderListReq";
     /// Historical orders response (2176).
     OrderListRes(ProtoOaOrderListRes) = 2176, "ProtoOAOrderListRes";
+    /// The broker's unrealized PnL of open positions, request (2187).
+    GetPositionUnrealizedPnlReq(ProtoOaGetPositionUnrealizedPnLReq) = 2187, "ProtoOAGetPositionUnrealizedPnLReq";
+    /// The broker's unrealized PnL of open positions, response (2188).
+    GetPositionUnrealizedPnlRes(ProtoOaGetPositionUnrealizedPnLRes) = 2188, "ProtoOAGetPositionUnrealizedPnLRes";
 }
