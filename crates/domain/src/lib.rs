@@ -7,6 +7,7 @@
 //! know a wire format, or use floating point where a price is compared: prices, volumes and money
 //! are integers until the edge where a person reads them.
 
+mod conversion;
 mod error;
 mod market;
 mod money;
@@ -16,6 +17,10 @@ mod sentiment;
 mod time;
 mod trading;
 
+pub use conversion::{
+    AccountCurrency, ConversionChain, ConversionRate, ConversionStep, DatedRate, closing_price,
+    loss_at_distance, price_move_e7, realized_pnl, unrealized_pnl, volume_for_loss,
+};
 pub use error::DomainError;
 pub use market::{
     Bar, Holiday, Quote, Side, SymbolId, SymbolSpec, Timeframe, TradingSchedule, WeeklySession,

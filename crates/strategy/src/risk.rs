@@ -1,6 +1,8 @@
 //! Risk rules: position size, one position per symbol, trading hours, and the kill switch.
 
-use domain::{KillSwitchState, Money, Price, SymbolSpec, Timestamp, Volume};
+use domain::{
+    ConversionRate, KillSwitchState, Money, Price, SymbolSpec, Timestamp, Volume, volume_for_loss,
+};
 
 use crate::ConfigError;
 use crate::decision::Entry;
@@ -71,7 +73,8 @@ pub enum EntryRefusal {
         /// The price.
         price: Price,
     },
-    /// The size after rounding down to the volume step is under the symbol's minimum.
+    /// The size after rounding down to the volume step is under the symbol's minimum: even the
+    /// minimum would risk more than allowed.
     #[error("size {volume} is below the symbol's minimum volume {min}")]
     BelowMinimum {
         /// The computed size.
@@ -166,17 +169,22 @@ impl RiskGate {
         Ok(())
     }
 
-    /// The volume for `entry` given equity and the expected fill price: computed by the sizing rule,
-    /// scaled by the entry's size percentage, clamped to the symbol's maximum, rounded down to its
-    /// step, and refused under its minimum.
-    pub fn size(&self, entry: &Entry, equity: Money, price: Price) -> Result<Volume, EntryRefusal> {
+    /// The volume for `entry` given equity (deposit currency), the expected fill price and the
+    /// quote→deposit conversion rate: computed by the sizing rule, scaled by the entry's size
+    /// percentage, clamped to the symbol's maximum, rounded down to its step, and refused under its
+    /// minimum (never silently oversized).
+    pub fn size(
+        &self,
+        entry: &Entry,
+        equity: Money,
+        price: Price,
+        rate: ConversionRate,
+    ) -> Result<Volume, EntryRefusal> {
         if equity.minor <= 0 || price.raw() <= 0 {
             return Err(EntryRefusal::NothingToSize { equity, price });
         }
         let pct = i128::from(entry.size_pct);
-        // Equity in 1e-7 money units, the unit of price (1e-5) x volume (1e-2).
-        let equity_e7 = i128::from(equity.minor) * 10_i128.pow(7)
-            / 10_i128.pow(u32::from(equity.digits.min(30)));
+        let overflow = || EntryRefusal::NothingToSize { equity, price };
         let raw: i128 = match self.config.sizing {
             SizingRule::Fixed(v) => i128::from(v.raw()) * pct / 100,
             SizingRule::RiskFraction { bps } => {
@@ -184,10 +192,20 @@ impl RiskGate {
                     .stop_loss
                     .filter(|d| d.raw() > 0)
                     .ok_or(EntryRefusal::NoStopLoss)?;
-                equity_e7 * i128::from(bps) * pct / (10_000 * 100 * i128::from(distance.raw()))
+                let budget = i128::from(equity.minor) * i128::from(bps) * pct / (10_000 * 100);
+                let budget = Money::new(
+                    i64::try_from(budget).map_err(|_| overflow())?,
+                    equity.digits,
+                );
+                // Whole steps whose stop-loss loss, in deposit currency, stays within the budget.
+                let step = self.spec.step_volume;
+                let fits = volume_for_loss(budget, distance, rate, step).ok_or_else(overflow)?;
+                let max = self.spec.max_volume.round_down_to_step(step);
+                i128::from(fits.min(max).raw())
             }
             SizingRule::AllCash => {
-                // One whole unit (Volume 100) costs price x 100 in 1e-7 money units.
+                // Equity in quote currency (1e-7 units); one whole unit (Volume 100) costs price x 100.
+                let equity_e7 = rate.to_quote_e7(equity).ok_or_else(overflow)?;
                 let units = equity_e7 / (i128::from(price.raw()) * 100);
                 units * 100
             }
@@ -326,12 +344,23 @@ mod tests {
     #[test]
     fn fixed_size_is_scaled_and_rounded_down_to_the_step() {
         let g = gate(SizingRule::Fixed(Volume(300)));
-        assert_eq!(g.size(&entry(None, 100), MYR_10K, P4000), Ok(Volume(300)));
+        assert_eq!(
+            g.size(&entry(None, 100), MYR_10K, P4000, ConversionRate::IDENTITY),
+            Ok(Volume(300))
+        );
         // 300 x 150% = 450 -> step 100 -> 400.
-        assert_eq!(g.size(&entry(None, 150), MYR_10K, P4000), Ok(Volume(400)));
+        assert_eq!(
+            g.size(&entry(None, 150), MYR_10K, P4000, ConversionRate::IDENTITY),
+            Ok(Volume(400))
+        );
         // Clamped to the maximum 10_000.
         assert_eq!(
-            g.size(&entry(None, 10_000), MYR_10K, P4000),
+            g.size(
+                &entry(None, 10_000),
+                MYR_10K,
+                P4000,
+                ConversionRate::IDENTITY
+            ),
             Ok(Volume(10_000))
         );
     }
@@ -341,20 +370,71 @@ mod tests {
         let g = gate(SizingRule::RiskFraction { bps: 100 });
         // Risk 1% of 10,000 = 100 MYR; stop 40 MYR away -> 2.5 units -> rounded down to 2 units.
         assert_eq!(
-            g.size(&entry(Some(4_000_000), 100), MYR_10K, P4000),
+            g.size(
+                &entry(Some(4_000_000), 100),
+                MYR_10K,
+                P4000,
+                ConversionRate::IDENTITY
+            ),
             Ok(Volume(200))
         );
         // Stop 150 MYR away -> 0.66 units -> 0 after rounding: below the 1-unit minimum.
         assert_eq!(
-            g.size(&entry(Some(15_000_000), 100), MYR_10K, P4000),
+            g.size(
+                &entry(Some(15_000_000), 100),
+                MYR_10K,
+                P4000,
+                ConversionRate::IDENTITY
+            ),
             Err(EntryRefusal::BelowMinimum {
                 volume: Volume(0),
                 min: Volume(100)
             })
         );
         assert_eq!(
-            g.size(&entry(None, 100), MYR_10K, P4000),
+            g.size(&entry(None, 100), MYR_10K, P4000, ConversionRate::IDENTITY),
             Err(EntryRefusal::NoStopLoss)
+        );
+    }
+
+    #[test]
+    fn risk_fraction_counts_the_loss_in_the_account_currency() {
+        let g = gate(SizingRule::RiskFraction { bps: 100 });
+        // A USD account of 10,000 on a MYR symbol at USDMYR 4.5: 1% = 100 USD = 450 MYR; a 40 MYR
+        // stop affords 11.25 units -> 11 units, losing 440 MYR = 97.78 USD at the stop.
+        let myr_to_usd = domain::ConversionChain {
+            quote_currency: "MYR".into(),
+            steps: vec![domain::ConversionStep {
+                symbol: domain::SymbolId(9),
+                name: "USDMYR".into(),
+                multiply: false,
+            }],
+        }
+        .rate(|s| {
+            Some(domain::Quote {
+                symbol: s,
+                bid: Price(450_000),
+                ask: Price(450_000),
+                time: Timestamp(0),
+            })
+        })
+        .unwrap();
+        let usd_10k = Money::new(1_000_000, 2);
+        let volume = g
+            .size(&entry(Some(4_000_000), 100), usd_10k, P4000, myr_to_usd)
+            .unwrap();
+        assert_eq!(volume, Volume(1_100));
+        let loss = domain::loss_at_distance(Price(4_000_000), volume, myr_to_usd, 2).unwrap();
+        assert_eq!(loss, Money::new(9_778, 2));
+        // The same stop in a same-currency account risks 4.5 times more per unit: 2 units.
+        assert_eq!(
+            g.size(
+                &entry(Some(4_000_000), 100),
+                usd_10k,
+                P4000,
+                ConversionRate::IDENTITY
+            ),
+            Ok(Volume(200))
         );
     }
 
@@ -362,10 +442,21 @@ mod tests {
     fn all_cash_buys_whole_units() {
         let g = gate(SizingRule::AllCash);
         // 10,000 / 4,000 = 2.5 -> 2 units; sentiment scaling never adds leverage.
-        assert_eq!(g.size(&entry(None, 100), MYR_10K, P4000), Ok(Volume(200)));
-        assert_eq!(g.size(&entry(None, 300), MYR_10K, P4000), Ok(Volume(200)));
+        assert_eq!(
+            g.size(&entry(None, 100), MYR_10K, P4000, ConversionRate::IDENTITY),
+            Ok(Volume(200))
+        );
+        assert_eq!(
+            g.size(&entry(None, 300), MYR_10K, P4000, ConversionRate::IDENTITY),
+            Ok(Volume(200))
+        );
         assert!(matches!(
-            g.size(&entry(None, 100), Money::new(0, 2), P4000),
+            g.size(
+                &entry(None, 100),
+                Money::new(0, 2),
+                P4000,
+                ConversionRate::IDENTITY
+            ),
             Err(EntryRefusal::NothingToSize { .. })
         ));
     }

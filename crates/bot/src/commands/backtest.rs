@@ -193,6 +193,7 @@ fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failu
         commission_per_fill,
         risk,
         symbol: backtest_symbol(),
+        ..BacktestConfig::default()
     })
     .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut strategy =

@@ -12,8 +12,8 @@ pub use report::{render_table, write_trades_csv};
 pub use svg::render_equity_svg;
 
 use domain::{
-    Bar, KillSwitchState, Money, Price, SentimentReading, Side, SymbolId, SymbolSpec, Timestamp,
-    TradingSchedule, Volume,
+    Bar, ConversionRate, KillSwitchState, Money, Price, SentimentReading, Side, SymbolId,
+    SymbolSpec, Timestamp, TradingSchedule, Volume, price_move_e7,
 };
 use serde::{Serialize, Serializer};
 
@@ -34,6 +34,59 @@ pub struct BacktestConfig {
     pub risk: RiskConfig,
     /// The symbol traded: volume limits and trading schedule.
     pub symbol: SymbolSpec,
+    /// How amounts in the symbol's quote currency become the account's currency.
+    pub conversion: QuoteConversion,
+    /// The names of the two currencies, for the report (e.g. quote `MYR`, account `USD`).
+    pub currencies: Currencies,
+}
+
+/// The currency prices are quoted in and the one the account (cash, PnL, equity) is kept in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Currencies {
+    /// The symbol's quote currency.
+    pub quote: String,
+    /// The account's currency.
+    pub account: String,
+}
+
+impl Default for Currencies {
+    /// Both unnamed: the same currency.
+    fn default() -> Currencies {
+        Currencies {
+            quote: "quote".to_owned(),
+            account: "quote".to_owned(),
+        }
+    }
+}
+
+/// Units of account currency per unit of quote currency over the backtest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QuoteConversion {
+    /// The symbol is quoted in the account's currency.
+    #[default]
+    Same,
+    /// One rate throughout (`--quote-to-account RATE`).
+    Constant(ConversionRate),
+    /// Rates known from each time on, sorted by time (`--quote-to-account FILE.csv`); a time
+    /// before the first rate uses the first, so nothing is looked up from the future but the
+    /// opening rate.
+    Series(Vec<(Timestamp, ConversionRate)>),
+}
+
+impl QuoteConversion {
+    /// The rate in force at `at`: the latest known at or before it.
+    pub fn rate_at(&self, at: Timestamp) -> ConversionRate {
+        match self {
+            QuoteConversion::Same => ConversionRate::IDENTITY,
+            QuoteConversion::Constant(rate) => *rate,
+            QuoteConversion::Series(rates) => {
+                let after = rates.partition_point(|(t, _)| *t <= at);
+                rates
+                    .get(after.saturating_sub(1))
+                    .map_or(ConversionRate::IDENTITY, |(_, r)| *r)
+            }
+        }
+    }
 }
 
 impl Default for BacktestConfig {
@@ -45,6 +98,8 @@ impl Default for BacktestConfig {
             commission_per_fill: Money::zero(2),
             risk: RiskConfig::default(),
             symbol: backtest_symbol(),
+            conversion: QuoteConversion::Same,
+            currencies: Currencies::default(),
         }
     }
 }
@@ -196,6 +251,8 @@ pub struct EquityPoint {
 /// The statistics of a run (what the terminal table and the JSON report show).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// The quote and account currencies: every amount below is in the account's.
+    pub currencies: Currencies,
     /// Bars processed.
     pub bars: usize,
     /// Start of the first bar.
@@ -345,17 +402,22 @@ impl Ledger {
     }
 
     /// Profit of a move in minor units, rounded toward zero (as `Money::from_price_move`).
-    fn pnl(&self, side: Side, entry: Price, exit: Price, volume: Volume) -> i128 {
-        let delta = i128::from(exit.0) - i128::from(entry.0);
-        let signed = if side == Side::Buy { delta } else { -delta };
-        // price (1e-5) x volume (1e-2) = 1e-7 money units.
-        let raw = signed * i128::from(volume.0);
-        let digits = u32::from(self.digits.min(30));
-        if digits >= 7 {
-            raw * 10_i128.pow(digits - 7)
+    /// Profit of a price move in account-currency minor units at `rate` (saturating: an overflow
+    /// surfaces as [`BacktestError::Overflow`] when the amount is turned into money).
+    fn pnl(
+        &self,
+        side: Side,
+        entry: Price,
+        exit: Price,
+        volume: Volume,
+        rate: ConversionRate,
+    ) -> i128 {
+        let e7 = price_move_e7(side, entry, exit, volume).unwrap_or(i128::MAX);
+        rate.convert_e7_minor(e7, self.digits).unwrap_or(if e7 < 0 {
+            i128::MIN / 2
         } else {
-            raw / 10_i128.pow(7 - digits)
-        }
+            i128::MAX / 2
+        })
     }
 
     fn money(&self, minor: i128, index: usize) -> Result<Money, BacktestError> {
@@ -453,6 +515,7 @@ impl Backtester {
         };
         let mut run = Run {
             gate: &self.gate,
+            conversion: &self.config.conversion,
             ledger,
             cash: i128::from(self.config.initial_cash.minor),
             position: None,
@@ -498,7 +561,8 @@ impl Backtester {
             run.check_stops(bar, i);
 
             // (3) Mark at the close.
-            equity = run.cash + run.unrealized(bar.close);
+            let close_time = bar.start.plus_millis(bar.timeframe.millis());
+            equity = run.cash + run.unrealized(bar.close, close_time);
             let marked = ledger.money(equity, i)?;
             curve.push(EquityPoint {
                 time: bar.start,
@@ -507,7 +571,6 @@ impl Backtester {
             });
 
             // (4) Kill switch on the close's equity, attributed to the bar's own day.
-            let close_time = bar.start.plus_millis(bar.timeframe.millis());
             let engaged_now =
                 self.gate
                     .observe_equity(&mut kill, marked, close_time.plus_millis(-1));
@@ -618,6 +681,7 @@ fn kill_close(kill: &KillSwitchState) -> Pending {
 /// The mutable state of one run.
 struct Run<'a> {
     gate: &'a RiskGate,
+    conversion: &'a QuoteConversion,
     ledger: Ledger,
     cash: i128,
     position: Option<OpenTrade>,
@@ -627,10 +691,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn unrealized(&self, mid: Price) -> i128 {
+    fn unrealized(&self, mid: Price, at: Timestamp) -> i128 {
         self.position.as_ref().map_or(0, |t| {
             let exit = self.ledger.fill(t.side, true, mid);
-            self.ledger.pnl(t.side, t.entry_price, exit, t.volume)
+            let rate = self.conversion.rate_at(at);
+            self.ledger.pnl(t.side, t.entry_price, exit, t.volume, rate)
         })
     }
 
@@ -643,9 +708,14 @@ impl Run<'_> {
         kind: ExitKind,
         reason: String,
     ) {
-        let gross = self
-            .ledger
-            .pnl(trade.side, trade.entry_price, exit_price, trade.volume);
+        let rate = self.conversion.rate_at(at);
+        let gross = self.ledger.pnl(
+            trade.side,
+            trade.entry_price,
+            exit_price,
+            trade.volume,
+            rate,
+        );
         let commission = self.ledger.commission;
         self.cash += gross - commission;
         self.commission_paid += commission;
@@ -714,7 +784,8 @@ impl Run<'_> {
         let price = self.ledger.fill(entry.side, false, bar.open);
         let available = self.cash - self.ledger.commission;
         let available = self.ledger.money(available.max(0), index)?;
-        let volume = match self.gate.size(&entry, available, price) {
+        let rate = self.conversion.rate_at(bar.start);
+        let volume = match self.gate.size(&entry, available, price, rate) {
             Ok(v) => v,
             Err(_) => {
                 self.refused += 1;

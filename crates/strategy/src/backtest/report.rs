@@ -64,6 +64,7 @@ pub(super) fn summarize(
         .millis_since(first.start);
     let exposed = curve.iter().filter(|p| p.exposed).count();
     Report {
+        currencies: config.currencies.clone(),
         bars: curve.len(),
         first_bar: first.start,
         last_bar: last.start,
@@ -120,6 +121,11 @@ fn pct(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} %"))
 }
 
+/// An amount with the account's currency code.
+fn money(amount: domain::Money, report: &Report) -> String {
+    format!("{amount} {}", report.currencies.account)
+}
+
 /// The report as an aligned table for a terminal.
 pub fn render_table(report: &Report) -> String {
     let rows: Vec<(&str, String)> = vec![
@@ -130,8 +136,15 @@ pub fn render_table(report: &Report) -> String {
                 report.bars, report.first_bar, report.last_bar
             ),
         ),
-        ("Initial equity", report.initial_equity.to_string()),
-        ("Final equity", report.final_equity.to_string()),
+        (
+            "Currencies",
+            format!(
+                "prices in {}, account in {}",
+                report.currencies.quote, report.currencies.account
+            ),
+        ),
+        ("Initial equity", money(report.initial_equity, report)),
+        ("Final equity", money(report.final_equity, report)),
         ("Return", pct(Some(report.return_pct))),
         (
             "Buy & hold return",
@@ -155,7 +168,7 @@ pub fn render_table(report: &Report) -> String {
                 .map_or_else(|| "n/a".to_owned(), |s| format!("{s:.2}")),
         ),
         ("Exposure", pct(Some(report.exposure_pct))),
-        ("Commission paid", report.total_commission.to_string()),
+        ("Commission paid", money(report.total_commission, report)),
         ("Refused entries", report.refused_entries.to_string()),
         (
             "Kill switch",

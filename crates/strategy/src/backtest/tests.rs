@@ -1,7 +1,9 @@
 //! Backtest engine tests: one run computed entirely by hand, the risk rules inside a run, and
 //! properties over random price paths.
 
-use domain::{Money, Price, Timeframe, Timestamp, TradingSchedule, Volume, WeeklySession};
+use domain::{
+    ConversionRate, Money, Price, Timeframe, Timestamp, TradingSchedule, Volume, WeeklySession,
+};
 use proptest::prelude::{ProptestConfig, any, prop, prop_assert, prop_assert_eq, proptest};
 use proptest::strategy::Strategy as PropStrategy;
 
@@ -41,7 +43,7 @@ fn hand_config(risk: RiskConfig) -> BacktestConfig {
         spread: tenths(2),                       // 0.2: buy at mid + 0.1, sell at mid - 0.1
         commission_per_fill: Money::new(100, 2), // 1.00 per fill
         risk,
-        symbol: backtest_symbol(),
+        ..BacktestConfig::default()
     }
 }
 
@@ -547,7 +549,7 @@ fn random_config() -> impl PropStrategy<Value = (BacktestConfig, RsiSentimentCon
                         daily_loss_limit_bps: Some(300),
                         max_drawdown_bps: Some(1_500),
                     },
-                    symbol: backtest_symbol(),
+                    ..BacktestConfig::default()
                 };
                 let strategy = RsiSentimentConfig {
                     rsi_period: period,
@@ -679,4 +681,47 @@ fn parses_size_and_money_options() {
     assert_eq!(parse_money("2.5", 2), Ok(Money::new(250, 2)));
     assert!(parse_money("2.555", 2).is_err());
     assert!(parse_money("ten", 2).is_err());
+}
+
+/// The hand-worked run with prices in MYR and the account in USD at a constant 0.25: fixed size,
+/// no commission, so each trade's PnL is exactly a quarter of the same-currency run's.
+#[test]
+fn a_quote_to_account_rate_converts_every_trade() {
+    let bars = read_ohlc_csv(HAND_CSV.as_bytes(), &OhlcOptions::default()).unwrap();
+    let run = |conversion: QuoteConversion| {
+        let config = BacktestConfig {
+            commission_per_fill: Money::zero(2),
+            conversion,
+            currencies: Currencies {
+                quote: "MYR".into(),
+                account: "USD".into(),
+            },
+            ..hand_config(RiskConfig {
+                sizing: SizingRule::Fixed(Volume(1_000)),
+                daily_loss_limit_bps: None,
+                max_drawdown_bps: None,
+            })
+        };
+        Backtester::new(config)
+            .unwrap()
+            .run(&mut hand_strategy(), &bars, &[], &mut |_, _| {})
+            .unwrap()
+            .report
+    };
+    let same = run(QuoteConversion::Same);
+    let quarter = ConversionRate::from_price(Price(25_000)).unwrap();
+    let usd = run(QuoteConversion::Constant(quarter));
+    assert_eq!(same.trade_count, usd.trade_count);
+    assert!(usd.trade_count >= 3);
+    for (a, b) in same.trades.iter().zip(&usd.trades) {
+        assert_eq!(b.pnl.minor * 4, a.pnl.minor, "{a:?} vs {b:?}");
+    }
+    assert!(render_table(&usd).contains("prices in MYR, account in USD"));
+    // A series uses the latest rate known at each time: the first rate before it.
+    let half = ConversionRate::from_price(Price(50_000)).unwrap();
+    let series = QuoteConversion::Series(vec![(bars[0].start, quarter), (bars[9].start, half)]);
+    assert_eq!(series.rate_at(Timestamp(0)), quarter);
+    assert_eq!(series.rate_at(bars[8].start), quarter);
+    assert_eq!(series.rate_at(bars[9].start), half);
+    assert_eq!(series.rate_at(bars[13].start), half);
 }
