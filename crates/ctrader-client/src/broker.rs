@@ -4,8 +4,9 @@
 use std::future::Future;
 
 use domain::{
-    Bar, BrokerPosition, BrokerSnapshot, ClientOrderId, Fill, Money, OrderRequest, PendingOrder,
-    PositionId, Price, Quote, Secret, SymbolId, SymbolSpec, Timeframe, Timestamp, Volume,
+    AccountCurrency, Bar, BrokerPosition, BrokerSnapshot, ClientOrderId, ConversionChain, Fill,
+    Money, OrderRequest, PendingOrder, PositionId, Price, Quote, Secret, SymbolId, SymbolSpec,
+    Timeframe, Timestamp, Volume,
 };
 use tokio::sync::mpsc;
 
@@ -60,6 +61,18 @@ pub struct OpenState {
     pub positions: Vec<BrokerPosition>,
     /// Pending orders.
     pub orders: Vec<PendingOrder>,
+}
+
+/// The broker's own unrealized PnL of one open position (`ProtoOAPositionUnrealizedPnL`), in the
+/// deposit currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositionPnl {
+    /// The position.
+    pub position: PositionId,
+    /// Price move × volume × rate.
+    pub gross: Money,
+    /// Gross plus the swap and commission already charged (not the closing commission).
+    pub net: Money,
 }
 
 /// What kind of execution an [`ExecutionReport`] tells about (cTrader `ProtoOAExecutionType`).
@@ -228,6 +241,22 @@ pub trait Broker: Send + Sync {
 
     /// Open positions and pending orders, as the broker sees them now.
     fn open_state(&self) -> impl Future<Output = Result<OpenState, BrokerError>> + Send;
+
+    /// The account's deposit currency (`ProtoOATrader.depositAssetId`, named by the asset list)
+    /// and the digits of its money.
+    fn account_currency(&self)
+    -> impl Future<Output = Result<AccountCurrency, BrokerError>> + Send;
+
+    /// The broker's chain of symbols converting `symbol`'s quote currency into the deposit
+    /// currency (`ProtoOASymbolsForConversionReq`); empty when they are the same. Subscribe to the
+    /// chain's symbols to price the rate.
+    fn conversion_chain(
+        &self,
+        symbol: SymbolId,
+    ) -> impl Future<Output = Result<ConversionChain, BrokerError>> + Send;
+
+    /// The broker's own unrealized PnL of every open position, in the deposit currency.
+    fn unrealized_pnl(&self) -> impl Future<Output = Result<Vec<PositionPnl>, BrokerError>> + Send;
 
     /// The account's balance (without unrealized PnL), in the account's money digits.
     fn balance(&self) -> impl Future<Output = Result<Money, BrokerError>> + Send;

@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use ctrader_proto::openapi::{
     ProtoOaAccountAuthReq, ProtoOaAccountAuthRes, ProtoOaAmendPositionSltpReq,
-    ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaClosePositionReq,
-    ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent, ProtoOaExecutionType,
+    ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaAssetListReq, ProtoOaAssetListRes,
+    ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent,
+    ProtoOaExecutionType, ProtoOaGetPositionUnrealizedPnLReq, ProtoOaGetPositionUnrealizedPnLRes,
     ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderListReq,
     ProtoOaOrderListRes, ProtoOaOrderType, ProtoOaReconcileReq, ProtoOaReconcileRes,
     ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSubscribeSpotsReq,
-    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq,
-    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
+    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
+    ProtoOaSymbolsForConversionReq, ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTrader, ProtoOaTraderReq, ProtoOaTraderRes,
 };
 use ctrader_proto::{Envelope, OpenApiMessage, Payload};
 use domain::{
-    Bar, ClientOrderId, Clock, Fill, Money, OrderRequest, PositionId, Secret, SymbolId, SymbolSpec,
-    SystemClock, Timeframe, Timestamp, Volume,
+    AccountCurrency, Bar, ClientOrderId, Clock, ConversionChain, Fill, Money, OrderRequest,
+    PositionId, Secret, SymbolId, SymbolSpec, SystemClock, Timeframe, Timestamp, Volume,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +32,7 @@ use backon::BackoffBuilder as _;
 use crate::backoff::FullJitter;
 use crate::broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, OpenState, OrderFill, OrderOutcome,
-    OrderRejection, Protection,
+    OrderRejection, PositionPnl, Protection,
 };
 use crate::config::CTraderConfig;
 use crate::convert;
@@ -461,6 +463,54 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// The account's trader record (balance, deposit asset, money digits).
+    async fn trader(&self, link: &Link) -> Result<ProtoOaTrader, BrokerError> {
+        let req = ProtoOaTraderReq {
+            ctid_trader_account_id: self.account(),
+            ..Default::default()
+        };
+        let res: ProtoOaTraderRes = self
+            .call(link, req.into(), "trader", RequestClass::Ordinary)
+            .await?;
+        Ok(res.trader)
+    }
+
+    /// The money digits a trader record gives (the ones known so far when it gives none).
+    fn trader_digits(&self, trader: &ProtoOaTrader) -> Result<u8, BrokerError> {
+        match trader.money_digits {
+            Some(d) => u8::try_from(d)
+                .ok()
+                .filter(|d| *d <= 18)
+                .ok_or_else(|| BrokerError::BadValue(format!("account moneyDigits {d}"))),
+            None => Ok(self.money_digits.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The name of a broker asset (e.g. `USD` for the deposit asset's id).
+    async fn asset_name(&self, link: &Link, asset_id: i64) -> Result<String, BrokerError> {
+        let res: ProtoOaAssetListRes = self
+            .call(
+                link,
+                ProtoOaAssetListReq {
+                    ctid_trader_account_id: self.account(),
+                    ..Default::default()
+                }
+                .into(),
+                "asset list",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        res.asset
+            .iter()
+            .find(|a| a.asset_id == asset_id)
+            .map(|a| a.name.clone())
+            .ok_or_else(|| {
+                BrokerError::BadValue(format!(
+                    "asset {asset_id} is not in the broker's asset list"
+                ))
+            })
     }
 
     /// Sends a request that changes nothing at the broker and reads its typed answer. Error frames
@@ -1090,24 +1140,97 @@ impl Broker for CTraderClient {
         }
     }
 
+    async fn account_currency(&self) -> Result<AccountCurrency, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let trader = inner.trader(&link).await?;
+        let money_digits = inner.trader_digits(&trader)?;
+        let code = inner.asset_name(&link, trader.deposit_asset_id).await?;
+        Ok(AccountCurrency {
+            asset_id: trader.deposit_asset_id,
+            code,
+            money_digits,
+        })
+    }
+
+    async fn conversion_chain(&self, symbol: SymbolId) -> Result<ConversionChain, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let list: ProtoOaSymbolsListRes = inner
+            .call(
+                &link,
+                ProtoOaSymbolsListReq {
+                    ctid_trader_account_id: inner.account(),
+                    include_archived_symbols: Some(false),
+                    ..Default::default()
+                }
+                .into(),
+                "symbols list",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        let light = list
+            .symbol
+            .iter()
+            .find(|s| s.symbol_id == symbol.0)
+            .ok_or_else(|| BrokerError::BadValue(format!("symbol {symbol} is not listed")))?;
+        let quote_asset = light.quote_asset_id.ok_or_else(|| {
+            BrokerError::BadValue(format!("symbol {symbol} does not name its quote asset"))
+        })?;
+        let deposit_asset = inner.trader(&link).await?.deposit_asset_id;
+        let quote_currency = inner.asset_name(&link, quote_asset).await?;
+        if quote_asset == deposit_asset {
+            return Ok(ConversionChain::same_currency(quote_currency));
+        }
+        let res: ProtoOaSymbolsForConversionRes = inner
+            .call(
+                &link,
+                ProtoOaSymbolsForConversionReq {
+                    ctid_trader_account_id: inner.account(),
+                    first_asset_id: quote_asset,
+                    last_asset_id: deposit_asset,
+                    ..Default::default()
+                }
+                .into(),
+                "symbols for conversion",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        convert::conversion_chain(quote_asset, deposit_asset, quote_currency, &res.symbol)
+    }
+
+    async fn unrealized_pnl(&self) -> Result<Vec<PositionPnl>, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let res: ProtoOaGetPositionUnrealizedPnLRes = inner
+            .call(
+                &link,
+                ProtoOaGetPositionUnrealizedPnLReq {
+                    ctid_trader_account_id: inner.account(),
+                    ..Default::default()
+                }
+                .into(),
+                "position unrealized pnl",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        let digits = convert::money(0, Some(res.money_digits), 0)?.digits;
+        Ok(res
+            .position_unrealized_pn_l
+            .iter()
+            .map(|p| PositionPnl {
+                position: PositionId(p.position_id),
+                gross: Money::new(p.gross_unrealized_pn_l, digits),
+                net: Money::new(p.net_unrealized_pn_l, digits),
+            })
+            .collect())
+    }
+
     async fn balance(&self) -> Result<Money, BrokerError> {
         let inner = &self.inner;
         let link = inner.live_link()?;
-        let req = ProtoOaTraderReq {
-            ctid_trader_account_id: inner.account(),
-            ..Default::default()
-        };
-        let res: ProtoOaTraderRes = inner
-            .call(&link, req.into(), "trader", RequestClass::Ordinary)
-            .await?;
-        let digits = match res.trader.money_digits {
-            Some(d) => u8::try_from(d)
-                .ok()
-                .filter(|d| *d <= 18)
-                .ok_or_else(|| BrokerError::BadValue(format!("account moneyDigits {d}")))?,
-            None => inner.money_digits.load(Ordering::Relaxed),
-        };
-        Ok(Money::new(res.trader.balance, digits))
+        let trader = inner.trader(&link).await?;
+        Ok(Money::new(trader.balance, inner.trader_digits(&trader)?))
     }
 
     async fn open_state(&self) -> Result<OpenState, BrokerError> {

@@ -3,12 +3,13 @@
 //! prost type; a value the domain cannot hold is a `BadValue` error, never a silent default.
 
 use ctrader_proto::openapi::{
-    ProtoOaDeal, ProtoOaDealStatus, ProtoOaExecutionEvent, ProtoOaExecutionType, ProtoOaOrder,
-    ProtoOaOrderType, ProtoOaPosition, ProtoOaPositionStatus, ProtoOaSymbol, ProtoOaTradeSide,
+    ProtoOaDeal, ProtoOaDealStatus, ProtoOaExecutionEvent, ProtoOaExecutionType,
+    ProtoOaLightSymbol, ProtoOaOrder, ProtoOaOrderType, ProtoOaPosition, ProtoOaPositionStatus,
+    ProtoOaSymbol, ProtoOaTradeSide,
 };
 use domain::{
-    BrokerPosition, ClientOrderId, CloseReason, DealCloseDetail, Fill, Money, PendingOrder,
-    PositionId, Price, Side, SymbolId, SymbolSpec, Timestamp, Volume,
+    BrokerPosition, ClientOrderId, CloseReason, ConversionChain, ConversionStep, DealCloseDetail,
+    Fill, Money, PendingOrder, PositionId, Price, Side, SymbolId, SymbolSpec, Timestamp, Volume,
 };
 
 use crate::BrokerError;
@@ -322,6 +323,53 @@ pub(crate) fn symbol_spec(name: &str, s: &ProtoOaSymbol) -> Result<SymbolSpec, B
     })
 }
 
+/// The broker's conversion chain from `quote_asset` to `deposit_asset` with each step's direction,
+/// walking the light symbols in order: a step whose base is the asset held multiplies, one whose
+/// quote is held divides. A chain that does not connect the two assets is refused.
+pub(crate) fn conversion_chain(
+    quote_asset: i64,
+    deposit_asset: i64,
+    quote_currency: String,
+    chain: &[ProtoOaLightSymbol],
+) -> Result<ConversionChain, BrokerError> {
+    let mut held = quote_asset;
+    let mut steps = Vec::with_capacity(chain.len());
+    for s in chain {
+        let name = s
+            .symbol_name
+            .clone()
+            .unwrap_or_else(|| s.symbol_id.to_string());
+        let (Some(base), Some(quote)) = (s.base_asset_id, s.quote_asset_id) else {
+            return Err(bad(format!("conversion symbol {name} lacks its assets")));
+        };
+        let multiply = if base == held {
+            held = quote;
+            true
+        } else if quote == held {
+            held = base;
+            false
+        } else {
+            return Err(bad(format!(
+                "conversion chain broken at {name}: it neither starts nor ends with asset {held}"
+            )));
+        };
+        steps.push(ConversionStep {
+            symbol: SymbolId(s.symbol_id),
+            name,
+            multiply,
+        });
+    }
+    if held != deposit_asset {
+        return Err(bad(format!(
+            "conversion chain from asset {quote_asset} ends at asset {held}, not the deposit asset {deposit_asset}"
+        )));
+    }
+    Ok(ConversionChain {
+        quote_currency,
+        steps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +535,44 @@ mod tests {
             symbol_spec("PALMOIL", &dst),
             Err(BrokerError::UnsupportedTimeZone { .. })
         ));
+    }
+
+    fn light(id: i64, name: &str, base: i64, quote: i64) -> ProtoOaLightSymbol {
+        ProtoOaLightSymbol {
+            symbol_id: id,
+            symbol_name: Some(name.into()),
+            base_asset_id: Some(base),
+            quote_asset_id: Some(quote),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_conversion_chain_knows_which_way_each_step_goes() {
+        // MYR (78) → USD (15) through USDMYR (base USD, quote MYR): divide.
+        let chain = conversion_chain(78, 15, "MYR".into(), &[light(9, "USDMYR", 15, 78)]).unwrap();
+        assert_eq!(chain.steps.len(), 1);
+        assert!(!chain.steps[0].multiply);
+        // EUR (1) → USD → MYR: EURUSD multiplies, USDMYR multiplies.
+        let chain = conversion_chain(
+            1,
+            78,
+            "EUR".into(),
+            &[light(2, "EURUSD", 1, 15), light(9, "USDMYR", 15, 78)],
+        )
+        .unwrap();
+        assert!(chain.steps.iter().all(|s| s.multiply));
+        // Same currency: no steps.
+        assert!(
+            conversion_chain(15, 15, "USD".into(), &[])
+                .unwrap()
+                .steps
+                .is_empty()
+        );
+        // A chain that does not end at the deposit asset, or does not connect, is refused.
+        assert!(conversion_chain(78, 1, "MYR".into(), &[light(9, "USDMYR", 15, 78)]).is_err());
+        let err = conversion_chain(78, 15, "MYR".into(), &[light(2, "EURUSD", 1, 15)]).unwrap_err();
+        assert!(err.to_string().contains("EURUSD"), "{err}");
     }
 
     #[test]

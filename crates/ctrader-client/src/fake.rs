@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use domain::{
-    Bar, BrokerPosition, ClientOrderId, Clock, CloseReason, DealCloseDetail, Fill, Money,
-    OrderRequest, PendingOrder, PositionId, Price, Quote, Side, SymbolId, SymbolSpec, Timeframe,
-    Timestamp, Volume,
+    AccountCurrency, Bar, BrokerPosition, ClientOrderId, Clock, CloseReason, ConversionChain,
+    ConversionRate, DealCloseDetail, Fill, Money, OrderRequest, PendingOrder, PositionId, Price,
+    Quote, Side, SymbolId, SymbolSpec, Timeframe, Timestamp, Volume, price_move_e7, unrealized_pnl,
 };
 use tokio::sync::mpsc;
 
 use crate::BrokerError;
 use crate::broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
-    OrderOutcome, OrderRejection, Protection,
+    OrderOutcome, OrderRejection, PositionPnl, Protection,
 };
 
 /// What the fake does with the next order instead of executing it normally.
@@ -54,8 +54,22 @@ struct FakeState {
     executions: Vec<ExecutionReport>,
     scripts: VecDeque<FakeOrderScript>,
     balance: Money,
+    /// The deposit currency (its digits are the balance's).
+    currency: AccountCurrency,
+    /// Conversion chains by symbol; a symbol without one is quoted in the deposit currency.
+    chains: BTreeMap<SymbolId, ConversionChain>,
     next_id: i64,
     connected: bool,
+}
+
+impl FakeState {
+    /// The quote→deposit rate of `symbol` at the current quotes (`None` while a chain quote is missing).
+    fn rate(&self, symbol: SymbolId) -> Option<ConversionRate> {
+        match self.chains.get(&symbol) {
+            None => Some(ConversionRate::IDENTITY),
+            Some(chain) => chain.rate(|s| self.quotes.get(&s).copied()),
+        }
+    }
 }
 
 impl std::fmt::Debug for FakeBroker {
@@ -84,6 +98,12 @@ impl FakeBroker {
                 executions: Vec::new(),
                 scripts: VecDeque::new(),
                 balance,
+                currency: AccountCurrency {
+                    asset_id: 1,
+                    code: "MYR".to_owned(),
+                    money_digits: balance.digits,
+                },
+                chains: BTreeMap::new(),
                 next_id: 1,
                 connected: true,
             }),
@@ -181,6 +201,27 @@ impl FakeBroker {
         }
     }
 
+    /// Names the deposit currency (the default is `MYR`, asset 1).
+    pub fn set_account_currency(&self, asset_id: i64, code: &str) {
+        let mut st = self.lock();
+        st.currency.asset_id = asset_id;
+        st.currency.code = code.to_owned();
+    }
+
+    /// Makes `symbol` quoted in another currency, converted through `chain` (whose symbols' quotes
+    /// the test sets with [`FakeBroker::set_quote`]).
+    pub fn set_conversion(&self, symbol: SymbolId, chain: ConversionChain) {
+        self.lock().chains.insert(symbol, chain);
+    }
+
+    /// Charges swap and commission on an open position, as the broker does at rollover and on fills.
+    pub fn charge_position(&self, position: PositionId, swap: Money, commission: Money) {
+        if let Some(p) = self.lock().positions.get_mut(&position) {
+            p.swap = p.swap.checked_add(swap).unwrap_or(p.swap);
+            p.commission = p.commission.checked_add(commission).unwrap_or(p.commission);
+        }
+    }
+
     /// Stores bars that `trendbars` serves.
     pub fn add_bars(&self, bars: impl IntoIterator<Item = Bar>) {
         self.lock().bars.extend(bars);
@@ -246,7 +287,20 @@ impl FakeBroker {
             (true, false) => self.emit(BrokerEvent::Disconnected {
                 reason: "fake link dropped".into(),
             }),
-            (false, true) => self.emit(BrokerEvent::Reconnected),
+            (false, true) => {
+                self.emit(BrokerEvent::Reconnected);
+                // Like the client's resubscription: the latest prices of every subscribed symbol.
+                let quotes: Vec<Quote> = {
+                    let st = self.lock();
+                    st.subscribed
+                        .iter()
+                        .filter_map(|s| st.quotes.get(s).copied())
+                        .collect()
+                };
+                for q in quotes {
+                    self.emit(BrokerEvent::Quote(q));
+                }
+            }
             _ => {}
         }
     }
@@ -427,6 +481,63 @@ impl Broker for FakeBroker {
         };
         self.emit(BrokerEvent::Execution(Box::new(report)));
         Ok(())
+    }
+
+    async fn account_currency(&self) -> Result<AccountCurrency, BrokerError> {
+        self.check_connected()?;
+        Ok(self.lock().currency.clone())
+    }
+
+    async fn conversion_chain(&self, symbol: SymbolId) -> Result<ConversionChain, BrokerError> {
+        self.check_connected()?;
+        let st = self.lock();
+        if !st.symbols.iter().any(|s| s.id == symbol) {
+            return Err(BrokerError::BadValue(format!(
+                "symbol {symbol} is not listed"
+            )));
+        }
+        Ok(st
+            .chains
+            .get(&symbol)
+            .cloned()
+            .unwrap_or_else(|| ConversionChain::same_currency(st.currency.code.clone())))
+    }
+
+    async fn unrealized_pnl(&self) -> Result<Vec<PositionPnl>, BrokerError> {
+        self.check_connected()?;
+        let st = self.lock();
+        let digits = st.balance.digits;
+        let mut out = Vec::new();
+        for p in st.positions.values() {
+            let (Some(quote), Some(rate)) = (st.quotes.get(&p.symbol), st.rate(p.symbol)) else {
+                return Err(BrokerError::BadValue(format!(
+                    "no price for position {} yet",
+                    p.id
+                )));
+            };
+            let bad = || BrokerError::BadValue("unrealized PnL overflows".into());
+            let charges = p.swap.checked_add(p.commission).ok_or_else(bad)?;
+            let gross = unrealized_pnl(
+                p.side,
+                p.entry_price,
+                p.volume,
+                quote,
+                rate,
+                Money::zero(digits),
+                digits,
+            )
+            .ok_or_else(bad)?;
+            let net = gross
+                .checked_add(charges)
+                .and_then(|m| m.rescale(digits))
+                .ok_or_else(bad)?;
+            out.push(PositionPnl {
+                position: p.id,
+                gross,
+                net,
+            });
+        }
+        Ok(out)
     }
 
     async fn balance(&self) -> Result<Money, BrokerError> {
@@ -689,11 +800,33 @@ fn close_in_state(
         .get(&id)
         .cloned()
         .ok_or_else(|| refused("close position", "POSITION_NOT_FOUND"))?;
-    let gross = Money::from_price_move(p.side, p.entry_price, price, volume, digits)
-        .ok_or_else(|| BrokerError::BadValue("profit overflows".into()))?;
+    let overflow = || BrokerError::BadValue("profit overflows".into());
+    let rate = st
+        .rate(p.symbol)
+        .ok_or_else(|| refused("close position", "NO_QUOTES"))?;
+    let gross = price_move_e7(p.side, p.entry_price, price, volume)
+        .and_then(|e7| rate.convert_e7(e7, digits))
+        .ok_or_else(overflow)?;
+    // The closed share of the swap and commission charged on the position is realized with it.
+    let share = |m: Money| -> Option<Money> {
+        let part =
+            i128::from(m.minor) * i128::from(volume.raw()) / i128::from(p.volume.raw().max(1));
+        Some(Money::new(i64::try_from(part).ok()?, m.digits))
+    };
+    let (swap, commission) = (
+        share(p.swap).ok_or_else(overflow)?,
+        share(p.commission).ok_or_else(overflow)?,
+    );
+    p.swap = p.swap.checked_sub(swap).ok_or_else(overflow)?;
+    p.commission = p.commission.checked_sub(commission).ok_or_else(overflow)?;
+    let net = gross
+        .checked_add(swap)
+        .and_then(|m| m.checked_add(commission))
+        .ok_or_else(overflow)?;
     st.balance = st
         .balance
-        .checked_add(gross)
+        .checked_add(net)
+        .and_then(|b| b.rescale(digits))
         .ok_or_else(|| BrokerError::BadValue("balance overflows".into()))?;
     let (order_id, client_order_id) = match order {
         Some((o, c)) => (o, Some(c)),
@@ -713,8 +846,8 @@ fn close_in_state(
         close: Some(DealCloseDetail {
             entry_price: p.entry_price,
             gross_profit: gross,
-            swap: Money::zero(digits),
-            commission: Money::zero(digits),
+            swap,
+            commission,
             balance: st.balance,
             closed_volume: volume,
             close_reason: None,

@@ -23,7 +23,7 @@ mod tls;
 
 pub use broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
-    OrderOutcome, OrderRejection, Protection,
+    OrderOutcome, OrderRejection, PositionPnl, Protection,
 };
 pub use client::CTraderClient;
 pub use config::{

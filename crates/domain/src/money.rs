@@ -186,31 +186,6 @@ impl Money {
         })
     }
 
-    /// Profit of moving `volume` from `entry` to `exit` on `side`, in quote currency at `digits`,
-    /// rounded toward zero. Assumes the quote currency is the account currency (true for our
-    /// MYR-quoted CFD on a MYR account; a broker report wins wherever it exists).
-    pub fn from_price_move(
-        side: crate::Side,
-        entry: Price,
-        exit: Price,
-        volume: Volume,
-        digits: u8,
-    ) -> Option<Money> {
-        let delta = i128::from(exit.0) - i128::from(entry.0);
-        let signed = if side == crate::Side::Buy {
-            delta
-        } else {
-            -delta
-        };
-        // price (1e-5) x volume (1e-2) gives 1e-7 units of money.
-        let raw = signed.checked_mul(i128::from(volume.0))?;
-        let minor = rescale_i128(raw, 7, u32::from(digits))?;
-        Some(Money {
-            minor: i64::try_from(minor).ok()?,
-            digits,
-        })
-    }
-
     /// The amount as a float, for display, metrics and statistics only.
     #[allow(clippy::cast_precision_loss)] // display only
     pub fn to_f64(self) -> f64 {
@@ -301,7 +276,6 @@ fn write_fixed(f: &mut fmt::Formatter<'_>, value: i64, decimals: u32) -> fmt::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Side;
     use proptest::prelude::*;
 
     #[test]
@@ -335,27 +309,6 @@ mod tests {
         assert_eq!(Volume(1_234).round_down_to_step(Volume(100)), Volume(1_200));
         assert_eq!(Volume(99).round_down_to_step(Volume(100)), Volume(0));
         assert_eq!(Volume::parse_units("2.5").unwrap(), Volume(250));
-    }
-
-    #[test]
-    fn pnl_of_a_price_move() {
-        // Long 1 unit (Volume 100) from 4125 to 4135: +10.00 at 2 money digits.
-        let pnl = Money::from_price_move(
-            Side::Buy,
-            Price(412_500_000),
-            Price(413_500_000),
-            Volume(100),
-            2,
-        );
-        assert_eq!(pnl, Some(Money::new(1_000, 2)));
-        let short = Money::from_price_move(
-            Side::Sell,
-            Price(412_500_000),
-            Price(413_500_000),
-            Volume(100),
-            2,
-        );
-        assert_eq!(short, Some(Money::new(-1_000, 2)));
     }
 
     #[test]

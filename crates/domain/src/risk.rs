@@ -16,6 +16,9 @@ pub struct KillSwitchState {
     pub equity_peak: Option<Money>,
     /// Equity at the start of the current UTC day, for the daily-loss limit.
     pub day_start_equity: Option<Money>,
+    /// The deposit currency the equity marks are in (e.g. `USD`); `None` when written by a
+    /// version that did not record it, whose marks mixed currencies and must not be trusted.
+    pub currency: Option<String>,
     /// The UTC epoch day `day_start_equity` belongs to.
     pub day: Option<i64>,
 }

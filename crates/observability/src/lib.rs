@@ -25,7 +25,7 @@ pub use metrics::{
 };
 pub use server::{DEFAULT_PORT, HttpServer, ServerConfig};
 pub use status::{
-    AccountView, CheckResult, ConnectionState, DecisionRecord, EquityPoint, EventLevel,
-    EventRecord, KillSwitchView, LiveStatus, PositionView, QuoteView, Readiness, SentimentView,
-    StatusConfig, StatusHandle, StatusSnapshot, evaluate_readiness,
+    AccountView, CheckResult, ConnectionState, ConversionView, DecisionRecord, EquityPoint,
+    EventLevel, EventRecord, KillSwitchView, LiveStatus, PositionView, QuoteView, Readiness,
+    SentimentView, StatusConfig, StatusHandle, StatusSnapshot, evaluate_readiness,
 };

@@ -182,6 +182,7 @@ pub struct Metrics {
     trades: Counter<u64>,
     orders: Counter<u64>,
     order_rejections: Counter<u64>,
+    entries_refused: Counter<u64>,
     order_latency: Histogram<f64>,
     tick_to_decision: Histogram<f64>,
     broker_connected: Gauge<u64>,
@@ -361,6 +362,11 @@ impl Metrics {
                 "order_rejections",
                 "Orders refused by the broker, by error code.",
             ),
+            entries_refused: counter(
+                &meter,
+                "entries_refused",
+                "Entries the bot decided but its own rules refused before any order, by reason.",
+            ),
             order_latency: histogram(
                 &meter,
                 "order_latency_seconds",
@@ -522,6 +528,13 @@ impl Metrics {
         self.record_order(OrderOutcome::Rejected);
         self.order_rejections
             .add(1, &[KeyValue::new("code", label_value(error_code))]);
+    }
+
+    /// The bot's own rules refused an entry (`reason`: e.g. `kill_switch`, `below_minimum`,
+    /// `no_conversion_rate`); no order was sent.
+    pub fn record_entry_refused(&self, reason: &str) {
+        self.entries_refused
+            .add(1, &[KeyValue::new("reason", label_value(reason))]);
     }
 
     /// Time from sending an order to its fill.

@@ -180,6 +180,21 @@ pub struct KillSwitchView {
     pub reason: Option<String>,
 }
 
+/// How quote-currency amounts become the account's currency right now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConversionView {
+    /// The traded symbol's quote currency (e.g. `MYR`).
+    pub quote_currency: String,
+    /// The account's deposit currency (e.g. `USD`).
+    pub account_currency: String,
+    /// Units of account currency per unit of quote currency, when known.
+    pub rate: Option<f64>,
+    /// The broker's conversion symbols, in order (empty for the same currency).
+    pub via: Vec<String>,
+    /// Why no rate may be used, when none may.
+    pub unavailable: Option<String>,
+}
+
 /// The figures the bot keeps current; it changes them through [`StatusHandle::update`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LiveStatus {
@@ -205,6 +220,8 @@ pub struct LiveStatus {
     pub sentiment: Option<SentimentView>,
     /// The kill switch.
     pub kill_switch: KillSwitchView,
+    /// Quote-to-account currency conversion, once the bot knows the account.
+    pub conversion: Option<ConversionView>,
 }
 
 /// One point of the equity curve.
@@ -514,6 +531,19 @@ pub fn evaluate_readiness(live: &LiveStatus, now: Timestamp, max_quote_age: Dura
             }
         }
     };
+    let conversion = match &live.conversion {
+        None => check("conversion_rate", true, "not needed yet".to_owned()),
+        Some(c) => match (&c.unavailable, c.rate) {
+            (Some(why), _) if live.market_open => check("conversion_rate", false, why.clone()),
+            (Some(why), _) => check("conversion_rate", true, format!("market closed; {why}")),
+            (None, Some(rate)) => check(
+                "conversion_rate",
+                true,
+                format!("1 {} = {rate:.6} {}", c.quote_currency, c.account_currency),
+            ),
+            (None, None) => check("conversion_rate", true, "same currency".to_owned()),
+        },
+    };
     let checks = vec![
         check(
             "connected",
@@ -535,6 +565,7 @@ pub fn evaluate_readiness(live: &LiveStatus, now: Timestamp, max_quote_age: Dura
             },
         ),
         quotes,
+        conversion,
         check(
             "store_writable",
             live.store_writable,

@@ -40,6 +40,7 @@ async fn metrics_scrape_reports_known_events_with_names_types_and_values() {
     m.record_quote(Timestamp(T0 - 1_500));
     m.record_order(OrderOutcome::Filled);
     m.record_order_rejection("NOT_ENOUGH_MONEY");
+    m.record_entry_refused("no_conversion_rate");
     m.observe_order_latency(Duration::from_millis(180));
     m.observe_tick_to_decision(Duration::from_micros(30));
     m.observe_tick_to_decision(Duration::from_micros(800));
@@ -83,6 +84,7 @@ async fn metrics_scrape_reports_known_events_with_names_types_and_values() {
         ("quotes_total", "counter"),
         ("orders_total", "counter"),
         ("order_rejections_total", "counter"),
+        ("entries_refused_total", "counter"),
         ("trades_total", "counter"),
         ("sentiment_requests_total", "counter"),
         ("sentiment_cache_hits_total", "counter"),
@@ -138,6 +140,10 @@ async fn metrics_scrape_reports_known_events_with_names_types_and_values() {
     );
     assert_eq!(
         v("order_rejections_total", &[("code", "NOT_ENOUGH_MONEY")]),
+        1.0
+    );
+    assert_eq!(
+        v("entries_refused_total", &[("reason", "no_conversion_rate")]),
         1.0
     );
     assert_eq!(v("trades_total", &[("outcome", "win")]), 2.0);
@@ -259,6 +265,7 @@ async fn readiness_follows_its_checks() {
             "authenticated",
             "reconciled",
             "quotes_fresh",
+            "conversion_rate",
             "store_writable",
             "kill_switch_off"
         ]
@@ -299,7 +306,40 @@ async fn readiness_follows_its_checks() {
     });
     let reply = server.get("/readyz").await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.json()["checks"][4]["ok"], false);
+    assert_eq!(reply.json()["checks"][5]["name"], "store_writable");
+    assert_eq!(reply.json()["checks"][5]["ok"], false);
+
+    // No usable conversion rate while the market is open: unready, saying why; closed: ready.
+    server.status.update(|l| {
+        l.store_writable = true;
+        l.conversion = Some(observability::ConversionView {
+            quote_currency: "MYR".into(),
+            account_currency: "USD".into(),
+            rate: None,
+            via: vec!["USDMYR".into()],
+            unavailable: Some("no USDMYR quote since the link came up".into()),
+        });
+    });
+    let reply = server.get("/readyz").await;
+    assert_eq!(reply.status, 503);
+    let body = reply.json();
+    assert_eq!(body["checks"][4]["name"], "conversion_rate");
+    assert!(
+        body["checks"][4]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("USDMYR")
+    );
+    server.status.update(|l| l.market_open = false);
+    assert_eq!(server.get("/readyz").await.status, 200);
+    server.status.update(|l| {
+        l.market_open = true;
+        if let Some(c) = l.conversion.as_mut() {
+            c.unavailable = None;
+            c.rate = Some(0.2222);
+        }
+    });
+    assert_eq!(server.get("/readyz").await.status, 200);
     // Liveness does not depend on readiness.
     assert_eq!(server.get("/healthz").await.status, 200);
     server.shutdown().await;

@@ -254,14 +254,17 @@ pub struct PositionRow {
 /// Stored positions, for `palm-oil-bot positions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PositionsReport {
+    /// The account currency every PnL is in (`None` when the store does not record it yet).
+    pub currency: Option<String>,
     /// The positions, newest first.
     pub positions: Vec<PositionRow>,
 }
 
 impl PositionsReport {
     /// The report of `positions`.
-    pub fn new(positions: &[Position]) -> PositionsReport {
+    pub fn new(positions: &[Position], currency: Option<String>) -> PositionsReport {
         PositionsReport {
+            currency,
             positions: positions
                 .iter()
                 .map(|p| {
@@ -319,6 +322,7 @@ impl fmt::Display for PositionsReport {
                 ]
             })
             .collect();
+        let pnl = in_currency("PNL", self.currency.as_deref());
         write_table(
             f,
             &[
@@ -331,7 +335,7 @@ impl fmt::Display for PositionsReport {
                 "SL",
                 "TP",
                 "EXIT",
-                "PNL",
+                &pnl,
                 "REASON",
                 "CLIENT ORDER",
             ],
@@ -372,14 +376,17 @@ pub struct TradeRow {
 /// Stored fills, for `palm-oil-bot trades`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TradesReport {
+    /// The account currency every commission and PnL is in (`None` when not recorded yet).
+    pub currency: Option<String>,
     /// The fills, newest first.
     pub trades: Vec<TradeRow>,
 }
 
 impl TradesReport {
     /// The report of `fills`.
-    pub fn new(fills: &[Fill]) -> TradesReport {
+    pub fn new(fills: &[Fill], currency: Option<String>) -> TradesReport {
         TradesReport {
+            currency,
             trades: fills
                 .iter()
                 .map(|d| TradeRow {
@@ -435,6 +442,10 @@ impl fmt::Display for TradesReport {
                 ]
             })
             .collect();
+        let (commission, pnl) = (
+            in_currency("COMMISSION", self.currency.as_deref()),
+            in_currency("NET PNL", self.currency.as_deref()),
+        );
         write_table(
             f,
             &[
@@ -445,8 +456,8 @@ impl fmt::Display for TradesReport {
                 "SIDE",
                 "VOLUME",
                 "PRICE",
-                "COMMISSION",
-                "NET PNL",
+                &commission,
+                &pnl,
                 "REASON",
                 "CLIENT ORDER",
             ],
@@ -456,6 +467,14 @@ impl fmt::Display for TradesReport {
 }
 
 /// Writes left-aligned columns separated by two spaces, each as wide as its widest cell.
+/// A money column's header with its currency, e.g. `PNL (USD)`.
+fn in_currency(header: &str, currency: Option<&str>) -> String {
+    match currency {
+        Some(code) => format!("{header} ({code})"),
+        None => header.to_owned(),
+    }
+}
+
 fn write_table(f: &mut fmt::Formatter<'_>, headers: &[&str], rows: &[Vec<String>]) -> fmt::Result {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {

@@ -968,8 +968,8 @@ impl TradeStore for SqliteTradeStore {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT kill_engaged, kill_reason, kill_engaged_at, equity_peak_minor, \
-                 equity_peak_digits, day_start_equity_minor, day_start_equity_digits, day \
-                 FROM bot_state WHERE id = 1",
+                 equity_peak_digits, day_start_equity_minor, day_start_equity_digits, day, \
+                 money_currency FROM bot_state WHERE id = 1",
             )
             .fetch_optional(&self.reader)
             .await?;
@@ -995,6 +995,7 @@ impl TradeStore for SqliteTradeStore {
                     r.try_get("day_start_equity_digits")?,
                 )?,
                 day: r.try_get("day")?,
+                currency: r.try_get("money_currency")?,
             })
         })
     }
@@ -1007,7 +1008,7 @@ impl TradeStore for SqliteTradeStore {
             sqlx::query(
                 "UPDATE bot_state SET kill_engaged = ?, kill_reason = ?, kill_engaged_at = ?, \
                  equity_peak_minor = ?, equity_peak_digits = ?, day_start_equity_minor = ?, \
-                 day_start_equity_digits = ?, day = ? WHERE id = 1",
+                 day_start_equity_digits = ?, day = ?, money_currency = ? WHERE id = 1",
             )
             .bind(state.engaged)
             .bind(state.reason.as_deref())
@@ -1017,6 +1018,7 @@ impl TradeStore for SqliteTradeStore {
             .bind(day_minor)
             .bind(day_digits)
             .bind(state.day)
+            .bind(state.currency.as_deref())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

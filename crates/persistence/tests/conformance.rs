@@ -354,6 +354,7 @@ async fn kill_switch_survives(store: Arc<dyn TradeStore>) {
         equity_peak: Some(Money::new(1_234_567, 2)),
         day_start_equity: Some(Money::new(1_200_000, 2)),
         day: Some(20_415),
+        currency: Some("USD".into()),
         ..KillSwitchState::default()
     };
     state.engage("daily loss limit of 3% reached", Timestamp(5_000));

@@ -19,11 +19,12 @@ fn positions_report_lists_open_and_closed_positions() {
     let mut unexplained = open_position(3, None, 2_500);
     unexplained.status = PositionStatus::Closed;
 
-    let report = PositionsReport::new(&[open.clone(), closed, unexplained]);
+    let report = PositionsReport::new(&[open.clone(), closed, unexplained], Some("USD".into()));
     let text = report.to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("POSITION  STATUS"), "{text}");
+    assert!(lines[0].contains("PNL (USD)"), "{text}");
     assert!(
         lines[1].contains("pob-1") && lines[1].contains("open"),
         "{text}"
@@ -43,9 +44,10 @@ fn positions_report_lists_open_and_closed_positions() {
     assert!(first["exit_price"].is_null());
     assert_eq!(json["positions"][1]["pnl"], Money::new(690, 2).to_string());
     assert_eq!(json["positions"][2]["close_reason"], "unknown");
+    assert_eq!(json["currency"], "USD");
 
     assert_eq!(
-        PositionsReport::new(&[]).to_string(),
+        PositionsReport::new(&[], None).to_string(),
         "No positions stored.\n"
     );
 }
@@ -54,7 +56,7 @@ fn positions_report_lists_open_and_closed_positions() {
 fn trades_report_shows_each_deal_and_its_net_result() {
     let opening = opening_fill(10, 1, Some("pob-1"), 1_000);
     let closing = closing_fill(11, 1, price(4020), 2_000, Some(CloseReason::TakeProfit));
-    let report = TradesReport::new(&[closing, opening]);
+    let report = TradesReport::new(&[closing, opening], Some("MYR".into()));
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["trades"][0]["effect"], "close");
     // gross 20.00 + swap -0.10 + commission -3.00
@@ -69,5 +71,13 @@ fn trades_report_shows_each_deal_and_its_net_result() {
     let text = report.to_string();
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.lines().next().unwrap().starts_with("DEAL"), "{text}");
-    assert_eq!(TradesReport::new(&[]).to_string(), "No trades stored.\n");
+    assert!(
+        text.lines().next().unwrap().contains("NET PNL (MYR)"),
+        "{text}"
+    );
+    assert_eq!(json["currency"], "MYR");
+    assert_eq!(
+        TradesReport::new(&[], None).to_string(),
+        "No trades stored.\n"
+    );
 }

@@ -84,6 +84,20 @@ pub enum EntryRefusal {
     },
 }
 
+impl EntryRefusal {
+    /// A short, stable name for metrics labels (e.g. `below_minimum`).
+    pub const fn label(&self) -> &'static str {
+        match self {
+            EntryRefusal::KillSwitch { .. } => "kill_switch",
+            EntryRefusal::PositionOpen => "position_open",
+            EntryRefusal::MarketClosed { .. } => "market_closed",
+            EntryRefusal::NoStopLoss => "no_stop_loss",
+            EntryRefusal::NothingToSize { .. } => "nothing_to_size",
+            EntryRefusal::BelowMinimum { .. } => "below_minimum",
+        }
+    }
+}
+
 /// Applies the risk rules for one symbol; the kill switch state is the caller's, so it survives restarts.
 #[derive(Debug, Clone)]
 pub struct RiskGate {

@@ -147,7 +147,7 @@ pub fn run(config_path: Option<&Path>, args: &PositionsArgs) -> ExitCode {
     let json = args.json;
     print_from_store(config_path, async move |store: &SqliteTradeStore| {
         let positions = store.positions(query).await?;
-        let report = PositionsReport::new(&positions);
+        let report = PositionsReport::new(&positions, store.kill_switch().await?.currency);
         render(&report, json, || serde_json::to_string_pretty(&report))
     })
 }

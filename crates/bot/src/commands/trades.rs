@@ -25,7 +25,7 @@ pub fn run(config_path: Option<&Path>, args: &TradesArgs) -> ExitCode {
     let (limit, json) = (args.limit, args.json);
     print_from_store(config_path, async move |store: &SqliteTradeStore| {
         let fills = store.fills(limit).await?;
-        let report = TradesReport::new(&fills);
+        let report = TradesReport::new(&fills, store.kill_switch().await?.currency);
         render(&report, json, || serde_json::to_string_pretty(&report))
     })
 }

@@ -8,7 +8,6 @@ use domain::PositionStatus;
 use observability::EventLevel;
 use persistence::FillRecorded;
 
-use super::orders::net_profit;
 use super::{Engine, EngineError};
 
 impl<B: Broker + 'static> Engine<B> {
@@ -20,10 +19,12 @@ impl<B: Broker + 'static> Engine<B> {
             if let (Some(ours), Some(bp)) = (self.position.as_mut(), report.position.as_ref())
                 && ours.id == bp.id
             {
-                // An amendment (SL/TP) or partial change: the broker's levels win.
+                // An amendment (SL/TP), a swap charge or a partial change: the broker's view wins.
                 ours.stop_loss = bp.stop_loss;
                 ours.take_profit = bp.take_profit;
                 ours.volume = bp.volume;
+                self.money.set_charges(bp);
+                self.publish_money();
             }
             return Ok(());
         };
@@ -56,12 +57,13 @@ impl<B: Broker + 'static> Engine<B> {
             position.status = PositionStatus::Closed;
             position.exit_price = Some(fill.price);
             position.exit_time = Some(fill.time);
-            position.pnl = fill.close.as_ref().and_then(net_profit);
+            position.pnl = fill.close.as_ref().and_then(domain::realized_pnl);
             position.close_reason = Some(reason);
         } else if let Some(bp) = &report.position {
             position.volume = bp.volume;
             position.stop_loss = bp.stop_loss;
             position.take_profit = bp.take_profit;
+            self.money.set_charges(bp);
         }
         let recorded = match self.store.record_fill(&fill, &position).await {
             Ok(r) => r,
@@ -71,7 +73,7 @@ impl<B: Broker + 'static> Engine<B> {
             return Ok(());
         }
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
-            self.balance = balance;
+            self.money.balance = balance;
         }
         tracing::info!(
             trade_id = fill.deal_id,
@@ -86,6 +88,10 @@ impl<B: Broker + 'static> Engine<B> {
         if position.status == PositionStatus::Closed {
             self.record_closed_trade(&position);
             self.position = None;
+            self.money.clear_charges();
+            // A realized loss counts against the kill switch's limits at once, not at the next bar.
+            self.publish_position();
+            return self.observe_equity(self.clock.now()).await;
         } else {
             self.event(
                 EventLevel::Info,

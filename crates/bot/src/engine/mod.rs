@@ -7,6 +7,7 @@
 //! until a reconciliation after the reconnect succeeds.
 
 mod fills;
+mod money;
 mod orders;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use domain::{
     Bar, Clock, KillSwitchState, Money, Position, PositionStatus, Quote, SentimentReading,
     SymbolSpec, Timestamp,
 };
+
+use self::money::AccountMoney;
 use observability::{
     ConnectionState, DecisionRecord, EventLevel, KillSwitchView, Metrics,
     PositionView as PositionStatusView, SentimentView, StatusHandle,
@@ -98,7 +101,8 @@ pub struct Engine<B: Broker> {
     sentiment: watch::Receiver<Option<SentimentReading>>,
     /// Our open position on the traded symbol, as stored.
     position: Option<Position>,
-    balance: Money,
+    /// Balance, charges and the conversion rate, in the account's deposit currency.
+    money: AccountMoney,
     last_quote: Option<Quote>,
     /// Why trading is paused, if it is.
     paused: Option<Pause>,
@@ -124,15 +128,23 @@ impl std::fmt::Display for Pause {
     }
 }
 
-/// Closed trades as the store records them.
+/// Closed trades as the store records them, in the deposit currency.
 #[derive(Debug, Clone, Copy, Default)]
 struct TradeStats {
     closed: u64,
     wins: u64,
-    realized: f64,
+    realized: Money,
 }
 
 impl TradeStats {
+    /// Counts one closed trade with its net PnL (`None`: not known, counted as zero).
+    fn add(&mut self, pnl: Option<Money>) {
+        let pnl = pnl.unwrap_or(Money::zero(self.realized.digits));
+        self.closed += 1;
+        self.wins += u64::from(pnl.minor > 0);
+        self.realized = self.realized.checked_add(pnl).unwrap_or(self.realized);
+    }
+
     fn win_rate(self) -> Option<f64> {
         #[allow(clippy::cast_precision_loss)] // trade counts are far below 2^52
         (self.closed > 0).then(|| self.wins as f64 / self.closed as f64)
@@ -170,7 +182,30 @@ impl<B: Broker + 'static> Engine<B> {
         let symbol = broker.resolve_symbol(&settings.symbol_candidates).await?;
         tracing::info!(symbol_id = symbol.id.0, symbol = %symbol.name, digits = symbol.digits, "trading symbol resolved");
         let risk = RiskGate::new(risk, symbol.clone())?;
+        let currency = broker.account_currency().await?;
+        let chain = broker.conversion_chain(symbol.id).await?;
+        tracing::info!(
+            account_currency = %currency,
+            quote_currency = %chain.quote_currency,
+            via = %chain.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" "),
+            "money is kept in the account's currency"
+        );
         let mut kill = store.kill_switch().await?;
+        if kill.currency.as_deref() != Some(currency.code.as_str()) {
+            if kill.equity_peak.is_some() || kill.day_start_equity.is_some() {
+                tracing::warn!(
+                    stored_currency = kill.currency.as_deref().unwrap_or("none recorded"),
+                    account_currency = %currency,
+                    peak = ?kill.equity_peak.map(|m| m.to_string()),
+                    "the kill switch's stored equity marks are not in the account's currency (written by an older version, or for another account): reset, not trusted"
+                );
+            }
+            kill.equity_peak = None;
+            kill.day_start_equity = None;
+            kill.day = None;
+            kill.currency = Some(currency.code.clone());
+            store.save_kill_switch(&kill).await?;
+        }
         if kill.engaged && settings.reset_kill_switch {
             tracing::warn!(
                 reason = kill.reason.as_deref().unwrap_or("unknown"),
@@ -186,6 +221,7 @@ impl<B: Broker + 'static> Engine<B> {
             );
         }
         let balance = broker.balance().await?;
+        let money = AccountMoney::new(currency, chain, balance);
         let bars = BarAggregator::new(symbol.id, settings.timeframe);
         let mut engine = Engine {
             broker,
@@ -200,7 +236,7 @@ impl<B: Broker + 'static> Engine<B> {
             kill,
             sentiment,
             position: None,
-            balance,
+            money,
             last_quote: None,
             paused: Some(Pause::NeedsReconcile(
                 "start-up reconciliation pending".to_owned(),
@@ -216,6 +252,10 @@ impl<B: Broker + 'static> Engine<B> {
         engine.reconcile_now("start-up").await?;
         engine.warm_up().await?;
         engine.broker.subscribe_quotes(engine.symbol.id).await?;
+        for conversion in engine.money.chain.symbols().collect::<Vec<_>>() {
+            engine.broker.subscribe_quotes(conversion).await?;
+        }
+        engine.publish_money();
         engine.event(
             EventLevel::Info,
             format!(
@@ -300,6 +340,8 @@ impl<B: Broker + 'static> Engine<B> {
                 self.pause(Pause::Disconnected(format!(
                     "broker disconnected: {reason}"
                 )));
+                self.money.link_lost();
+                self.publish_money();
                 self.obs.status.update(|s| {
                     s.connection = ConnectionState::Connecting;
                     s.reconciled = false;
@@ -353,20 +395,20 @@ impl<B: Broker + 'static> Engine<B> {
 
     async fn on_quote(&mut self, quote: Quote) -> Result<(), EngineError> {
         if quote.symbol != self.symbol.id {
+            if self.money.on_quote(quote) {
+                self.publish_money();
+            }
             return Ok(());
         }
         let received = Instant::now();
         let now = self.clock.now();
         self.obs.metrics.record_quote(now);
         self.last_quote = Some(quote);
-        let unrealized = self.unrealized();
         self.obs.status.update(|s| {
             s.last_quote = Some(observability::QuoteView::from_quote(&quote, now));
             s.market_open = self.symbol.schedule.is_open(quote.time);
-            if let Some(p) = s.position.as_mut() {
-                p.unrealized_pnl = unrealized.map(Money::to_f64);
-            }
         });
+        self.publish_money();
         match self.bars.on_quote(&quote) {
             Ok(Some(bar)) => self.on_bar(bar, received).await,
             Ok(None) => Ok(()),
@@ -495,7 +537,8 @@ impl<B: Broker + 'static> Engine<B> {
         }
         self.refresh_position().await?;
         self.refresh_trade_stats().await?;
-        self.balance = self.broker.balance().await?;
+        self.money.balance = self.broker.balance().await?;
+        self.refresh_charges().await?;
         self.paused = None;
         self.obs.status.update(|s| s.reconciled = true);
         tracing::info!(
@@ -549,23 +592,50 @@ impl<B: Broker + 'static> Engine<B> {
                 limit: usize::MAX,
             })
             .await?;
-        let mut stats = TradeStats::default();
+        let mut stats = TradeStats {
+            realized: Money::zero(self.money.currency.money_digits),
+            ..TradeStats::default()
+        };
         for p in closed.iter().filter(|p| p.symbol == self.symbol.id) {
-            let pnl = p.pnl.map_or(0.0, Money::to_f64);
-            stats.closed += 1;
-            stats.wins += u64::from(pnl > 0.0);
-            stats.realized += pnl;
+            stats.add(p.pnl);
         }
         self.trades = stats;
-        self.obs.metrics.set_realized_pnl(stats.realized);
+        self.obs.metrics.set_realized_pnl(stats.realized.to_f64());
         if let Some(rate) = stats.win_rate() {
             self.obs.metrics.set_win_rate(rate);
         }
         Ok(())
     }
 
+    /// The swap and commission the broker has charged on our open position (part of its PnL).
+    async fn refresh_charges(&mut self) -> Result<(), EngineError> {
+        let digits = self.money.currency.money_digits;
+        let mut charges = Money::zero(digits);
+        if let Some(ours) = &self.position {
+            let open = self.broker.open_state().await?;
+            if let Some(bp) = open.positions.iter().find(|p| p.id == ours.id) {
+                charges = bp
+                    .swap
+                    .checked_add(bp.commission)
+                    .and_then(|c| c.rescale(digits))
+                    .unwrap_or(charges);
+            }
+        }
+        self.money.charges = charges;
+        Ok(())
+    }
+
+    /// Marks equity for the kill switch (once per closed bar and after fills) and the equity curve.
     async fn observe_equity(&mut self, at: Timestamp) -> Result<(), EngineError> {
-        let equity = self.equity();
+        let (equity, unrealized) = self.publish_money();
+        if self.position.is_some() && unrealized.is_none() {
+            // Without a rate the open position's value is unknown: no mark beats a wrong one.
+            tracing::warn!(
+                reason = %self.money.rate().err().unwrap_or_default(),
+                "equity not marked: the open position cannot be valued in the account's currency"
+            );
+            return Ok(());
+        }
         let before = self.kill.clone();
         let engaged = self.risk.observe_equity(&mut self.kill, equity, at);
         // A durable write only when the state moved (a new peak, a new day, the switch):
@@ -573,32 +643,7 @@ impl<B: Broker + 'static> Engine<B> {
         if self.kill != before {
             self.store.save_kill_switch(&self.kill).await?;
         }
-        self.obs.metrics.set_equity(equity.to_f64());
-        self.obs.metrics.set_balance(self.balance.to_f64());
         self.obs.status.push_equity(at, equity.to_f64());
-        let drawdown = self
-            .kill
-            .equity_peak
-            .filter(|p| p.minor > 0)
-            .map_or(0.0, |peak| {
-                let fall = peak.checked_sub(equity).map_or(0.0, Money::to_f64);
-                (fall / peak.to_f64()).max(0.0)
-            });
-        self.obs.metrics.set_drawdown(drawdown);
-        let unrealized = self.unrealized().map_or(0.0, Money::to_f64);
-        self.obs.metrics.set_unrealized_pnl(unrealized);
-        let stats = &self.trades;
-        let account = observability::AccountView {
-            currency: String::new(),
-            balance: self.balance.to_f64(),
-            equity: equity.to_f64(),
-            realized_pnl: stats.realized,
-            unrealized_pnl: unrealized,
-            drawdown_ratio: drawdown,
-            win_rate: stats.win_rate(),
-            closed_trades: stats.closed,
-        };
-        self.obs.status.update(|s| s.account = Some(account));
         if engaged {
             let reason = self.kill.reason.clone().unwrap_or_default();
             self.event(
@@ -608,25 +653,52 @@ impl<B: Broker + 'static> Engine<B> {
                 ),
             );
         }
+        self.publish_money();
         self.publish_kill_switch();
         Ok(())
     }
 
-    /// Balance plus the open position's unrealized PnL at the last quote.
-    fn equity(&self) -> Money {
-        self.unrealized()
-            .and_then(|u| self.balance.checked_add(u))
-            .unwrap_or(self.balance)
+    /// Computes unrealized PnL and equity once, and shows that one result everywhere: metrics,
+    /// the position card and the account card. Returns (equity, unrealized).
+    fn publish_money(&self) -> (Money, Option<Money>) {
+        let unrealized = self
+            .money
+            .unrealized(self.position.as_ref(), self.last_quote);
+        let equity = self.money.equity(unrealized);
+        let drawdown = drawdown_ratio(self.kill.equity_peak, equity);
+        let m = &self.obs.metrics;
+        m.set_equity(equity.to_f64());
+        m.set_balance(self.money.balance.to_f64());
+        m.set_drawdown(drawdown);
+        m.set_unrealized_pnl(unrealized.map_or(0.0, Money::to_f64));
+        let stats = self.trades;
+        let account = observability::AccountView {
+            currency: self.money.currency.code.clone(),
+            balance: self.money.balance.to_f64(),
+            equity: equity.to_f64(),
+            realized_pnl: stats.realized.to_f64(),
+            unrealized_pnl: unrealized.map_or(0.0, Money::to_f64),
+            drawdown_ratio: drawdown,
+            win_rate: stats.win_rate(),
+            closed_trades: stats.closed,
+        };
+        let conversion = self.money.view();
+        self.obs.status.update(|s| {
+            if let Some(p) = s.position.as_mut() {
+                p.unrealized_pnl = unrealized.map(Money::to_f64);
+            }
+            s.account = Some(account);
+            s.conversion = Some(conversion);
+        });
+        (equity, unrealized)
     }
 
-    /// The open position's PnL if closed at the last quote (bid for a long, ask for a short).
-    fn unrealized(&self) -> Option<Money> {
-        let (p, q) = (self.position.as_ref()?, self.last_quote?);
-        let exit = match p.side {
-            domain::Side::Buy => q.bid,
-            domain::Side::Sell => q.ask,
-        };
-        Money::from_price_move(p.side, p.entry_price, exit, p.volume, self.balance.digits)
+    /// Balance plus the open position's unrealized PnL at the last quote.
+    fn equity(&self) -> Money {
+        self.money.equity(
+            self.money
+                .unrealized(self.position.as_ref(), self.last_quote),
+        )
     }
 
     fn pause(&mut self, why: Pause) {
@@ -653,17 +725,18 @@ impl<B: Broker + 'static> Engine<B> {
     }
 
     fn publish_position(&self) {
-        let unrealized = self.unrealized().map(Money::to_f64);
         let view = self
             .position
             .as_ref()
-            .map(|p| PositionStatusView::from_position(p, unrealized));
+            .map(|p| PositionStatusView::from_position(p, None));
         let signed = self.position.as_ref().map_or(0.0, |p| match p.side {
             domain::Side::Buy => p.volume.units_f64(),
             domain::Side::Sell => -p.volume.units_f64(),
         });
         self.obs.metrics.set_position_volume(signed);
         self.obs.status.update(|s| s.position = view);
+        // The position's PnL and the account's equity come from one computation.
+        self.publish_money();
     }
 
     fn publish_kill_switch(&self) {
@@ -683,6 +756,25 @@ impl<B: Broker + 'static> Engine<B> {
                 .status
                 .update(|s| s.sentiment = Some(SentimentView::from_reading(&r)));
         }
+    }
+}
+
+/// How far `equity` is below `peak`, as a fraction (0 at or above the peak), from integer money.
+fn drawdown_ratio(peak: Option<Money>, equity: Money) -> f64 {
+    let Some(peak) = peak.filter(|p| p.minor > 0) else {
+        return 0.0;
+    };
+    let digits = peak.digits.max(equity.digits);
+    match (peak.rescale(digits), equity.rescale(digits)) {
+        (Some(p), Some(e)) if e.minor < p.minor => {
+            // Basis points of a millionth, exact in integers, then a fraction for display.
+            let fall =
+                (i128::from(p.minor) - i128::from(e.minor)) * 1_000_000 / i128::from(p.minor);
+            #[allow(clippy::cast_precision_loss)] // at most 10^6
+            let ratio = fall as f64 / 1_000_000.0;
+            ratio
+        }
+        _ => 0.0,
     }
 }
 

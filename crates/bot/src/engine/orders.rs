@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use ctrader_client::{Broker, OrderFill, OrderOutcome};
 use domain::{
-    Bar, ClientOrderId, CloseReason, IntentStatus, Money, OrderIntent, OrderRequest, Position,
+    Bar, ClientOrderId, CloseReason, IntentStatus, OrderIntent, OrderRequest, Position,
     PositionStatus, Side, Timestamp,
 };
 use observability::{EventLevel, OrderOutcome as OrderMetric, TradeOutcome};
@@ -27,18 +27,29 @@ impl<B: Broker + 'static> Engine<B> {
             .risk
             .check_entry(&self.kill, now, self.position.is_some())
         {
+            self.obs.metrics.record_entry_refused(refusal.label());
             self.event(EventLevel::Info, format!("entry not taken: {refusal}"));
             return Ok(());
         }
+        // Sizing needs the loss at the stop in the account's currency: no rate, no entry.
+        let rate = match self.money.rate() {
+            Ok(rate) => rate,
+            Err(why) => {
+                self.obs.metrics.record_entry_refused("no_conversion_rate");
+                self.event(EventLevel::Warn, format!("entry not taken: {why}"));
+                return Ok(());
+            }
+        };
         // Size at the price the order will likely fill at.
         let price = match (entry.side, self.last_quote) {
             (Side::Buy, Some(q)) => q.ask,
             (Side::Sell, Some(q)) => q.bid,
             (_, None) => bar.close,
         };
-        let volume = match self.risk.size(entry, self.equity(), price) {
+        let volume = match self.risk.size(entry, self.equity(), price, rate) {
             Ok(v) => v,
             Err(refusal) => {
+                self.obs.metrics.record_entry_refused(refusal.label());
                 self.event(EventLevel::Warn, format!("entry not taken: {refusal}"));
                 return Ok(());
             }
@@ -213,7 +224,7 @@ impl<B: Broker + 'static> Engine<B> {
                     stored.status = PositionStatus::Closed;
                     stored.exit_price = Some(fill.price);
                     stored.exit_time = Some(fill.time);
-                    stored.pnl = fill.close.as_ref().and_then(net_profit);
+                    stored.pnl = fill.close.as_ref().and_then(domain::realized_pnl);
                     stored.close_reason = Some(CloseReason::Strategy);
                 } else if let Some(bp) = &broker_position {
                     stored.volume = bp.volume;
@@ -265,7 +276,11 @@ impl<B: Broker + 'static> Engine<B> {
             OrderMetric::Filled
         });
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
-            self.balance = balance;
+            self.money.balance = balance;
+        }
+        match (&broker_position, position.status) {
+            (Some(bp), PositionStatus::Open) => self.money.set_charges(bp),
+            _ => self.money.clear_charges(),
         }
         tracing::info!(
             trade_id = fill.deal_id,
@@ -281,29 +296,29 @@ impl<B: Broker + 'static> Engine<B> {
         if position.status == PositionStatus::Closed {
             self.record_closed_trade(&position);
             self.position = None;
-        } else {
-            self.position = Some(position);
+            self.publish_position();
+            // A realized loss counts against the kill switch's limits at once.
+            return self.observe_equity(self.clock.now()).await;
         }
+        self.position = Some(position);
         self.publish_position();
         Ok(())
     }
 
     /// Metrics and the dashboard for a closed trade.
     pub(super) fn record_closed_trade(&mut self, position: &Position) {
-        let pnl = position.pnl.map_or(0.0, Money::to_f64);
-        self.trades.closed += 1;
-        self.trades.wins += u64::from(pnl > 0.0);
-        self.trades.realized += pnl;
-        self.obs.metrics.set_realized_pnl(self.trades.realized);
+        self.trades.add(position.pnl);
+        self.obs
+            .metrics
+            .set_realized_pnl(self.trades.realized.to_f64());
         if let Some(rate) = self.trades.win_rate() {
             self.obs.metrics.set_win_rate(rate);
         }
-        let outcome = if pnl > 0.0 {
-            TradeOutcome::Win
-        } else if pnl < 0.0 {
-            TradeOutcome::Loss
-        } else {
-            TradeOutcome::Breakeven
+        let minor = position.pnl.map_or(0, |p| p.minor);
+        let outcome = match minor.signum() {
+            1 => TradeOutcome::Win,
+            -1 => TradeOutcome::Loss,
+            _ => TradeOutcome::Breakeven,
         };
         self.obs.metrics.record_trade(outcome);
         let reason = position.close_reason.map_or("unknown", CloseReason::as_str);
@@ -318,7 +333,7 @@ impl<B: Broker + 'static> Engine<B> {
                     .unwrap_or_default(),
                 position
                     .pnl
-                    .map(|p| p.to_string())
+                    .map(|p| self.money.show(p))
                     .unwrap_or_else(|| "unknown".to_owned())
             ),
         );
@@ -333,12 +348,4 @@ impl<B: Broker + 'static> Engine<B> {
         );
         EngineError::Store(error)
     }
-}
-
-/// Net profit of a closing deal: gross profit plus swap plus commission.
-pub(super) fn net_profit(close: &domain::DealCloseDetail) -> Option<Money> {
-    close
-        .gross_profit
-        .checked_add(close.swap)?
-        .checked_add(close.commission)
 }

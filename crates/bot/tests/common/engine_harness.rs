@@ -126,6 +126,7 @@ pub struct Harness {
     pub obs: Observers,
     pub dry_run: bool,
     pub reset_kill_switch: bool,
+    pub risk: RiskConfig,
     /// Where sentiment readings come from, as the refresher publishes them; `None` starts the
     /// engine with the sender already gone, as `run` and `demo` do when no sentiment service
     /// could be built.
@@ -149,6 +150,7 @@ impl Harness {
             store: Arc::new(MemoryTradeStore::new()),
             dry_run: false,
             reset_kill_switch: false,
+            risk: RiskConfig::default(),
             sentiment: Some(watch::channel(None).0),
             last: None,
             running: None,
@@ -176,7 +178,7 @@ impl Harness {
                 reset_kill_switch: self.reset_kill_switch,
             },
             strategy(),
-            RiskConfig::default(),
+            self.risk.clone(),
             sentiment,
         )
         .await

@@ -401,7 +401,6 @@ impl Ledger {
         }
     }
 
-    /// Profit of a move in minor units, rounded toward zero (as `Money::from_price_move`).
     /// Profit of a price move in account-currency minor units at `rate` (saturating: an overflow
     /// surfaces as [`BacktestError::Overflow`] when the amount is turned into money).
     fn pnl(
