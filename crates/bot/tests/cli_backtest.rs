@@ -486,6 +486,100 @@ fn size_all_buys_what_the_cash_affords() {
     assert!(rows.iter().any(|r| r[1].parse::<f64>().unwrap() >= 4.0));
 }
 
+/// A MYR-priced history reported in USD: with a constant rate every trade's PnL is the MYR PnL
+/// times the rate (fixed size, no commission, no limits that would change the trades), and the
+/// report names both currencies; a file of rates is read too, and bad rates are refused.
+#[test]
+fn quote_to_account_reports_a_myr_history_in_usd() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = testdata("fcpo-h1-sample.csv");
+    let run = |extra: &[&str], name: &str| {
+        let report = dir.path().join(name);
+        let mut args = vec![
+            "backtest",
+            "--data",
+            arg(&data),
+            "--size",
+            "2",
+            "--daily-loss-limit",
+            "1",
+            "--max-drawdown",
+            "1",
+            "--report",
+            arg(&report),
+        ];
+        args.extend_from_slice(extra);
+        let out = bot(dir.path(), &args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (text(&out.stdout), json)
+    };
+    let (_, myr) = run(&[], "myr.json");
+    let (table, usd) = run(
+        &["--account-currency", "usd", "--quote-to-account", "0.25"],
+        "usd.json",
+    );
+    assert!(table.contains("prices in MYR, account in USD"), "{table}");
+    assert_eq!(usd["currencies"]["account"], "USD");
+    let pnl = |json: &serde_json::Value| -> Vec<i64> {
+        json["trades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| cents(t["pnl"].as_str().unwrap()))
+            .collect()
+    };
+    let (a, b) = (pnl(&myr), pnl(&usd));
+    assert!(a.len() >= 3, "{a:?}");
+    assert_eq!(a.len(), b.len());
+    for (m, u) in a.iter().zip(&b) {
+        // A quarter, rounded half away from zero to the cent.
+        assert!((m - 4 * u).abs() <= 2, "{m} MYR vs {u} USD");
+    }
+
+    let rates = dir.path().join("rates.csv");
+    std::fs::write(&rates, "timestamp,rate\n2000-01-01T00:00:00Z,0.25\n").unwrap();
+    let (_, from_file) = run(
+        &[
+            "--account-currency",
+            "USD",
+            "--quote-to-account",
+            arg(&rates),
+        ],
+        "file.json",
+    );
+    assert_eq!(pnl(&from_file), b);
+
+    std::fs::write(&rates, "timestamp,rate\n2000-01-01T00:00:00Z,-1\n").unwrap();
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            arg(&data),
+            "--account-currency",
+            "USD",
+            "--quote-to-account",
+            arg(&rates),
+        ],
+        &[],
+    );
+    expect_failure(&out, 2, &["--quote-to-account", "line 2", "rate"]);
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            arg(&data),
+            "--account-currency",
+            "USD",
+        ],
+        &[],
+    );
+    expect_failure(&out, 2, &["--quote-to-account"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: a message naming the problem, exit status 2 (1 for an I/O failure), never a panic
 // ---------------------------------------------------------------------------------------------

@@ -110,6 +110,34 @@ impl ConversionRate {
             .map(ConversionRate::reduced)
     }
 
+    /// Parses a positive decimal rate such as `0.2222` or `4.47` (at most 12 decimals).
+    pub fn parse(text: &str) -> Result<ConversionRate, String> {
+        let t = text.trim();
+        let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits_only = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && frac.is_empty() || !digits_only(whole) || !digits_only(frac) {
+            return Err(format!("{text:?} is not a positive decimal number"));
+        }
+        if frac.len() > 12 || whole.len() > 12 {
+            return Err(format!(
+                "{text:?} has more than 12 digits before or after the point"
+            ));
+        }
+        let numerator: i128 = format!("{whole}{frac}")
+            .parse()
+            .map_err(|_| format!("{text:?} is not a positive decimal number"))?;
+        if numerator <= 0 {
+            return Err(format!("{text:?} is not positive"));
+        }
+        // frac.len() <= 12
+        let denominator = 10_i128.pow(u32::try_from(frac.len()).unwrap_or(12));
+        Ok(ConversionRate {
+            numerator,
+            denominator,
+        }
+        .reduced())
+    }
+
     /// `self × n / d`, reduced; `None` on overflow or a non-positive factor.
     fn times(self, n: i128, d: i128) -> Option<ConversionRate> {
         if n <= 0 || d <= 0 {
@@ -385,6 +413,22 @@ mod tests {
             rate.convert_e7(10_000_000 * 100, 2),
             Some(Money::new(2_000, 2))
         );
+    }
+
+    #[test]
+    fn rates_parse_exactly_and_refuse_nonsense() {
+        let r = ConversionRate::parse("0.25").unwrap();
+        assert_eq!(
+            r.convert_e7(10_000_000 * 100, 2),
+            Some(Money::new(2_500, 2))
+        );
+        assert_eq!(
+            ConversionRate::parse("4.47").unwrap(),
+            ConversionRate::parse("4.470").unwrap()
+        );
+        for bad in ["", "0", "-1", "abc", "1.2.3", "0.0000000000001"] {
+            assert!(ConversionRate::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,11 +12,11 @@ use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use domain::{Bar, Price, SentimentReading, Timeframe};
+use domain::{Bar, ConversionRate, Price, SentimentReading, Timeframe};
 use strategy::backtest::{
-    BacktestConfig, BacktestResult, Backtester, OhlcOptions, backtest_symbol, parse_money,
-    parse_size, read_ohlc_csv, read_sentiment_csv, render_equity_svg, render_table,
-    write_trades_csv,
+    BacktestConfig, BacktestResult, Backtester, Currencies, OhlcOptions, QuoteConversion,
+    backtest_symbol, parse_money, parse_size, read_ohlc_csv, read_rates_csv, read_sentiment_csv,
+    render_equity_svg, render_table, write_trades_csv,
 };
 use strategy::{DataError, RsiSentimentStrategy, SizingRule};
 
@@ -89,6 +89,17 @@ pub struct BacktestArgs {
     /// Commission per fill (entry and exit each pay it), in cash units.
     #[arg(long, value_name = "C", default_value = "0")]
     pub commission: String,
+    /// Account-currency units per unit of the quote currency: a constant such as `0.2222`, or a
+    /// CSV of `timestamp,rate` rows each holding from its time on (prices in MYR, account in USD).
+    #[arg(long, value_name = "RATE|FILE.csv")]
+    pub quote_to_account: Option<String>,
+    /// The currency prices are quoted in, for the report.
+    #[arg(long, value_name = "CODE", default_value = "MYR")]
+    pub quote_currency: String,
+    /// The account's currency: cash, commission and every result are in it [default: the quote
+    /// currency; another one needs --quote-to-account].
+    #[arg(long, value_name = "CODE")]
+    pub account_currency: Option<String>,
     /// Write the report and every trade as JSON.
     #[arg(long, value_name = "out.json")]
     pub report: Option<PathBuf>,
@@ -187,13 +198,15 @@ fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failu
         .map_err(|e| Failure::Usage(format!("--commission: {e}")))?;
     let spread = Price::parse(&args.spread)
         .map_err(|e| Failure::Usage(format!("--spread {:?}: {e}", args.spread)))?;
+    let (conversion, currencies) = conversion(args)?;
     let backtester = Backtester::new(BacktestConfig {
         initial_cash,
         spread,
         commission_per_fill,
         risk,
         symbol: backtest_symbol(),
-        ..BacktestConfig::default()
+        conversion,
+        currencies,
     })
     .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut strategy =
@@ -217,6 +230,56 @@ fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failu
     );
     print!("{}", render_table(&result.report));
     write_outputs(args, &result)
+}
+
+/// `--quote-to-account`, `--quote-currency` and `--account-currency`: how prices become account
+/// money. Two different currencies need a rate; one currency takes none.
+fn conversion(args: &BacktestArgs) -> Result<(QuoteConversion, Currencies), Failure> {
+    let code = |flag: &str, text: &str| {
+        let t = text.trim().to_ascii_uppercase();
+        if (3..=6).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            Ok(t)
+        } else {
+            Err(Failure::Usage(format!(
+                "{flag} {text:?}: expected a currency code such as MYR or USD"
+            )))
+        }
+    };
+    let quote = code("--quote-currency", &args.quote_currency)?;
+    let account = match &args.account_currency {
+        Some(a) => code("--account-currency", a)?,
+        None => quote.clone(),
+    };
+    let conversion = match (&args.quote_to_account, quote == account) {
+        (None, true) => QuoteConversion::Same,
+        (None, false) => {
+            return Err(Failure::Usage(format!(
+                "--account-currency {account} differs from --quote-currency {quote}: give --quote-to-account RATE or FILE.csv"
+            )));
+        }
+        (Some(_), true) => {
+            return Err(Failure::Usage(format!(
+                "--quote-to-account converts between two currencies, but both are {quote}: name the account's with --account-currency"
+            )));
+        }
+        (Some(text), false) => match ConversionRate::parse(text) {
+            Ok(rate) => QuoteConversion::Constant(rate),
+            // Not a number: a file of rates.
+            Err(_)
+                if !text
+                    .trim()
+                    .starts_with(|c: char| c.is_ascii_digit() || c == '.') =>
+            {
+                let path = Path::new(text.trim());
+                let rates = read_rates_csv(open(path, "conversion rates")?).map_err(|e| {
+                    Failure::Usage(format!("--quote-to-account {}: {e}", path.display()))
+                })?;
+                QuoteConversion::Series(rates)
+            }
+            Err(why) => return Err(Failure::Usage(format!("--quote-to-account: {why}"))),
+        },
+    };
+    Ok((conversion, Currencies { quote, account }))
 }
 
 /// Layers defaults, the `--config` file, the environment and then the flags (as `check-config`

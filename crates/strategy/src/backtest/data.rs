@@ -5,12 +5,13 @@
 
 use std::io;
 
-use domain::{Bar, Price, SentimentReading, SymbolId, Timeframe, Timestamp};
+use domain::{Bar, ConversionRate, Price, SentimentReading, SymbolId, Timeframe, Timestamp};
 
 use crate::DataError;
 
 const PRICE_DATA: &str = "price data";
 const SENTIMENT_DATA: &str = "sentiment data";
+const RATE_DATA: &str = "conversion rates";
 
 /// Header names accepted for the timestamp column (compared case-insensitively).
 const TIMESTAMP_NAMES: [&str; 5] = ["timestamp", "time", "date", "datetime", "date_time"];
@@ -360,6 +361,66 @@ pub fn read_sentiment_csv<R: io::Read>(reader: R) -> Result<Vec<SentimentReading
         });
     }
     Ok(readings)
+}
+
+/// Reads quote→account conversion rates from CSV with a header: a timestamp column (as for price
+/// data) and `rate` (units of account currency per unit of quote currency, e.g. 0.2222 for MYR→USD).
+/// Each rate holds from its time on; rows must be strictly increasing in time.
+pub fn read_rates_csv<R: io::Read>(
+    reader: R,
+) -> Result<Vec<(Timestamp, ConversionRate)>, DataError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let header = rdr
+        .byte_headers()
+        .map_err(|e| io_error(RATE_DATA, e))?
+        .clone();
+    let [ts_col, rate_col] = find_columns(
+        RATE_DATA,
+        &header,
+        [&TIMESTAMP_NAMES, &["rate"]],
+        [true, true],
+    )?;
+    let (Some(ts_col), Some(rate_col)) = (ts_col, rate_col) else {
+        return Err(DataError::Header {
+            what: RATE_DATA,
+            reason: "missing a required column".into(),
+        });
+    };
+    let mut rates: Vec<(Timestamp, ConversionRate)> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match rdr.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(io_error(RATE_DATA, e)),
+        }
+        let line = record.position().map_or(0, csv::Position::line);
+        let row_error = |reason: String| DataError::Row {
+            what: RATE_DATA,
+            line,
+            reason,
+        };
+        let ts_raw = field(&record, ts_col);
+        let at = parse_timestamp(ts_raw)
+            .map_err(|why| row_error(format!("timestamp {:?}: {why}", shown(ts_raw))))?;
+        let rate = ConversionRate::parse(&shown(field(&record, rate_col)))
+            .map_err(|why| row_error(format!("rate {why}")))?;
+        if let Some((prev, _)) = rates.last()
+            && at <= *prev
+        {
+            return Err(row_error(format!(
+                "timestamp {at} is not after the previous row's {prev}: rows must be sorted by time"
+            )));
+        }
+        rates.push((at, rate));
+    }
+    if rates.is_empty() {
+        return Err(DataError::Empty { what: RATE_DATA });
+    }
+    Ok(rates)
 }
 
 /// Parses a positive or negative decimal into 1/100000 units, rounding beyond five decimals.

@@ -7,7 +7,7 @@ mod data;
 mod report;
 mod svg;
 
-pub use data::{OhlcOptions, read_ohlc_csv, read_sentiment_csv};
+pub use data::{OhlcOptions, read_ohlc_csv, read_rates_csv, read_sentiment_csv};
 pub use report::{render_table, write_trades_csv};
 pub use svg::render_equity_svg;
 
