@@ -266,6 +266,32 @@ mod tests {
     }
 
     #[test]
+    fn a_market_closed_through_the_whole_history_still_has_a_last_price() {
+        // Saturday noon with an hour of history: every realistic market was closed all along.
+        let saturday_noon = MONDAY_0300.plus_millis(5 * 86_400_000 + 9 * 3_600_000);
+        let config = SimConfig {
+            start_time: Some(saturday_noon),
+            history: Duration::from_secs(3600),
+            market_hours: MarketHours::Realistic,
+            ..SimConfig::default()
+        };
+        let exchange = Exchange::new(&config, Timestamp(0)).unwrap();
+        let usdmyr = exchange
+            .broker
+            .quote(crate::symbols::USD_MYR_SYMBOL_ID)
+            .unwrap();
+        assert!((400_000..500_000).contains(&usdmyr.bid), "{usdmyr:?}");
+        let palm = exchange.broker.symbol(PALM_OIL_SYMBOL_ID).unwrap();
+        assert!(
+            exchange
+                .broker
+                .quote_to_deposit(palm, config.credentials.account_id)
+                .is_some(),
+            "palm oil converts at USDMYR's last price"
+        );
+    }
+
+    #[test]
     fn a_position_held_across_the_rollover_is_charged_swap_once() {
         // Monday 21:59 UTC: the rollover is a minute away.
         let start = MONDAY_0300.plus_millis(18 * 3_600_000 + 59 * 60_000);

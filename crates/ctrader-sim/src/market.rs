@@ -105,13 +105,14 @@ impl Market {
         let feeds = symbols
             .into_iter()
             .map(|(symbol, driver)| {
+                let opening = driver.opening_quote();
                 (
                     symbol.id,
                     Feed {
                         symbol,
                         driver,
                         bars: BarSeries::default(),
-                        last: None,
+                        last: opening,
                         last_at: start,
                         published: None,
                         day_cache: DayCache::default(),
