@@ -144,7 +144,7 @@ fn order_on(account: i64, symbol_id: i64, side: i32, volume: i64) -> ProtoOaNewO
 /// `amount × 10^digits` rounded, for comparisons in minor units.
 #[allow(clippy::cast_possible_truncation)]
 fn minor(amount: f64, digits: u32) -> i64 {
-    (amount * 10_f64.powi(digits as i32)).round() as i64
+    (amount * 10_f64.powi(i32::try_from(digits).unwrap())).round() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
