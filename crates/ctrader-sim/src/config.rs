@@ -37,6 +37,56 @@ impl Default for SimCredentials {
     }
 }
 
+/// The account's deposit currency (`--account-currency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountCurrency {
+    /// US dollars: palm oil (quoted in ringgit) converts through USDMYR.
+    #[default]
+    Usd,
+    /// Malaysian ringgit: palm oil needs no conversion; the dollar-quoted symbols convert through
+    /// USDMYR the other way.
+    Myr,
+}
+
+impl AccountCurrency {
+    /// The ISO code (`USD`, `MYR`).
+    pub fn code(self) -> &'static str {
+        match self {
+            AccountCurrency::Usd => "USD",
+            AccountCurrency::Myr => "MYR",
+        }
+    }
+
+    /// The broker's asset id of the currency (`ProtoOATrader.depositAssetId`).
+    pub(crate) fn asset_id(self) -> i64 {
+        match self {
+            AccountCurrency::Usd => crate::symbols::USD_ASSET_ID,
+            AccountCurrency::Myr => crate::symbols::MYR_ASSET_ID,
+        }
+    }
+}
+
+impl std::str::FromStr for AccountCurrency {
+    type Err = SimError;
+
+    /// `USD` or `MYR`, in any case.
+    fn from_str(s: &str) -> Result<AccountCurrency, SimError> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "USD" => Ok(AccountCurrency::Usd),
+            "MYR" => Ok(AccountCurrency::Myr),
+            other => Err(SimError::Config(format!(
+                "account currency {other:?} must be USD or MYR"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for AccountCurrency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -71,7 +121,9 @@ pub struct SimConfig {
     pub max_frame_len: usize,
     /// Requests per second per connection.
     pub rate_limits: RateLimits,
-    /// Opening balance of the account, in minor units of its currency (USD).
+    /// `--account-currency`: the account's deposit currency.
+    pub account_currency: AccountCurrency,
+    /// Opening balance of the account, in minor units of its deposit currency.
     pub initial_balance: i64,
     /// Decimal digits of the account's money amounts.
     pub money_digits: u32,
@@ -97,6 +149,7 @@ impl Default for SimConfig {
             client_idle_timeout: Some(Duration::from_secs(60)),
             max_frame_len: 1024 * 1024,
             rate_limits: RateLimits::default(),
+            account_currency: AccountCurrency::Usd,
             initial_balance: 1_000_000,
             money_digits: 2,
             faults: FaultPlan::default(),
@@ -127,7 +180,7 @@ impl SimConfig {
                 self.palm_oil_symbol
             ));
         }
-        if ["EURUSD", "XAUUSD", "BRENT"]
+        if crate::symbols::OTHER_SYMBOL_NAMES
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))
         {
@@ -217,6 +270,22 @@ mod tests {
     }
 
     #[test]
+    fn account_currency_parses_like_the_flag() {
+        assert_eq!(
+            "usd".parse::<AccountCurrency>().unwrap(),
+            AccountCurrency::Usd
+        );
+        assert_eq!(
+            " MYR ".parse::<AccountCurrency>().unwrap(),
+            AccountCurrency::Myr
+        );
+        let err = "EUR".parse::<AccountCurrency>().unwrap_err().to_string();
+        assert!(err.contains("USD or MYR"), "{err}");
+        assert_eq!(AccountCurrency::Myr.to_string(), "MYR");
+        assert_eq!(SimConfig::default().account_currency, AccountCurrency::Usd);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let check = |change: fn(&mut SimConfig), expected: &str| {
             let mut config = SimConfig::default();
@@ -229,6 +298,7 @@ mod tests {
         check(|c| c.listen = "0.0.0.0:5035".parse().unwrap(), "loopback");
         check(|c| c.palm_oil_symbol = "PALM OIL".into(), "symbol name");
         check(|c| c.palm_oil_symbol = "eurusd".into(), "taken");
+        check(|c| c.palm_oil_symbol = "USDMYR".into(), "taken");
         check(|c| c.credentials.account_id = 0, "account id");
         check(
             |c| c.credentials.client_secret = Secret::new(" "),

@@ -5,8 +5,9 @@ use domain::{Secret, Timestamp};
 
 use crate::broker::{Broker, Execution};
 use crate::market::{Market, SpotUpdate};
-use crate::prices::{PriceDriver, PriceSource, ReplayPath, SyntheticPath, load_ohlc_csv};
+use crate::prices::{PriceDriver, PriceSource, ReplayPath, SyntheticPath, TwoSided, load_ohlc_csv};
 use crate::rng::SimRng;
+use crate::rollover;
 use crate::symbols::{PALM_OIL_SYMBOL_ID, catalog};
 use crate::{SimConfig, SimError};
 
@@ -82,6 +83,8 @@ pub(crate) struct Exchange {
     pub(crate) market: Market,
     pub(crate) broker: Broker,
     pub(crate) tokens: TokenBook,
+    /// When open positions are next charged their swap.
+    next_rollover: Timestamp,
 }
 
 impl Exchange {
@@ -131,6 +134,7 @@ impl Exchange {
             account_id,
             config.initial_balance,
             config.money_digits,
+            config.account_currency.asset_id(),
             start,
         );
         let tokens = TokenBook {
@@ -143,6 +147,7 @@ impl Exchange {
             market,
             broker,
             tokens,
+            next_rollover: rollover::next_rollover(start),
         })
     }
 
@@ -151,15 +156,38 @@ impl Exchange {
         self.market.now()
     }
 
-    /// Moves the market to `to`, marking every position to market on each price; returns the
-    /// execution reports the prices triggered and the spot updates to publish.
+    /// Moves the market to `to`, marking every position to market on each price and charging swap
+    /// at each daily rollover passed; returns the execution reports the prices and rollovers
+    /// triggered and the spot updates to publish.
     pub(crate) fn advance(&mut self, to: Timestamp) -> (Vec<Execution>, Vec<SpotUpdate>) {
         let mut reports = Vec::new();
-        let broker = &mut self.broker;
-        self.market.advance(to, |tick| {
-            reports.extend(broker.on_quote(tick.symbol_id, tick.quote, tick.at));
-        });
+        loop {
+            let rolls = self.next_rollover <= to;
+            let until = if rolls { self.next_rollover } else { to };
+            let broker = &mut self.broker;
+            self.market.advance(until, |tick| {
+                reports.extend(broker.on_quote(tick.symbol_id, tick.quote, tick.at));
+            });
+            if !rolls {
+                break;
+            }
+            reports.extend(self.broker.roll_over(self.next_rollover));
+            self.next_rollover = rollover::next_rollover(self.next_rollover);
+        }
         (reports, self.market.take_spot_updates())
+    }
+
+    /// Sets a symbol's quote now (a test holding prices); returns what it triggered and the spot to
+    /// publish, or `None` for an unknown symbol or a bad quote.
+    pub(crate) fn set_quote(
+        &mut self,
+        symbol_id: i64,
+        bid: i64,
+        ask: i64,
+    ) -> Option<(Vec<Execution>, Vec<SpotUpdate>)> {
+        let tick = self.market.set_quote(symbol_id, TwoSided { bid, ask })?;
+        let reports = self.broker.on_quote(tick.symbol_id, tick.quote, tick.at);
+        Some((reports, self.market.take_spot_updates()))
     }
 }
 
@@ -167,7 +195,7 @@ impl Exchange {
 mod tests {
     use super::*;
     use crate::MarketHours;
-    use crate::broker::{NewOrder, OrderKind};
+    use crate::broker::{ExecutionKind, NewOrder, OrderKind};
     use domain::Side;
     use std::time::Duration;
 
@@ -235,6 +263,80 @@ mod tests {
         }
         assert!(closed);
         assert!(exchange.broker.reconcile(account).0.is_empty());
+    }
+
+    #[test]
+    fn a_market_closed_through_the_whole_history_still_has_a_last_price() {
+        // Saturday noon with an hour of history: every realistic market was closed all along.
+        let saturday_noon = MONDAY_0300.plus_millis(5 * 86_400_000 + 9 * 3_600_000);
+        let config = SimConfig {
+            start_time: Some(saturday_noon),
+            history: Duration::from_secs(3600),
+            market_hours: MarketHours::Realistic,
+            ..SimConfig::default()
+        };
+        let exchange = Exchange::new(&config, Timestamp(0)).unwrap();
+        let usdmyr = exchange
+            .broker
+            .quote(crate::symbols::USD_MYR_SYMBOL_ID)
+            .unwrap();
+        assert!((400_000..500_000).contains(&usdmyr.bid), "{usdmyr:?}");
+        let palm = exchange.broker.symbol(PALM_OIL_SYMBOL_ID).unwrap();
+        assert!(
+            exchange
+                .broker
+                .quote_to_deposit(palm, config.credentials.account_id)
+                .is_some(),
+            "palm oil converts at USDMYR's last price"
+        );
+    }
+
+    #[test]
+    fn a_position_held_across_the_rollover_is_charged_swap_once() {
+        // Monday 21:59 UTC: the rollover is a minute away.
+        let start = MONDAY_0300.plus_millis(18 * 3_600_000 + 59 * 60_000);
+        let config = SimConfig {
+            start_time: Some(start),
+            ..config()
+        };
+        let mut exchange = Exchange::new(&config, Timestamp(0)).unwrap();
+        let account = config.credentials.account_id;
+        let order = NewOrder {
+            account,
+            symbol_id: PALM_OIL_SYMBOL_ID,
+            kind: OrderKind::Market,
+            side: Side::Buy,
+            volume: 1_000,
+            limit_price: None,
+            stop_price: None,
+            stop_loss: None,
+            take_profit: None,
+            relative_stop_loss: None,
+            relative_take_profit: None,
+            label: None,
+            comment: None,
+            client_order_id: None,
+            position_id: None,
+            time_in_force: None,
+        };
+        exchange.broker.place_order(order, exchange.now()).unwrap();
+        let (reports, _) = exchange.advance(start.plus_millis(59_000));
+        assert!(reports.iter().all(|r| r.kind != ExecutionKind::Swap));
+        let (reports, _) = exchange.advance(start.plus_millis(120_000));
+        let swaps: Vec<_> = reports
+            .iter()
+            .filter(|r| r.kind == ExecutionKind::Swap)
+            .collect();
+        assert_eq!(swaps.len(), 1, "{reports:?}");
+        let charged = swaps[0].position.as_ref().unwrap().swap;
+        // 10 t × ~4000 MYR × 6 % / 360 ≈ 6.7 MYR ≈ 1.5 USD, paid by the long.
+        assert!((-200..=-100).contains(&charged), "{charged}");
+        assert!(swaps[0].server_event);
+        let (reports, _) = exchange.advance(start.plus_millis(3_600_000));
+        assert!(
+            reports.iter().all(|r| r.kind != ExecutionKind::Swap),
+            "once a day"
+        );
     }
 
     #[test]

@@ -95,6 +95,8 @@ impl Feed {
 pub(crate) struct Market {
     feeds: BTreeMap<i64, Feed>,
     now: Timestamp,
+    /// While true the clock runs but no price path moves (a test holding quotes still).
+    frozen: bool,
 }
 
 impl Market {
@@ -103,13 +105,14 @@ impl Market {
         let feeds = symbols
             .into_iter()
             .map(|(symbol, driver)| {
+                let opening = driver.opening_quote();
                 (
                     symbol.id,
                     Feed {
                         symbol,
                         driver,
                         bars: BarSeries::default(),
-                        last: None,
+                        last: opening,
                         last_at: start,
                         published: None,
                         day_cache: DayCache::default(),
@@ -117,7 +120,11 @@ impl Market {
                 )
             })
             .collect();
-        Market { feeds, now: start }
+        Market {
+            feeds,
+            now: start,
+            frozen: false,
+        }
     }
 
     /// The simulated time of the last step.
@@ -125,11 +132,46 @@ impl Market {
         self.now
     }
 
+    /// Holds every price path still (`true`) or lets them move again (`false`); the clock runs on.
+    pub(crate) fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+
+    /// True while the price paths are held still.
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Sets a symbol's quote now, as the next price would; a synthetic path carries on from its mid.
+    /// The change is published with the next spot updates. False for an unknown symbol or a
+    /// crossed or non-positive quote.
+    pub(crate) fn set_quote(&mut self, symbol_id: i64, quote: TwoSided) -> Option<Tick> {
+        if quote.bid <= 0 || quote.ask < quote.bid {
+            return None;
+        }
+        let at = self.now;
+        let feed = self.feeds.get_mut(&symbol_id)?;
+        feed.driver.jump_to((quote.bid + quote.ask) / 2);
+        if feed.last.is_none_or(|last| last.bid != quote.bid) {
+            feed.bars.record(at, quote.bid);
+        }
+        feed.last = Some(quote);
+        feed.last_at = at;
+        Some(Tick {
+            symbol_id,
+            at,
+            quote,
+        })
+    }
+
     /// Steps every symbol one second at a time up to `to`, reporting each price change.
     pub(crate) fn advance(&mut self, to: Timestamp, mut on_tick: impl FnMut(Tick)) {
         while self.now.0 + STEP_MS <= to.0 {
             let at = Timestamp(self.now.0 + STEP_MS);
             self.now = at;
+            if self.frozen {
+                continue;
+            }
             for feed in self.feeds.values_mut() {
                 if !feed.open_at(at) {
                     continue;
@@ -259,7 +301,7 @@ mod tests {
         b.advance(MONDAY_0200.plus_millis(600_000), |t| ticks_b.push(t));
         assert_eq!(ticks_a, ticks_b);
         let first = a.take_spot_updates();
-        assert_eq!(first.len(), 4, "every symbol has a first quote");
+        assert_eq!(first.len(), 5, "every symbol has a first quote");
         assert!(first.iter().all(|u| u.bid.is_some() && u.ask.is_some()));
         assert!(a.take_spot_updates().is_empty(), "nothing new");
         let mut one_sided = 0;
@@ -272,5 +314,51 @@ mod tests {
             }
         }
         assert!(one_sided > 0, "some spots carry only one side");
+    }
+
+    #[test]
+    fn frozen_prices_stay_still_while_the_clock_runs_and_a_set_quote_holds() {
+        let mut market = market(&MarketHours::AlwaysOpen, 3);
+        market.advance(MONDAY_0200.plus_millis(60_000), |_| {});
+        market.take_spot_updates();
+        market.set_frozen(true);
+        assert!(market.is_frozen());
+        let held = market.last_quote(PALM_OIL_SYMBOL_ID).unwrap().0;
+        let mut ticks = 0;
+        market.advance(MONDAY_0200.plus_millis(660_000), |_| ticks += 1);
+        assert_eq!(ticks, 0, "no path moves while frozen");
+        assert_eq!(market.now(), MONDAY_0200.plus_millis(660_000));
+        assert_eq!(market.last_quote(PALM_OIL_SYMBOL_ID).unwrap().0, held);
+        assert!(market.take_spot_updates().is_empty());
+
+        let set = TwoSided {
+            bid: 400_000_000,
+            ask: 400_200_000,
+        };
+        let tick = market.set_quote(PALM_OIL_SYMBOL_ID, set).unwrap();
+        assert_eq!((tick.quote, tick.at), (set, market.now()));
+        market.advance(MONDAY_0200.plus_millis(720_000), |_| {});
+        assert_eq!(market.last_quote(PALM_OIL_SYMBOL_ID).unwrap().0, set);
+        let spots = market.take_spot_updates();
+        assert_eq!(spots.len(), 1);
+        assert_eq!(spots[0].bid, Some(400_000_000));
+        assert!(
+            market
+                .set_quote(PALM_OIL_SYMBOL_ID, TwoSided { bid: 5, ask: 4 })
+                .is_none()
+        );
+        assert!(market.set_quote(999, set).is_none());
+
+        market.set_frozen(false);
+        let mut moved = 0;
+        market.advance(MONDAY_0200.plus_millis(1_320_000), |t| {
+            moved += usize::from(t.symbol_id == PALM_OIL_SYMBOL_ID)
+        });
+        assert!(moved > 0, "released prices move again");
+        let after = market.last_quote(PALM_OIL_SYMBOL_ID).unwrap().0;
+        assert!(
+            (after.bid - set.bid).abs() < 10_000_000,
+            "the path carried on from the set quote: {after:?}"
+        );
     }
 }

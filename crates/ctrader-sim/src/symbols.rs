@@ -14,8 +14,91 @@ const FRIDAY: u32 = 5 * DAY;
 
 /// The id the palm oil CFD has on this simulated broker (ids differ per broker: clients look it up by name).
 pub const PALM_OIL_SYMBOL_ID: i64 = 310;
-/// The account currency's asset id (USD).
-pub(crate) const DEPOSIT_ASSET_ID: i64 = 2;
+/// The id of USDMYR, the symbol that converts between ringgit and dollars on this simulated broker.
+pub const USD_MYR_SYMBOL_ID: i64 = 32;
+/// USDMYR's name.
+pub(crate) const USD_MYR_NAME: &str = "USDMYR";
+/// Names of the symbols other than palm oil, which the palm oil CFD may not take.
+pub(crate) const OTHER_SYMBOL_NAMES: [&str; 4] = ["EURUSD", "XAUUSD", "BRENT", USD_MYR_NAME];
+
+/// Asset ids, as `ProtoOAAssetListRes` lists them and the symbols name their base and quote.
+pub(crate) const EUR_ASSET_ID: i64 = 1;
+/// US dollar.
+pub(crate) const USD_ASSET_ID: i64 = 2;
+/// Gold (troy ounces).
+pub(crate) const XAU_ASSET_ID: i64 = 3;
+/// Brent crude (barrels).
+pub(crate) const BRENT_ASSET_ID: i64 = 4;
+/// Crude palm oil (tonnes).
+pub(crate) const PALM_OIL_ASSET_ID: i64 = 77;
+/// Malaysian ringgit.
+pub(crate) const MYR_ASSET_ID: i64 = 78;
+
+/// One asset of the broker: a currency or the underlying of a CFD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SimAsset {
+    /// Asset id.
+    pub(crate) id: i64,
+    /// Short name (`USD`, `MYR`).
+    pub(crate) name: &'static str,
+    /// Name a person reads.
+    pub(crate) display_name: &'static str,
+    /// Decimal digits the asset is shown with.
+    pub(crate) digits: i32,
+}
+
+/// Every asset the simulated broker knows, by id.
+pub(crate) fn assets() -> Vec<SimAsset> {
+    let asset = |id, name, display_name, digits| SimAsset {
+        id,
+        name,
+        display_name,
+        digits,
+    };
+    vec![
+        asset(EUR_ASSET_ID, "EUR", "Euro", 2),
+        asset(USD_ASSET_ID, "USD", "US Dollar", 2),
+        asset(XAU_ASSET_ID, "XAU", "Gold", 2),
+        asset(BRENT_ASSET_ID, "BRENT", "Brent Crude Oil", 2),
+        asset(PALM_OIL_ASSET_ID, "CPO", "Crude Palm Oil", 0),
+        asset(MYR_ASSET_ID, "MYR", "Malaysian Ringgit", 2),
+    ]
+}
+
+/// How a symbol's swap rates are expressed (`ProtoOASwapCalculationType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SwapCalculation {
+    /// Pips per unit per night: `rate × 10^-pipPosition × units`, in the quote currency.
+    Pips,
+    /// Annual percent of the value: `rate / 100 / 360 × mid × units`, in the quote currency.
+    Percentage,
+    /// Points per unit per night: `rate × 10^-digits × units`, in the quote currency.
+    Points,
+}
+
+impl SwapCalculation {
+    /// The protocol's enum value.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            SwapCalculation::Pips => 0,
+            SwapCalculation::Percentage => 1,
+            SwapCalculation::Points => 2,
+        }
+    }
+}
+
+/// A symbol's overnight financing, as its `ProtoOASymbol` declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SwapTerms {
+    /// `swapLong` in thousandths (-730 is -0.73); negative: the trader pays.
+    pub(crate) long_milli: i64,
+    /// `swapShort` in thousandths.
+    pub(crate) short_milli: i64,
+    /// What the rates mean.
+    pub(crate) calculation: SwapCalculation,
+    /// `swapRollover3Days`: the weekday (1 Monday … 7 Sunday) whose rollover counts three nights.
+    pub(crate) triple_day: i32,
+}
 
 /// When the simulated symbols trade.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,8 +156,8 @@ pub(crate) struct SimSymbol {
     pub(crate) schedule: TradingSchedule,
     /// Notional divided by this is the margin a position uses.
     pub(crate) leverage: i64,
-    /// Deposit currency per unit of quote currency, in millionths (MYR → USD ≈ 0.2240).
-    pub(crate) quote_to_deposit_ppm: i64,
+    /// Overnight financing charged at each rollover.
+    pub(crate) swap: SwapTerms,
     /// Commission per side, in deposit currency per million of deposit-currency notional.
     pub(crate) commission_per_million: i64,
     /// How its synthetic prices move.
@@ -118,8 +201,8 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             id: 1,
             name: "EURUSD".into(),
             description: "Euro vs US Dollar".into(),
-            base_asset_id: 1,
-            quote_asset_id: DEPOSIT_ASSET_ID,
+            base_asset_id: EUR_ASSET_ID,
+            quote_asset_id: USD_ASSET_ID,
             category_id: 1,
             digits: 5,
             pip_position: 4,
@@ -130,7 +213,12 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             measurement_units: "EUR".into(),
             schedule: pick(weekday_schedule(22 * 3600, 21 * 3600 + 3540, None)),
             leverage: 30,
-            quote_to_deposit_ppm: 1_000_000,
+            swap: SwapTerms {
+                long_milli: -730,
+                short_milli: 210,
+                calculation: SwapCalculation::Pips,
+                triple_day: 3,
+            },
             commission_per_million: 30,
             model: PathModel {
                 mean: 1.0850,
@@ -151,8 +239,8 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             id: 41,
             name: "XAUUSD".into(),
             description: "Gold vs US Dollar".into(),
-            base_asset_id: 3,
-            quote_asset_id: DEPOSIT_ASSET_ID,
+            base_asset_id: XAU_ASSET_ID,
+            quote_asset_id: USD_ASSET_ID,
             category_id: 2,
             digits: 2,
             pip_position: 1,
@@ -167,7 +255,13 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 Some((21 * 3600, 22 * 3600)),
             )),
             leverage: 20,
-            quote_to_deposit_ppm: 1_000_000,
+            // Points of 0.01 USD per ounce.
+            swap: SwapTerms {
+                long_milli: -45_000,
+                short_milli: 12_000,
+                calculation: SwapCalculation::Points,
+                triple_day: 3,
+            },
             commission_per_million: 30,
             model: PathModel {
                 mean: 2650.0,
@@ -188,8 +282,8 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             id: 105,
             name: "BRENT".into(),
             description: "Brent Crude Oil CFD".into(),
-            base_asset_id: 4,
-            quote_asset_id: DEPOSIT_ASSET_ID,
+            base_asset_id: BRENT_ASSET_ID,
+            quote_asset_id: USD_ASSET_ID,
             category_id: 3,
             digits: 2,
             pip_position: 2,
@@ -204,7 +298,12 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 Some((21 * 3600, 23 * 3600)),
             )),
             leverage: 10,
-            quote_to_deposit_ppm: 1_000_000,
+            swap: SwapTerms {
+                long_milli: -5_000,
+                short_milli: -2_000,
+                calculation: SwapCalculation::Percentage,
+                triple_day: 5,
+            },
             commission_per_million: 30,
             model: PathModel {
                 mean: 74.50,
@@ -222,11 +321,52 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             },
         },
         SimSymbol {
+            id: USD_MYR_SYMBOL_ID,
+            name: USD_MYR_NAME.into(),
+            description: "US Dollar vs Malaysian Ringgit".into(),
+            base_asset_id: USD_ASSET_ID,
+            quote_asset_id: MYR_ASSET_ID,
+            category_id: 1,
+            digits: 5,
+            pip_position: 4,
+            lot_size: 10_000_000,
+            min_volume: 100_000,
+            max_volume: 1_000_000_000,
+            step_volume: 100_000,
+            measurement_units: "USD".into(),
+            schedule: pick(weekday_schedule(22 * 3600, 21 * 3600 + 3540, None)),
+            leverage: 20,
+            commission_per_million: 30,
+            // Dollar rates above ringgit rates: a long earns a little, a short pays more.
+            swap: SwapTerms {
+                long_milli: 2_500,
+                short_milli: -8_000,
+                calculation: SwapCalculation::Pips,
+                triple_day: 3,
+            },
+            model: PathModel {
+                // Around 4.47 ringgit per dollar; about 6 % annualised volatility, so the quote moves
+                // a few points every second of a run; a thin market's wide spread.
+                mean: 4.47,
+                annual_volatility: 0.06,
+                trading_seconds_per_day: 86_400.0,
+                reversion_half_life_days: 60.0,
+                busy_multiplier: 2.0,
+                mean_quiet_seconds: 3_600.0,
+                mean_busy_seconds: 900.0,
+                jumps_per_day: 0.2,
+                jump_size: 0.003,
+                tick: 1,
+                spread_quiet_ticks: 150,
+                spread_busy_ticks: 300,
+            },
+        },
+        SimSymbol {
             id: PALM_OIL_SYMBOL_ID,
             name: palm_name.to_owned(),
             description: "Crude Palm Oil CFD".into(),
-            base_asset_id: 77,
-            quote_asset_id: 78,
+            base_asset_id: PALM_OIL_ASSET_ID,
+            quote_asset_id: MYR_ASSET_ID,
             category_id: 9,
             digits: 0,
             pip_position: 0,
@@ -237,8 +377,13 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             measurement_units: "Tonnes".into(),
             schedule: palm_schedule,
             leverage: 10,
-            // 1 MYR ≈ 0.2240 USD.
-            quote_to_deposit_ppm: 224_000,
+            // Financing of a commodity CFD: a yearly rate on the value, both sides paying.
+            swap: SwapTerms {
+                long_milli: -6_000,
+                short_milli: -3_000,
+                calculation: SwapCalculation::Percentage,
+                triple_day: 3,
+            },
             commission_per_million: 30,
             model: PathModel {
                 // Around 4,000 MYR/t, as in recent years; about 28 % annualised volatility

@@ -2,15 +2,16 @@
 //! travel as 1/100000 integers in spots and trendbars, and as doubles in orders, positions and deals.
 
 use ctrader_proto::openapi::{
-    ProtoOaClosePositionDetail, ProtoOaCtidTraderAccount, ProtoOaDeal, ProtoOaExecutionEvent,
-    ProtoOaHoliday, ProtoOaInterval, ProtoOaLightSymbol, ProtoOaNewOrderReq, ProtoOaOrder,
-    ProtoOaPosition, ProtoOaSymbol, ProtoOaTradeData, ProtoOaTrader, ProtoOaTrendbar,
+    ProtoOaAsset, ProtoOaClosePositionDetail, ProtoOaCtidTraderAccount, ProtoOaDeal,
+    ProtoOaExecutionEvent, ProtoOaHoliday, ProtoOaInterval, ProtoOaLightSymbol, ProtoOaNewOrderReq,
+    ProtoOaOrder, ProtoOaPosition, ProtoOaSymbol, ProtoOaTradeData, ProtoOaTrader, ProtoOaTrendbar,
 };
 use domain::{Price, Side};
 
 use crate::bars::{BarPeriod, Trendbar};
 use crate::broker::{Account, Deal, Execution, NewOrder, Order, OrderKind, Position};
-use crate::symbols::{DEPOSIT_ASSET_ID, SimSymbol};
+use crate::rollover::{ROLLOVER_MINUTE_UTC, ROLLOVER_PERIOD_HOURS};
+use crate::symbols::{SimAsset, SimSymbol};
 
 /// The time zone every simulated schedule is expressed in.
 const SCHEDULE_TIME_ZONE: &str = "UTC";
@@ -42,7 +43,17 @@ pub(crate) fn side_from_code(code: i32) -> Option<Side> {
     }
 }
 
-/// A light symbol for `ProtoOASymbolsListRes`.
+/// An asset for `ProtoOAAssetListRes`.
+pub(crate) fn asset(asset: &SimAsset) -> ProtoOaAsset {
+    ProtoOaAsset {
+        asset_id: asset.id,
+        name: asset.name.to_owned(),
+        display_name: Some(asset.display_name.to_owned()),
+        digits: Some(asset.digits),
+    }
+}
+
+/// A light symbol for `ProtoOASymbolsListRes` and `ProtoOASymbolsForConversionRes`.
 pub(crate) fn light_symbol(symbol: &SimSymbol) -> ProtoOaLightSymbol {
     ProtoOaLightSymbol {
         symbol_id: symbol.id,
@@ -101,11 +112,23 @@ pub(crate) fn full_symbol(symbol: &SimSymbol) -> ProtoOaSymbol {
                 end_second: h.seconds.and_then(|(_, e)| i32::try_from(e).ok()),
             })
             .collect(),
-        swap_long: Some(0.0),
-        swap_short: Some(0.0),
+        swap_long: Some(milli_to_f64(symbol.swap.long_milli)),
+        swap_short: Some(milli_to_f64(symbol.swap.short_milli)),
+        swap_calculation_type: Some(symbol.swap.calculation.code()),
+        swap_rollover3_days: Some(symbol.swap.triple_day),
+        swap_time: Some(ROLLOVER_MINUTE_UTC),
+        swap_period: Some(ROLLOVER_PERIOD_HOURS),
+        skip_swap_periods: Some(0),
+        charge_swap_at_weekends: Some(false),
         measurement_units: Some(symbol.measurement_units.clone()),
         ..ProtoOaSymbol::default()
     }
+}
+
+/// A rate in thousandths as the protocol's double.
+#[allow(clippy::cast_precision_loss)] // swap rates are small
+fn milli_to_f64(milli: i64) -> f64 {
+    milli as f64 / 1_000.0
 }
 
 /// The account as `ProtoOATrader`.
@@ -114,7 +137,7 @@ pub(crate) fn trader(account: &Account) -> ProtoOaTrader {
         ctid_trader_account_id: account.id,
         balance: account.balance,
         balance_version: Some(account.balance_version),
-        deposit_asset_id: DEPOSIT_ASSET_ID,
+        deposit_asset_id: account.deposit_asset_id,
         leverage_in_cents: Some(account.leverage_in_cents),
         trader_login: Some(account.trader_login),
         // HEDGED: several positions per symbol, closed by id.

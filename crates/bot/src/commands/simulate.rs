@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ctrader_sim::{
-    CertificateSource, FaultPlan, MarketHours, PriceSource, SimConfig, SimCredentials, SimError,
-    Simulator,
+    AccountCurrency, CertificateSource, FaultPlan, MarketHours, PriceSource, SimConfig,
+    SimCredentials, SimError, Simulator,
 };
 use domain::Secret;
 use tokio::sync::watch;
@@ -58,6 +58,11 @@ pub struct SimulateArgs {
     /// The trading account id (ctidTraderAccountId) the broker serves.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub account_id: Option<i64>,
+    /// The account's deposit currency: `USD` (palm oil, quoted in MYR, converts through the
+    /// moving USDMYR quote) or `MYR` (palm oil needs no conversion; dollar symbols convert through
+    /// USDMYR). Money is converted at the conversion symbols' mid prices.
+    #[arg(long, default_value = "USD", value_name = "USD|MYR")]
+    pub account_currency: String,
     /// Stop after this long (e.g. 90s, 30m, 2h); otherwise runs until Ctrl-C or SIGTERM.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -115,6 +120,10 @@ impl SimulateArgs {
     pub fn sim_config(&self) -> Result<SimConfig, SimulateArgsError> {
         let bad = |e: SimError| SimulateArgsError(format!("--market-hours: {e}"));
         let market_hours: MarketHours = self.market_hours.parse().map_err(bad)?;
+        let account_currency: AccountCurrency = self
+            .account_currency
+            .parse()
+            .map_err(|e: SimError| SimulateArgsError(format!("--account-currency: {e}")))?;
         let prices = self
             .prices
             .parse::<PriceSource>()
@@ -147,6 +156,7 @@ impl SimulateArgs {
             palm_oil_symbol: self.symbol.clone(),
             credentials,
             market_hours,
+            account_currency,
             faults,
             ..SimConfig::default()
         };
@@ -197,6 +207,7 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
     let account = config.credentials.account_id;
     let client_id = config.credentials.client_id.clone();
     let symbol = config.palm_oil_symbol.clone();
+    let currency = config.account_currency;
     let sim = match Simulator::start(config).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -214,7 +225,7 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
         return EXIT_RUNTIME;
     };
     println!(
-        "simulator listening on {} ca={} account={account} client_id={client_id} symbol={symbol}",
+        "simulator listening on {} ca={} account={account} client_id={client_id} symbol={symbol} currency={currency}",
         sim.local_addr(),
         ca.display()
     );
@@ -293,6 +304,8 @@ mod tests {
             "flag-token-1",
             "--account-id",
             "77",
+            "--account-currency",
+            "myr",
             "--drop-after-messages",
             "5",
             "--drop-every",
@@ -319,6 +332,12 @@ mod tests {
         assert_eq!(config.credentials.client_secret.expose(), "flag-secret-1");
         assert_eq!(config.credentials.access_token.expose(), "flag-token-1");
         assert_eq!(config.credentials.account_id, 77);
+        assert_eq!(config.account_currency, AccountCurrency::Myr);
+        assert_eq!(
+            parse(&[]).sim_config().map(|c| c.account_currency).ok(),
+            Some(AccountCurrency::Usd),
+            "USD by default, as before"
+        );
         let f = &config.faults;
         assert_eq!(f.drop_after_messages, Some(5));
         assert_eq!(f.drop_every, Some(Duration::from_millis(2500)));
@@ -343,6 +362,11 @@ mod tests {
         assert!(err(&["--reject-next-order", "no money"]).contains("error code"));
         assert!(err(&["--drop-after-messages", "0"]).contains("drop after messages"));
         assert!(err(&["--account-id", "-4"]).contains("account id"));
+        let currency = err(&["--account-currency", "EUR"]);
+        assert!(
+            currency.contains("--account-currency") && currency.contains("USD or MYR"),
+            "{currency}"
+        );
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("-1").is_err());
     }

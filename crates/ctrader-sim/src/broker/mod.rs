@@ -13,8 +13,10 @@ pub(crate) use model::{
     Position, PositionState, RejectAs, Rejection,
 };
 
+use crate::conversion::{self, ChainError, Rate};
 use crate::prices::TwoSided;
-use crate::symbols::SimSymbol;
+use crate::rollover;
+use crate::symbols::{SimAsset, SimSymbol, assets};
 
 /// First ids handed out, shaped like a real server's.
 const FIRST_POSITION_ID: i64 = 900_001;
@@ -36,10 +38,22 @@ enum Closer {
     Elsewhere,
 }
 
+/// A position's profit if it closed now, in the account's deposit currency (minor units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnrealizedPnl {
+    /// The position.
+    pub(crate) position_id: i64,
+    /// Price move only: closing-side price against the entry, × volume × conversion rate.
+    pub(crate) gross: i64,
+    /// Gross plus the swap and the commission already on the position (not the closing commission).
+    pub(crate) net: i64,
+}
+
 /// Every account, order, position and deal of the simulated broker.
 #[derive(Debug)]
 pub(crate) struct Broker {
     symbols: BTreeMap<i64, SimSymbol>,
+    assets: Vec<SimAsset>,
     quotes: HashMap<i64, TwoSided>,
     accounts: BTreeMap<i64, Account>,
     orders: BTreeMap<i64, Order>,
@@ -55,6 +69,7 @@ impl Broker {
     pub(crate) fn new(symbols: &[SimSymbol]) -> Broker {
         Broker {
             symbols: symbols.iter().map(|s| (s.id, s.clone())).collect(),
+            assets: assets(),
             quotes: HashMap::new(),
             accounts: BTreeMap::new(),
             orders: BTreeMap::new(),
@@ -66,12 +81,13 @@ impl Broker {
         }
     }
 
-    /// Opens an account with `balance` minor units.
+    /// Opens an account holding `balance` minor units of the asset `deposit_asset_id`.
     pub(crate) fn open_account(
         &mut self,
         id: i64,
         balance: i64,
         money_digits: u32,
+        deposit_asset_id: i64,
         now: Timestamp,
     ) {
         self.accounts.insert(
@@ -81,6 +97,7 @@ impl Broker {
                 trader_login: 1_000_000 + id.rem_euclid(9_000_000),
                 balance,
                 balance_version: 1,
+                deposit_asset_id,
                 money_digits,
                 leverage_in_cents: 10_000,
                 registered: now,
@@ -107,6 +124,116 @@ impl Broker {
     /// The latest quote of a symbol.
     pub(crate) fn quote(&self, symbol_id: i64) -> Option<TwoSided> {
         self.quotes.get(&symbol_id).copied()
+    }
+
+    /// Every asset, by id.
+    pub(crate) fn assets(&self) -> &[SimAsset] {
+        &self.assets
+    }
+
+    /// The symbols converting asset `from` into asset `to` (`ProtoOASymbolsForConversionRes`).
+    pub(crate) fn conversion_chain(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<&SimSymbol>, ChainError> {
+        let known: Vec<i64> = self.assets.iter().map(|a| a.id).collect();
+        conversion::chain(&self.symbols, &known, from, to)
+    }
+
+    /// The rate turning `symbol`'s quote currency into the deposit currency of `account`, at the
+    /// chain symbols' latest quotes; `None` when the account is unknown or a chain symbol has no quote.
+    pub(crate) fn quote_to_deposit(&self, symbol: &SimSymbol, account: i64) -> Option<Rate> {
+        let deposit = self.accounts.get(&account)?.deposit_asset_id;
+        let chain = self.conversion_chain(symbol.quote_asset_id, deposit).ok()?;
+        conversion::rate_along(symbol.quote_asset_id, &chain, |id| self.quote(id))
+    }
+
+    /// [`Broker::quote_to_deposit`], or the refusal a trade without a rate gets.
+    fn rate_or_refuse(&self, symbol: &SimSymbol, account: i64) -> Result<Rate, Rejection> {
+        self.quote_to_deposit(symbol, account).ok_or_else(|| {
+            Rejection::order_error(
+                "NO_QUOTES",
+                format!(
+                    "No quotes to convert {} profit into the account's currency",
+                    symbol.name
+                ),
+            )
+        })
+    }
+
+    /// The unrealised profit of each open position of `account` at the latest quotes, oldest first
+    /// (`ProtoOAGetPositionUnrealizedPnLRes`); a position without a quote or rate is left out.
+    pub(crate) fn unrealized(&self, account: i64) -> Vec<UnrealizedPnl> {
+        let Some(money_digits) = self.accounts.get(&account).map(|a| a.money_digits) else {
+            return Vec::new();
+        };
+        self.positions
+            .values()
+            .filter(|p| p.account == account && p.state == PositionState::Open)
+            .filter_map(|p| {
+                let symbol = self.symbols.get(&p.symbol_id)?;
+                let quote = self.quote(p.symbol_id)?;
+                let rate = self.quote_to_deposit(symbol, account)?;
+                let gross = money::gross_profit(
+                    p.side,
+                    p.open_price,
+                    exit_price(p.side, quote),
+                    p.volume,
+                    rate,
+                    money_digits,
+                );
+                Some(UnrealizedPnl {
+                    position_id: p.id,
+                    gross,
+                    net: gross.saturating_add(p.swap).saturating_add(p.commission),
+                })
+            })
+            .collect()
+    }
+
+    /// The daily rollover at `at`: every open position is charged (or paid) its swap for the
+    /// nights it covers, at the latest quotes; one SWAP execution report per position changed.
+    pub(crate) fn roll_over(&mut self, at: Timestamp) -> Vec<Execution> {
+        let mut charges = Vec::new();
+        for p in self.positions.values() {
+            if p.state != PositionState::Open {
+                continue;
+            }
+            let (Some(symbol), Some(quote)) =
+                (self.symbols.get(&p.symbol_id), self.quote(p.symbol_id))
+            else {
+                continue;
+            };
+            let Some(rate) = self.quote_to_deposit(symbol, p.account) else {
+                tracing::warn!(position = p.id, symbol = %symbol.name, "no conversion rate at the rollover: swap skipped");
+                continue;
+            };
+            let mid = (quote.bid + quote.ask) / 2;
+            let nights = rollover::nights(at, symbol.swap.triple_day);
+            let amount = money::swap(symbol, p.side, p.volume, mid, nights, rate, p.money_digits);
+            if amount != 0 {
+                charges.push((p.id, amount));
+            }
+        }
+        let mut reports = Vec::with_capacity(charges.len());
+        for (id, amount) in charges {
+            let Some(position) = self.positions.get_mut(&id) else {
+                continue;
+            };
+            position.swap = position.swap.saturating_add(amount);
+            position.updated = at;
+            reports.push(Execution {
+                account: position.account,
+                kind: ExecutionKind::Swap,
+                position: Some(position.clone()),
+                order: None,
+                deal: None,
+                server_event: true,
+                error_code: None,
+            });
+        }
+        reports
     }
 
     /// Open positions and working orders of an account (ReconcileRes).
@@ -271,7 +398,8 @@ impl Broker {
                 "Price must be positive",
             ));
         }
-        self.check_margin(&account, &symbol, req.volume, reference)?;
+        let rate = self.rate_or_refuse(&symbol, account.id)?;
+        self.check_margin(&account, &symbol, req.volume, reference, rate)?;
 
         let order_id = self.take_order_id();
         let order = Order {
@@ -315,7 +443,7 @@ impl Broker {
             }]);
         }
         let price = entry_price(req.side, quote);
-        Ok(self.fill_opening_order(order_id, price, now))
+        Ok(self.fill_opening_order(order_id, price, rate, now))
     }
 
     /// Closes `volume` of a position at the market on the trader's request.
@@ -331,7 +459,7 @@ impl Broker {
         check_close_volume(&symbol, &position, volume)?;
         let quote = self.tradable_quote(&symbol, now)?;
         let price = exit_price(position.side, quote);
-        Ok(self.close_at(position_id, volume, price, Closer::Trader, None, now))
+        self.close_at(position_id, volume, price, Closer::Trader, None, now)
     }
 
     /// Closes a whole position at the market as if a person did it in the cTrader app.
@@ -347,14 +475,14 @@ impl Broker {
         let symbol = self.symbol_of(&position)?;
         let quote = self.tradable_quote(&symbol, now)?;
         let price = exit_price(position.side, quote);
-        Ok(self.close_at(
+        self.close_at(
             position_id,
             position.volume,
             price,
             Closer::Elsewhere,
             None,
             now,
-        ))
+        )
     }
 
     /// Sets (or removes, with `None`) a position's stop loss and take profit.
@@ -466,14 +594,12 @@ impl Broker {
             .collect();
         for (position_id, price) in hits {
             let volume = self.positions.get(&position_id).map_or(0, |p| p.volume);
-            reports.extend(self.close_at(
-                position_id,
-                volume,
-                price,
-                Closer::Protection,
-                None,
-                now,
-            ));
+            match self.close_at(position_id, volume, price, Closer::Protection, None, now) {
+                Ok(closed) => reports.extend(closed),
+                Err(refusal) => {
+                    tracing::warn!(position = position_id, code = %refusal.code, "stop loss or take profit hit but not executed");
+                }
+            }
         }
         reports
     }
@@ -487,36 +613,52 @@ impl Broker {
             self.accounts.get(&order.account),
             self.symbols.get(&order.symbol_id),
         ) {
-            (Some(account), Some(symbol)) => self
-                .check_margin(account, symbol, order.volume, price)
-                .is_ok(),
-            _ => false,
+            (Some(account), Some(symbol)) => {
+                self.rate_or_refuse(symbol, account.id).and_then(|rate| {
+                    self.check_margin(account, symbol, order.volume, price, rate)
+                        .map(|()| rate)
+                })
+            }
+            _ => Err(Rejection::order_error(
+                "NOT_ENOUGH_MONEY",
+                "The account or the symbol is gone",
+            )),
         };
-        if !affordable {
-            let Some(stored) = self.orders.get_mut(&order_id) else {
-                return Vec::new();
-            };
-            stored.state = OrderState::Rejected;
-            stored.updated = now;
-            return vec![Execution {
-                account: order.account,
-                kind: ExecutionKind::Rejected,
-                position: None,
-                order: Some(stored.clone()),
-                deal: None,
-                server_event: true,
-                error_code: Some("NOT_ENOUGH_MONEY".to_owned()),
-            }];
-        }
+        let rate = match affordable {
+            Ok(rate) => rate,
+            Err(refusal) => {
+                let Some(stored) = self.orders.get_mut(&order_id) else {
+                    return Vec::new();
+                };
+                stored.state = OrderState::Rejected;
+                stored.updated = now;
+                return vec![Execution {
+                    account: order.account,
+                    kind: ExecutionKind::Rejected,
+                    position: None,
+                    order: Some(stored.clone()),
+                    deal: None,
+                    server_event: true,
+                    error_code: Some(refusal.code),
+                }];
+            }
+        };
         // The acceptance was reported when the order was placed: only the fill is new.
-        self.fill_opening_order(order_id, price, now)
+        self.fill_opening_order(order_id, price, rate, now)
             .into_iter()
             .filter(|e| e.kind == ExecutionKind::Filled)
             .collect()
     }
 
-    /// Opens a position from an accepted order at `price`: ACCEPTED (position created) then FILLED.
-    fn fill_opening_order(&mut self, order_id: i64, price: i64, now: Timestamp) -> Vec<Execution> {
+    /// Opens a position from an accepted order at `price`, its money converted at `rate`: ACCEPTED
+    /// (position created) then FILLED.
+    fn fill_opening_order(
+        &mut self,
+        order_id: i64,
+        price: i64,
+        rate: Rate,
+        now: Timestamp,
+    ) -> Vec<Execution> {
         let Some(order) = self.orders.get(&order_id).cloned() else {
             return Vec::new();
         };
@@ -528,12 +670,7 @@ impl Broker {
             .get(&order.account)
             .map_or(2, |a| a.money_digits);
         let position_id = self.take_position_id();
-        let notional = money::notional(
-            price,
-            order.volume,
-            symbol.quote_to_deposit_ppm,
-            money_digits,
-        );
+        let notional = money::notional(price, order.volume, rate, money_digits);
         let commission = money::commission(notional, symbol.commission_per_million);
         let signed = |distance: i64, towards_profit: bool| match (order.side, towards_profit) {
             (Side::Buy, true) | (Side::Sell, false) => price.saturating_add(distance),
@@ -638,18 +775,19 @@ impl Broker {
         check_close_volume(&symbol, &position, req.volume)?;
         let quote = self.tradable_quote(&symbol, now)?;
         let price = exit_price(position.side, quote);
-        Ok(self.close_at(
+        self.close_at(
             position_id,
             req.volume,
             price,
             Closer::Trader,
             Some(req),
             now,
-        ))
+        )
     }
 
     /// Closes `volume` of a position at `price`: a closing order, ACCEPTED then FILLED with a deal
-    /// carrying the realised profit, and the balance updated.
+    /// carrying the realised profit, swap and commission in the deposit currency (converted at the
+    /// chain's quotes of this moment), and the balance moved by exactly their sum.
     fn close_at(
         &mut self,
         position_id: i64,
@@ -658,16 +796,19 @@ impl Broker {
         closer: Closer,
         request: Option<&NewOrder>,
         now: Timestamp,
-    ) -> Vec<Execution> {
-        let Some(position) = self.positions.get(&position_id).cloned() else {
-            return Vec::new();
+    ) -> Result<Vec<Execution>, Rejection> {
+        let gone = || {
+            Rejection::order_error("POSITION_NOT_FOUND", "Position not found")
+                .for_position(position_id)
         };
-        let Some(symbol) = self.symbols.get(&position.symbol_id).cloned() else {
-            return Vec::new();
-        };
-        let Some(account) = self.accounts.get(&position.account).cloned() else {
-            return Vec::new();
-        };
+        let position = self.positions.get(&position_id).cloned().ok_or_else(gone)?;
+        let symbol = self.symbol_of(&position)?;
+        let account = self
+            .accounts
+            .get(&position.account)
+            .cloned()
+            .ok_or_else(gone)?;
+        let rate = self.rate_or_refuse(&symbol, account.id)?;
         let volume = volume.clamp(0, position.volume);
         let money_digits = account.money_digits;
         let gross = money::gross_profit(
@@ -675,21 +816,24 @@ impl Broker {
             position.open_price,
             price,
             volume,
-            symbol.quote_to_deposit_ppm,
+            rate,
             money_digits,
         );
-        let notional = money::notional(price, volume, symbol.quote_to_deposit_ppm, money_digits);
+        let notional = money::notional(price, volume, rate, money_digits);
         let closing_commission = money::commission(notional, symbol.commission_per_million);
-        // The share of the opening commission that belongs to the closed volume.
-        let opening_share = if position.volume == 0 {
-            0
-        } else {
-            i64::try_from(
-                i128::from(position.commission) * i128::from(volume) / i128::from(position.volume),
-            )
-            .unwrap_or(position.commission)
+        // The shares of the opening commission and of the swap that belong to the closed volume.
+        let share = |amount: i64| {
+            if position.volume == 0 {
+                0
+            } else {
+                i64::try_from(i128::from(amount) * i128::from(volume) / i128::from(position.volume))
+                    .unwrap_or(amount)
+            }
         };
+        let opening_share = share(position.commission);
+        let swap_share = share(position.swap);
         let realised = gross
+            .saturating_add(swap_share)
             .saturating_add(closing_commission)
             .saturating_add(opening_share);
         let balance = account.balance.saturating_add(realised);
@@ -750,6 +894,7 @@ impl Broker {
         let mut after = position.clone();
         after.volume = position.volume - volume;
         after.commission = position.commission - opening_share;
+        after.swap = position.swap - swap_share;
         after.used_margin = if position.volume == 0 {
             0
         } else {
@@ -768,8 +913,6 @@ impl Broker {
         order.state = OrderState::Filled;
         order.execution_price = Some(price);
         order.executed_volume = volume;
-        #[allow(clippy::cast_precision_loss)] // a rate in millionths, far below 2^53
-        let quote_to_deposit = symbol.quote_to_deposit_ppm as f64 / 1_000_000.0;
         let deal = Deal {
             id: self.take_deal_id(),
             order_id,
@@ -787,19 +930,19 @@ impl Broker {
             close: Some(CloseDetail {
                 entry_price: position.open_price,
                 gross_profit: gross,
-                swap: 0,
+                swap: swap_share,
                 commission: closing_commission.saturating_add(opening_share),
                 balance,
                 balance_version,
                 closed_volume: volume,
-                quote_to_deposit,
+                quote_to_deposit: rate.to_f64(),
                 money_digits,
             }),
         };
         self.deals.push(deal.clone());
         self.orders.insert(order_id, order.clone());
         self.positions.insert(position_id, after.clone());
-        vec![
+        Ok(vec![
             accepted,
             Execution {
                 account: position.account,
@@ -810,20 +953,22 @@ impl Broker {
                 server_event,
                 error_code: None,
             },
-        ]
+        ])
     }
 
-    /// Refuses an order whose margin the account's free margin cannot cover.
+    /// Refuses an order whose margin the account's free margin cannot cover; `rate` converts the
+    /// order's symbol into the deposit currency.
     fn check_margin(
         &self,
         account: &Account,
         symbol: &SimSymbol,
         volume: i64,
         price: i64,
+        rate: Rate,
     ) -> Result<(), Rejection> {
         let digits = account.money_digits;
         let needed = money::margin(
-            money::notional(price, volume, symbol.quote_to_deposit_ppm, digits),
+            money::notional(price, volume, rate, digits),
             symbol.leverage,
         );
         let mut equity = account.balance;
@@ -834,20 +979,9 @@ impl Broker {
             .filter(|p| p.account == account.id && p.state == PositionState::Open)
         {
             used = used.saturating_add(p.used_margin);
-            if let (Some(quote), Some(s)) = (
-                self.quotes.get(&p.symbol_id),
-                self.symbols.get(&p.symbol_id),
-            ) {
-                let pnl = money::gross_profit(
-                    p.side,
-                    p.open_price,
-                    exit_price(p.side, *quote),
-                    p.volume,
-                    s.quote_to_deposit_ppm,
-                    digits,
-                );
-                equity = equity.saturating_add(pnl).saturating_add(p.commission);
-            }
+        }
+        for pnl in self.unrealized(account.id) {
+            equity = equity.saturating_add(pnl.net);
         }
         let free = equity.saturating_sub(used);
         if needed > free {

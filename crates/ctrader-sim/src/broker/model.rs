@@ -14,6 +14,8 @@ pub(crate) struct Account {
     pub(crate) balance: i64,
     /// Increases with every balance change.
     pub(crate) balance_version: i64,
+    /// The asset the balance is held in (`depositAssetId`).
+    pub(crate) deposit_asset_id: i64,
     /// Decimal digits of every money amount of this account.
     pub(crate) money_digits: u32,
     /// Account leverage × 100, as `leverageInCents` reports it.
@@ -147,6 +149,7 @@ pub(crate) struct Position {
     pub(crate) comment: Option<String>,
     /// Opening commission not yet realised (for the open volume), minor units, negative.
     pub(crate) commission: i64,
+    /// Swap charged so far on the open volume, not yet realised, minor units.
     pub(crate) swap: i64,
     pub(crate) state: PositionState,
     pub(crate) updated: Timestamp,
@@ -160,6 +163,7 @@ pub(crate) struct Position {
 pub(crate) struct CloseDetail {
     pub(crate) entry_price: i64,
     pub(crate) gross_profit: i64,
+    /// The closed volume's share of the position's swap.
     pub(crate) swap: i64,
     /// Opening and closing commission of the closed volume.
     pub(crate) commission: i64,
@@ -206,6 +210,8 @@ pub(crate) enum ExecutionKind {
     Cancelled,
     /// Order rejected after acceptance.
     Rejected,
+    /// Swap charged (or paid) to a position at the rollover.
+    Swap,
 }
 
 impl ExecutionKind {
@@ -217,6 +223,7 @@ impl ExecutionKind {
             ExecutionKind::Replaced => 4,
             ExecutionKind::Cancelled => 5,
             ExecutionKind::Rejected => 7,
+            ExecutionKind::Swap => 9,
         }
     }
 }

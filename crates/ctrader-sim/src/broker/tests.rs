@@ -1,5 +1,7 @@
 use super::*;
-use crate::symbols::{MarketHours, PALM_OIL_SYMBOL_ID, catalog};
+use crate::symbols::{
+    MYR_ASSET_ID, MarketHours, PALM_OIL_SYMBOL_ID, USD_ASSET_ID, USD_MYR_SYMBOL_ID, catalog,
+};
 
 const ACCOUNT: i64 = 44_556_677;
 const T0: Timestamp = Timestamp(1_763_950_000_000); // Monday 02:06 UTC
@@ -12,9 +14,20 @@ fn q(bid: i64, ask: i64) -> TwoSided {
     }
 }
 
+/// USDMYR at 4.4795/4.4805: mid 4.48, so 1 MYR = 0.2232142… USD.
+const USDMYR: TwoSided = TwoSided {
+    bid: 447_950,
+    ask: 448_050,
+};
+
 fn broker(hours: &MarketHours) -> Broker {
+    broker_in(hours, USD_ASSET_ID)
+}
+
+fn broker_in(hours: &MarketHours, deposit_asset: i64) -> Broker {
     let mut broker = Broker::new(&catalog("PALMOIL", hours));
-    broker.open_account(ACCOUNT, 1_000_000, 2, T0);
+    broker.open_account(ACCOUNT, 1_000_000, 2, deposit_asset, T0);
+    assert!(broker.on_quote(USD_MYR_SYMBOL_ID, USDMYR, T0).is_empty());
     assert!(broker.on_quote(PALM, q(4123, 4125), T0).is_empty());
     broker
 }
@@ -195,10 +208,11 @@ fn stop_loss_closes_the_position_on_the_price_path() {
     let close = filled.deal.as_ref().unwrap().close.as_ref().unwrap();
     assert_eq!(close.entry_price, 412_500_000);
     assert_eq!(close.closed_volume, 100);
-    // 1 t × -41 MYR × 0.224 = -9.18 USD.
-    assert_eq!(close.gross_profit, -918);
+    // 1 t × -41 MYR / 4.48 = -9.15 USD.
+    assert_eq!(close.gross_profit, -915);
+    assert!((close.quote_to_deposit - 1.0 / 4.48).abs() < 1e-12);
     assert!(close.commission < 0);
-    assert_eq!(close.balance, 1_000_000 - 918 + close.commission);
+    assert_eq!(close.balance, 1_000_000 - 915 + close.commission);
     assert_eq!(balance(&broker), close.balance);
     assert!(broker.reconcile(ACCOUNT).0.is_empty());
     // Nothing more happens on later prices.
@@ -228,8 +242,8 @@ fn take_profit_of_a_short_triggers_at_the_ask() {
     );
     let reports = broker.on_quote(PALM, q(4071, 4073), T0.plus_millis(2000));
     let close = reports[1].deal.as_ref().unwrap().close.as_ref().unwrap();
-    // 2 t × 50 MYR × 0.224 = 22.40 USD.
-    assert_eq!(close.gross_profit, 2_240);
+    // 2 t × 50 MYR / 4.48 = 22.32 USD.
+    assert_eq!(close.gross_profit, 2_232);
 }
 
 #[test]
@@ -247,7 +261,7 @@ fn partial_then_full_close_realise_profit_and_keep_the_books_consistent() {
         (PositionState::Open, 200)
     );
     let first = reports[1].deal.as_ref().unwrap().close.clone().unwrap();
-    assert_eq!(first.gross_profit, 224, "1 t × 10 MYR × 0.224");
+    assert_eq!(first.gross_profit, 223, "1 t × 10 MYR / 4.48");
     let err = broker
         .close_position(ACCOUNT, id, 300, T0.plus_millis(1000))
         .unwrap_err();
@@ -424,4 +438,239 @@ fn deal_list_pages_from_the_latest() {
             .0
             .is_empty()
     );
+}
+
+/// The close in `reports` (the FILLED report's deal and its detail).
+fn closing_deal(reports: &[Execution]) -> (Deal, CloseDetail) {
+    let deal = reports
+        .iter()
+        .find(|r| r.kind == ExecutionKind::Filled)
+        .and_then(|r| r.deal.clone())
+        .unwrap();
+    let detail = deal.close.clone().unwrap();
+    (deal, detail)
+}
+
+#[test]
+fn conversion_follows_the_live_usdmyr_mid() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    let id = open_long(&mut broker);
+    let later = T0.plus_millis(60_000);
+    // The ringgit weakens to 4.60 per dollar, palm oil rises 10 MYR.
+    let usdmyr = TwoSided {
+        bid: 459_950,
+        ask: 460_050,
+    };
+    broker.on_quote(USD_MYR_SYMBOL_ID, usdmyr, later);
+    broker.on_quote(PALM, q(4135, 4137), later);
+    let rate = broker
+        .quote_to_deposit(broker.symbol(PALM).unwrap(), ACCOUNT)
+        .unwrap();
+    assert!((rate.to_f64() - 1.0 / 4.6).abs() < 1e-12);
+    let pnl = broker.unrealized(ACCOUNT);
+    assert_eq!(pnl.len(), 1);
+    // 1 t × 10 MYR / 4.60 = 2.17 USD.
+    assert_eq!((pnl[0].position_id, pnl[0].gross), (id, 217));
+    let open_commission = broker.open_position(id).unwrap().commission;
+    assert_eq!(pnl[0].net, 217 + open_commission);
+    let reports = broker.close_position(ACCOUNT, id, 100, later).unwrap();
+    let (_, close) = closing_deal(&reports);
+    assert_eq!(close.gross_profit, 217);
+    assert!((close.quote_to_deposit - 1.0 / 4.6).abs() < 1e-12);
+    // A symbol quoted in dollars converts at exactly 1.
+    let gold = broker.symbol(41).unwrap();
+    assert_eq!(
+        broker.quote_to_deposit(gold, ACCOUNT),
+        Some(crate::conversion::Rate::ONE)
+    );
+}
+
+#[test]
+fn without_a_conversion_quote_nothing_opens() {
+    let mut broker = Broker::new(&catalog("PALMOIL", &MarketHours::AlwaysOpen));
+    broker.open_account(ACCOUNT, 1_000_000, 2, USD_ASSET_ID, T0);
+    broker.on_quote(PALM, q(4123, 4125), T0);
+    let err = broker.place_order(market(Side::Buy, 100), T0).unwrap_err();
+    assert_eq!(err.code, "NO_QUOTES");
+    assert!(err.description.contains("PALMOIL"), "{}", err.description);
+}
+
+#[test]
+fn a_ringgit_account_needs_no_chain_for_palm_oil_and_converts_dollars_the_other_way() {
+    let mut broker = broker_in(&MarketHours::AlwaysOpen, MYR_ASSET_ID);
+    let palm = broker.symbol(PALM).unwrap();
+    assert_eq!(
+        broker.quote_to_deposit(palm, ACCOUNT),
+        Some(crate::conversion::Rate::ONE)
+    );
+    let id = open_long(&mut broker);
+    broker.on_quote(PALM, q(4135, 4137), T0.plus_millis(1000));
+    let reports = broker
+        .close_position(ACCOUNT, id, 100, T0.plus_millis(1000))
+        .unwrap();
+    let (_, close) = closing_deal(&reports);
+    assert_eq!(close.gross_profit, 1_000, "1 t × 10 MYR, no conversion");
+    assert!((close.quote_to_deposit - 1.0).abs() < f64::EPSILON);
+
+    // 1,000 EUR long, EURUSD up 10 points of 0.0001: 1.00 USD × 4.48 = 4.48 MYR.
+    broker.on_quote(
+        1,
+        TwoSided {
+            bid: 108_500,
+            ask: 108_510,
+        },
+        T0.plus_millis(2000),
+    );
+    let mut order = market(Side::Buy, 100_000);
+    order.symbol_id = 1;
+    let reports = broker.place_order(order, T0.plus_millis(2000)).unwrap();
+    let eur = reports[1].position.as_ref().unwrap().id;
+    broker.on_quote(
+        1,
+        TwoSided {
+            bid: 108_610,
+            ask: 108_620,
+        },
+        T0.plus_millis(3000),
+    );
+    assert_eq!(broker.unrealized(ACCOUNT)[0].gross, 448);
+    let reports = broker
+        .close_position(ACCOUNT, eur, 100_000, T0.plus_millis(3000))
+        .unwrap();
+    let (_, close) = closing_deal(&reports);
+    assert_eq!(close.gross_profit, 448);
+    assert!((close.quote_to_deposit - 4.48).abs() < 1e-12);
+}
+
+#[test]
+fn swap_is_charged_at_rollovers_and_realised_in_proportion_when_closing() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    let reports = broker.place_order(market(Side::Buy, 300), T0).unwrap();
+    let id = reports[1].position.as_ref().unwrap().id;
+    let monday_night = crate::rollover::next_rollover(T0);
+    let reports = broker.roll_over(monday_night);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ExecutionKind::Swap);
+    assert!(reports[0].server_event);
+    assert!(reports[0].order.is_none() && reports[0].deal.is_none());
+    let one_night = reports[0].position.as_ref().unwrap().swap;
+    // 3 t × 4124 MYR × 6 % / 360 / 4.48 = 0.46 USD, paid by the long.
+    assert_eq!(one_night, -46);
+    let tuesday_night = crate::rollover::next_rollover(monday_night);
+    broker.roll_over(tuesday_night);
+    let wednesday_night = crate::rollover::next_rollover(tuesday_night);
+    let reports = broker.roll_over(wednesday_night);
+    let swap = reports[0].position.as_ref().unwrap().swap;
+    assert_eq!(swap, 5 * one_night, "Wednesday counts three nights");
+    assert_eq!(broker.open_position(id).unwrap().swap, swap);
+
+    let before = balance(&broker);
+    let at = wednesday_night.plus_millis(1000);
+    let reports = broker.close_position(ACCOUNT, id, 100, at).unwrap();
+    let (deal, first) = closing_deal(&reports);
+    assert_eq!(
+        first.swap,
+        swap / 3,
+        "a third of the volume, a third of the swap"
+    );
+    assert_eq!(
+        reports[1].position.as_ref().unwrap().swap,
+        swap - first.swap
+    );
+    assert!(deal.commission < 0);
+    assert_eq!(
+        balance(&broker) - before,
+        first.gross_profit + first.swap + first.commission,
+        "the net result is exactly what moves the balance"
+    );
+    let reports = broker.close_position(ACCOUNT, id, 200, at).unwrap();
+    let (_, second) = closing_deal(&reports);
+    assert_eq!(first.swap + second.swap, swap);
+    assert_eq!(
+        balance(&broker) - before,
+        first.gross_profit
+            + first.swap
+            + first.commission
+            + second.gross_profit
+            + second.swap
+            + second.commission
+    );
+    assert!(
+        broker
+            .roll_over(crate::rollover::next_rollover(at))
+            .is_empty()
+    );
+}
+
+#[test]
+fn unrealized_pnl_equals_the_closing_deal_at_the_same_quote_for_seeded_cases() {
+    let mut rng = crate::rng::SimRng::new(2026, 12);
+    let mut pick = |low: i64, high: i64| {
+        let span = u64::try_from(high - low + 1).unwrap();
+        low + i64::try_from(rng.next_u64() % span).unwrap()
+    };
+    for case in 0..200 {
+        let deposit = if case % 2 == 0 {
+            USD_ASSET_ID
+        } else {
+            MYR_ASSET_ID
+        };
+        let digits = u32::try_from(pick(0, 8)).unwrap();
+        let mut broker = Broker::new(&catalog("PALMOIL", &MarketHours::AlwaysOpen));
+        // 1,000,000 units of the deposit currency, whatever the digits.
+        let opening = 1_000_000 * 10_i64.pow(digits);
+        broker.open_account(ACCOUNT, opening, digits, deposit, T0);
+        let fx_mid = pick(420_000, 480_000);
+        let fx_half_spread = pick(1, 200);
+        broker.on_quote(
+            USD_MYR_SYMBOL_ID,
+            TwoSided {
+                bid: fx_mid - fx_half_spread,
+                ask: fx_mid + fx_half_spread,
+            },
+            T0,
+        );
+        let entry = pick(3_500, 4_500);
+        broker.on_quote(PALM, q(entry, entry + pick(1, 3)), T0);
+        let side = if pick(0, 1) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let volume = pick(1, 50) * 100;
+        let reports = broker.place_order(market(side, volume), T0).unwrap();
+        let id = reports[1].position.as_ref().unwrap().id;
+        // Some positions carry swap from a rollover or two.
+        let mut at = T0;
+        for _ in 0..pick(0, 2) {
+            at = crate::rollover::next_rollover(at);
+            broker.roll_over(at);
+        }
+        // The market moves, the ringgit too; then the held quote is read and traded on.
+        let fx_mid = pick(420_000, 480_000);
+        broker.on_quote(
+            USD_MYR_SYMBOL_ID,
+            TwoSided {
+                bid: fx_mid - fx_half_spread,
+                ask: fx_mid + fx_half_spread,
+            },
+            at,
+        );
+        let held = pick(3_400, 4_600);
+        broker.on_quote(PALM, q(held, held + 2), at);
+        let pnl = broker.unrealized(ACCOUNT);
+        assert_eq!(pnl.len(), 1);
+        let before = balance(&broker);
+        let reports = broker.close_position(ACCOUNT, id, volume, at).unwrap();
+        let (deal, close) = closing_deal(&reports);
+        let net_result = close.gross_profit + close.swap + close.commission;
+        assert_eq!(pnl[0].gross, close.gross_profit, "case {case}");
+        // The unrealised net leaves out only the closing side's commission (the deal's own).
+        assert_eq!(
+            pnl[0].net,
+            net_result - deal.commission,
+            "case {case}: {pnl:?} vs {close:?}"
+        );
+        assert_eq!(balance(&broker) - before, net_result, "case {case}");
+    }
 }

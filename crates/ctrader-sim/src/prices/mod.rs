@@ -75,6 +75,15 @@ impl PriceDriver {
         }
     }
 
+    /// The price before any step: where a synthetic path starts (a broker always knows a last
+    /// price, even for a market closed since before the history); `None` for a replay.
+    pub(crate) fn opening_quote(&self) -> Option<TwoSided> {
+        match self {
+            PriceDriver::Synthetic(path) => Some(path.quote()),
+            PriceDriver::Replay { .. } => None,
+        }
+    }
+
     /// Advances one second of trading time ending at `at`; `None` when there is no price yet.
     pub(crate) fn step(&mut self, at: Timestamp) -> Option<TwoSided> {
         match self {

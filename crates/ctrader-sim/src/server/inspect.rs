@@ -1,9 +1,11 @@
 //! Read-only views of the simulated broker's books for tests that check a client end to end:
-//! every new-order request received (even refused ones), every deal, and the open positions.
+//! every new-order request received (even refused ones), every deal, the open positions with their
+//! swap, commission and unrealised profit, and the conversion rate into the deposit currency.
 
 use domain::Timestamp;
 
 use super::{SimHandle, lock};
+use crate::AccountCurrency;
 
 /// One `ProtoOANewOrderReq` as the simulator received it, before any check could refuse it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,13 @@ pub struct OpenPositionRecord {
     pub take_profit: Option<i64>,
     /// Label of the order that opened it.
     pub label: Option<String>,
+    /// Swap charged so far, minor units of the deposit currency (negative: paid).
+    pub swap: i64,
+    /// Opening commission charged so far, minor units of the deposit currency (negative).
+    pub commission: i64,
+    /// Unrealised profit at the latest quotes as `ProtoOAGetPositionUnrealizedPnLRes` reports it:
+    /// `(gross, net)`, minor units; `None` without a quote or a conversion rate.
+    pub unrealized: Option<(i64, i64)>,
 }
 
 impl SimHandle {
@@ -87,18 +96,43 @@ impl SimHandle {
     /// Every open position, oldest first.
     pub fn open_positions(&self) -> Vec<OpenPositionRecord> {
         let exchange = lock(&self.shared.exchange);
-        exchange
-            .broker
+        let broker = &exchange.broker;
+        broker
             .open_position_ids()
             .into_iter()
-            .filter_map(|id| exchange.broker.open_position(id))
+            .filter_map(|id| broker.open_position(id))
             .map(|p| OpenPositionRecord {
                 id: p.id,
                 volume: p.volume,
                 stop_loss: p.stop_loss,
                 take_profit: p.take_profit,
                 label: p.label.clone(),
+                swap: p.swap,
+                commission: p.commission,
+                unrealized: broker
+                    .unrealized(p.account)
+                    .into_iter()
+                    .find(|u| u.position_id == p.id)
+                    .map(|u| (u.gross, u.net)),
             })
             .collect()
+    }
+
+    /// The configured account's deposit currency.
+    pub fn account_currency(&self) -> AccountCurrency {
+        self.shared.config.account_currency
+    }
+
+    /// How many deposit-currency units one unit of `symbol_id`'s quote currency is worth now for the
+    /// configured account (1.0 when it is quoted in the deposit currency; the mids of the
+    /// conversion chain otherwise); `None` for an unknown symbol or a chain symbol without a quote.
+    pub fn quote_to_deposit_rate(&self, symbol_id: i64) -> Option<f64> {
+        let account = self.shared.config.credentials.account_id;
+        let exchange = lock(&self.shared.exchange);
+        let symbol = exchange.broker.symbol(symbol_id)?;
+        exchange
+            .broker
+            .quote_to_deposit(symbol, account)
+            .map(|rate| rate.to_f64())
     }
 }

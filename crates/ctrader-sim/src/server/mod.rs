@@ -227,6 +227,45 @@ impl SimHandle {
         }
     }
 
+    /// Holds every symbol's price still (no spot events, no SL/TP triggers from price moves) while
+    /// simulated time runs on, so a test can compare figures at a stable quote. Rollovers still
+    /// happen. [`SimHandle::release_prices`] lets the paths move again from where they stood.
+    pub fn freeze_prices(&self) {
+        lock(&self.shared.exchange).market.set_frozen(true);
+    }
+
+    /// Lets the price paths move again after [`SimHandle::freeze_prices`].
+    pub fn release_prices(&self) {
+        lock(&self.shared.exchange).market.set_frozen(false);
+    }
+
+    /// True while prices are held still.
+    pub fn prices_frozen(&self) -> bool {
+        lock(&self.shared.exchange).market.is_frozen()
+    }
+
+    /// Sets a symbol's bid and ask (1/100000) now, as the market would: subscribers get the spot,
+    /// positions are marked to market (a stop loss or take profit it reaches executes). With prices
+    /// frozen the quote stays; otherwise a synthetic path carries on from its mid.
+    pub fn set_quote(&self, symbol_id: i64, bid: i64, ask: i64) -> Result<(), SimError> {
+        let changed = lock(&self.shared.exchange).set_quote(symbol_id, bid, ask);
+        let Some((reports, spots)) = changed else {
+            return Err(SimError::Config(format!(
+                "cannot quote symbol {symbol_id} at {bid}/{ask}: unknown symbol, or not 0 < bid <= ask"
+            )));
+        };
+        if !reports.is_empty() {
+            self.shared.push(Push::Executions {
+                reports,
+                origin: None,
+            });
+        }
+        if !spots.is_empty() {
+            self.shared.push(Push::Spots(spots));
+        }
+        Ok(())
+    }
+
     /// Stops accepting, tells every client (`ProtoOAClientDisconnectEvent`), closes the
     /// connections and waits a moment for them to finish.
     pub async fn shutdown(mut self) {

@@ -8,17 +8,19 @@ use std::time::Duration;
 use ctrader_proto::openapi::{
     ProtoHeartbeatEvent, ProtoOaAccountAuthReq, ProtoOaAccountAuthRes, ProtoOaAccountLogoutReq,
     ProtoOaAccountLogoutRes, ProtoOaAccountsTokenInvalidatedEvent, ProtoOaAmendPositionSltpReq,
-    ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaCancelOrderReq,
-    ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes,
-    ProtoOaErrorRes, ProtoOaGetAccountListByAccessTokenReq, ProtoOaGetAccountListByAccessTokenRes,
-    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderErrorEvent,
-    ProtoOaOrderListReq, ProtoOaOrderListRes, ProtoOaReconcileReq, ProtoOaReconcileRes,
-    ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSpotEvent,
-    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq,
-    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsListReq,
-    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes, ProtoOaUnsubscribeLiveTrendbarReq,
-    ProtoOaUnsubscribeLiveTrendbarRes, ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes,
-    ProtoOaVersionRes,
+    ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaAssetListReq, ProtoOaAssetListRes,
+    ProtoOaCancelOrderReq, ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq,
+    ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaErrorRes, ProtoOaGetAccountListByAccessTokenReq,
+    ProtoOaGetAccountListByAccessTokenRes, ProtoOaGetPositionUnrealizedPnLReq,
+    ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes,
+    ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaOrderListReq, ProtoOaOrderListRes,
+    ProtoOaPositionUnrealizedPnL, ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq,
+    ProtoOaRefreshTokenRes, ProtoOaSpotEvent, ProtoOaSubscribeLiveTrendbarReq,
+    ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes,
+    ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsForConversionReq,
+    ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq,
+    ProtoOaTraderRes, ProtoOaUnsubscribeLiveTrendbarReq, ProtoOaUnsubscribeLiveTrendbarRes,
+    ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes, ProtoOaVersionRes,
 };
 use ctrader_proto::{FrameCodec, LENGTH_PREFIX_LEN, OpenApiMessage, Payload, ProtoMessage};
 use domain::{Secret, Timestamp};
@@ -34,6 +36,7 @@ use tokio_util::codec::Framed;
 use super::{ConnectionCommand, Push, Shared, lock};
 use crate::bars::BarPeriod;
 use crate::broker::{Execution, RejectAs, Rejection};
+use crate::conversion::ChainError;
 use crate::market::SpotUpdate;
 use crate::ratelimit::RequestLimiter;
 use crate::wire;
@@ -460,6 +463,9 @@ impl Session {
             Payload::TraderReq(req) => self.trader(&req, reply_to),
             Payload::SymbolsListReq(req) => self.symbols_list(&req, reply_to),
             Payload::SymbolByIdReq(req) => self.symbol_by_id(&req, reply_to),
+            Payload::AssetListReq(req) => self.asset_list(&req, reply_to),
+            Payload::SymbolsForConversionReq(req) => self.symbols_for_conversion(&req, reply_to),
+            Payload::GetPositionUnrealizedPnlReq(req) => self.unrealized_pnl(&req, reply_to),
             Payload::ReconcileReq(req) => self.reconcile(&req, reply_to),
             Payload::SubscribeSpotsReq(req) => self.subscribe_spots(&req, reply_to),
             Payload::UnsubscribeSpotsReq(req) => self.unsubscribe_spots(&req, reply_to),
@@ -556,6 +562,91 @@ impl Session {
                 ctid_trader_account_id: req.ctid_trader_account_id,
                 symbol: symbols,
                 ..ProtoOaSymbolByIdRes::default()
+            },
+            reply_to,
+        )]
+    }
+
+    fn asset_list(&self, req: &ProtoOaAssetListReq, reply_to: Option<&str>) -> Vec<ProtoMessage> {
+        let exchange = lock(&self.shared.exchange);
+        vec![wrap(
+            &ProtoOaAssetListRes {
+                ctid_trader_account_id: req.ctid_trader_account_id,
+                asset: exchange.broker.assets().iter().map(wire::asset).collect(),
+                ..ProtoOaAssetListRes::default()
+            },
+            reply_to,
+        )]
+    }
+
+    /// The symbols whose quotes convert the first asset into the last, in order.
+    fn symbols_for_conversion(
+        &self,
+        req: &ProtoOaSymbolsForConversionReq,
+        reply_to: Option<&str>,
+    ) -> Vec<ProtoMessage> {
+        let account = req.ctid_trader_account_id;
+        let exchange = lock(&self.shared.exchange);
+        match exchange
+            .broker
+            .conversion_chain(req.first_asset_id, req.last_asset_id)
+        {
+            Ok(chain) => vec![wrap(
+                &ProtoOaSymbolsForConversionRes {
+                    ctid_trader_account_id: account,
+                    symbol: chain.into_iter().map(wire::light_symbol).collect(),
+                    ..ProtoOaSymbolsForConversionRes::default()
+                },
+                reply_to,
+            )],
+            // No asset-specific code exists: cTrader's generic "not found by id" answers it.
+            Err(ChainError::UnknownAsset(asset)) => vec![wrap(
+                &error_res(
+                    Some(account),
+                    "ENTITY_NOT_FOUND",
+                    format!("Asset {asset} not found"),
+                    None,
+                ),
+                reply_to,
+            )],
+            Err(ChainError::NoPath { from, to }) => vec![wrap(
+                &error_res(
+                    Some(account),
+                    "INVALID_REQUEST",
+                    format!("No symbols convert asset {from} into asset {to}"),
+                    None,
+                ),
+                reply_to,
+            )],
+        }
+    }
+
+    /// The broker's own unrealised profit of each open position, in the deposit currency.
+    fn unrealized_pnl(
+        &self,
+        req: &ProtoOaGetPositionUnrealizedPnLReq,
+        reply_to: Option<&str>,
+    ) -> Vec<ProtoMessage> {
+        let account = req.ctid_trader_account_id;
+        let exchange = lock(&self.shared.exchange);
+        let Some(money_digits) = exchange.broker.account(account).map(|a| a.money_digits) else {
+            return vec![wrap(&account_not_found(account), reply_to)];
+        };
+        vec![wrap(
+            &ProtoOaGetPositionUnrealizedPnLRes {
+                ctid_trader_account_id: account,
+                position_unrealized_pn_l: exchange
+                    .broker
+                    .unrealized(account)
+                    .into_iter()
+                    .map(|pnl| ProtoOaPositionUnrealizedPnL {
+                        position_id: pnl.position_id,
+                        gross_unrealized_pn_l: pnl.gross,
+                        net_unrealized_pn_l: pnl.net,
+                    })
+                    .collect(),
+                money_digits,
+                ..ProtoOaGetPositionUnrealizedPnLRes::default()
             },
             reply_to,
         )]
@@ -1155,6 +1246,9 @@ fn account_of(payload: &Payload) -> Option<i64> {
         Payload::TraderReq(r) => r.ctid_trader_account_id,
         Payload::SymbolsListReq(r) => r.ctid_trader_account_id,
         Payload::SymbolByIdReq(r) => r.ctid_trader_account_id,
+        Payload::AssetListReq(r) => r.ctid_trader_account_id,
+        Payload::SymbolsForConversionReq(r) => r.ctid_trader_account_id,
+        Payload::GetPositionUnrealizedPnlReq(r) => r.ctid_trader_account_id,
         Payload::ReconcileReq(r) => r.ctid_trader_account_id,
         Payload::SubscribeSpotsReq(r) => r.ctid_trader_account_id,
         Payload::UnsubscribeSpotsReq(r) => r.ctid_trader_account_id,
