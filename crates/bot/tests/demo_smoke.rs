@@ -6,12 +6,14 @@
 // Test helpers: a panic is how they fail a test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+#[path = "common/http.rs"]
+mod http;
+
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use http::{free_port, get};
 use persistence::{PositionQuery, SqliteTradeStore, TradeStore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palm-oil-bot");
@@ -21,53 +23,6 @@ const DURATION_SECS: u64 = 40;
 const READY_WITHIN: Duration = Duration::from_secs(20);
 /// How long the demo may take to stop after its duration.
 const EXIT_GRACE: Duration = Duration::from_secs(15);
-
-/// A port nothing listens on right now (bound, then released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A plain HTTP/1.1 GET on loopback: `(status, body)`, or `None` when nothing answers yet.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8(raw).expect("the answer is UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-/// Decodes a chunked HTTP body.
-fn dechunk(mut rest: &str) -> String {
-    let mut body = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        body.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    body
-}
 
 /// The value of the metric line that starts with `series`.
 fn metric(text: &str, series: &str) -> Option<f64> {

@@ -34,6 +34,7 @@ fn usd_account() -> Harness {
         max_volume: Volume(100_000_000),
         step_volume: Volume(100_000),
         schedule: TradingSchedule::always_open(),
+        commission: None,
     });
     h.broker.set_conversion(
         PALM,

@@ -9,7 +9,8 @@ use ctrader_proto::openapi::{
 };
 use domain::{
     BrokerPosition, ClientOrderId, CloseReason, ConversionChain, ConversionStep, DealCloseDetail,
-    Fill, Money, PendingOrder, PositionId, Price, Side, SymbolId, SymbolSpec, Timestamp, Volume,
+    Fill, Money, NotionalCommission, PendingOrder, PositionId, Price, Side, SymbolId, SymbolSpec,
+    Timestamp, Volume,
 };
 
 use crate::BrokerError;
@@ -320,6 +321,12 @@ pub(crate) fn symbol_spec(name: &str, s: &ProtoOaSymbol) -> Result<SymbolSpec, B
         max_volume: volume("maxVolume", s.max_volume)?,
         step_volume: volume("stepVolume", s.step_volume)?,
         schedule: schedule_to_utc(name, &intervals, zone, &holidays)?,
+        // USD_PER_MILLION_USD (1) is a share of notional the bot can budget for; other kinds are
+        // left out of sizing rather than guessed.
+        commission: match (s.commission_type, s.precise_trading_commission_rate) {
+            (Some(1) | None, Some(rate)) if rate >= 0 => Some(NotionalCommission(rate)),
+            _ => None,
+        },
     })
 }
 

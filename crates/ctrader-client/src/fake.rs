@@ -890,6 +890,7 @@ mod tests {
             max_volume: Volume(100_000),
             step_volume: Volume(100),
             schedule: TradingSchedule::always_open(),
+            commission: None,
         }
     }
 

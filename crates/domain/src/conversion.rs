@@ -195,6 +195,24 @@ impl fmt::Display for ConversionRate {
     }
 }
 
+/// Commission charged on each side of a trade as a share of its notional value: millionths with 8
+/// more decimals (cTrader's `preciseTradingCommissionRate` for `USD_PER_MILLION_USD`; exact for a
+/// USD account, an estimate in the deposit currency otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NotionalCommission(pub i64);
+
+impl NotionalCommission {
+    /// The price distance a round trip's commission costs at about `price` (entry and exit each
+    /// pay it; rounded up, so sizing never understates it).
+    pub fn round_trip_distance(self, price: Price) -> Option<Price> {
+        let n = i128::from(price.raw())
+            .checked_mul(i128::from(self.0.max(0)))?
+            .checked_mul(2)?;
+        let d: i128 = 100_000_000_000_000; // 10^6 (per million) × 10^8 (precision)
+        Some(Price(i64::try_from((n + d - 1) / d).ok()?))
+    }
+}
+
 /// A conversion rate and the time of the oldest quote it was computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatedRate {

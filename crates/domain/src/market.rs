@@ -164,6 +164,8 @@ pub struct SymbolSpec {
     pub step_volume: Volume,
     /// When it trades.
     pub schedule: TradingSchedule,
+    /// Commission on each side of a trade, when the broker states it as a share of notional.
+    pub commission: Option<crate::NotionalCommission>,
 }
 
 /// The best bid and ask at an instant, both sides known.

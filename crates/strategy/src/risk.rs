@@ -211,9 +211,15 @@ impl RiskGate {
                     i64::try_from(budget).map_err(|_| overflow())?,
                     equity.digits,
                 );
-                // Whole steps whose stop-loss loss, in deposit currency, stays within the budget.
+                // Whole steps whose loss at the stop, plus the round trip's commission, stays
+                // within the budget in the deposit currency.
+                let costs = match self.spec.commission {
+                    Some(c) => c.round_trip_distance(price).ok_or_else(overflow)?,
+                    None => Price::ZERO,
+                };
+                let at_risk = distance.checked_add(costs).ok_or_else(overflow)?;
                 let step = self.spec.step_volume;
-                let fits = volume_for_loss(budget, distance, rate, step).ok_or_else(overflow)?;
+                let fits = volume_for_loss(budget, at_risk, rate, step).ok_or_else(overflow)?;
                 let max = self.spec.max_volume.round_down_to_step(step);
                 i128::from(fits.min(max).raw())
             }
@@ -329,6 +335,7 @@ mod tests {
             max_volume: Volume(10_000),
             step_volume: Volume(100),
             schedule,
+            commission: None,
         }
     }
 
@@ -449,6 +456,41 @@ mod tests {
                 ConversionRate::IDENTITY
             ),
             Ok(Volume(200))
+        );
+    }
+
+    #[test]
+    fn risk_fraction_budgets_the_round_trip_commission_too() {
+        // 30 per million per side at 4,000: 0.24 MYR a unit for the round trip, so 100 MYR at a
+        // 40 MYR stop affords 100 / 40.24 = 2.48 units -> 2; at a 10 MYR stop 9.94 -> 9, not 10.
+        let mut with_fees = spec(TradingSchedule::always_open());
+        with_fees.commission = Some(domain::NotionalCommission(30 * 100_000_000));
+        let g = RiskGate::new(
+            RiskConfig {
+                sizing: SizingRule::RiskFraction { bps: 100 },
+                ..RiskConfig::default()
+            },
+            with_fees,
+        )
+        .unwrap();
+        let size = |stop| {
+            g.size(
+                &entry(Some(stop), 100),
+                MYR_10K,
+                P4000,
+                ConversionRate::IDENTITY,
+            )
+        };
+        assert_eq!(size(4_000_000), Ok(Volume(200)));
+        assert_eq!(size(1_000_000), Ok(Volume(900)));
+        assert_eq!(
+            gate(SizingRule::RiskFraction { bps: 100 }).size(
+                &entry(Some(1_000_000), 100),
+                MYR_10K,
+                P4000,
+                ConversionRate::IDENTITY
+            ),
+            Ok(Volume(1_000))
         );
     }
 

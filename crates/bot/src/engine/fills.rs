@@ -91,7 +91,8 @@ impl<B: Broker + 'static> Engine<B> {
             self.money.clear_charges();
             // A realized loss counts against the kill switch's limits at once, not at the next bar.
             self.publish_position();
-            return self.observe_equity(self.clock.now()).await;
+            // Broker time, like the bars': the kill switch's UTC day must follow one clock.
+            return self.observe_equity(fill.time).await;
         } else {
             self.event(
                 EventLevel::Info,

@@ -298,7 +298,8 @@ impl<B: Broker + 'static> Engine<B> {
             self.position = None;
             self.publish_position();
             // A realized loss counts against the kill switch's limits at once.
-            return self.observe_equity(self.clock.now()).await;
+            // Broker time, like the bars': the kill switch's UTC day must follow one clock.
+            return self.observe_equity(fill.time).await;
         }
         self.position = Some(position);
         self.publish_position();

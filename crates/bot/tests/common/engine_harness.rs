@@ -45,6 +45,7 @@ pub fn spec() -> SymbolSpec {
         max_volume: Volume(100_000),
         step_volume: Volume(100),
         schedule: TradingSchedule::always_open(),
+        commission: None,
     }
 }
 

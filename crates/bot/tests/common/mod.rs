@@ -86,13 +86,24 @@ impl World {
         faults: FaultPlan,
         start_time: Option<Timestamp>,
     ) -> World {
+        World::start_configured(speed, seed, faults, start_time, |_| {})
+    }
+
+    /// Like [`World::start_at`], with `configure` changing the simulator's settings last.
+    pub fn start_configured(
+        speed: f64,
+        seed: u64,
+        faults: FaultPlan,
+        start_time: Option<Timestamp>,
+        configure: impl FnOnce(&mut SimConfig),
+    ) -> World {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let config = SimConfig {
+        let mut config = SimConfig {
             speed,
             seed,
             market_hours: MarketHours::AlwaysOpen,
@@ -104,6 +115,7 @@ impl World {
             faults,
             ..SimConfig::default()
         };
+        configure(&mut config);
         let sim = rt
             .block_on(async {
                 tokio::time::timeout(Duration::from_secs(60), Simulator::start(config)).await

@@ -116,6 +116,7 @@ pub fn backtest_symbol() -> SymbolSpec {
         max_volume: Volume(i64::MAX / 4),
         step_volume: Volume(1),
         schedule: TradingSchedule::always_open(),
+        commission: None,
     }
 }
 
