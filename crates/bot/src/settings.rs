@@ -83,17 +83,17 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "RISK_PER_TRADE",
         None,
-        "fraction of equity to risk per trade given the stop-loss distance (e.g. 0.01); overrides ORDER_VOLUME",
+        "fraction of equity, in the account's currency, that a stop-loss hit may lose, the round trip's commission included (e.g. 0.01); overrides ORDER_VOLUME",
     ),
     spec(
         "DAILY_LOSS_LIMIT",
         Some("0.03"),
-        "fraction of the day's starting equity whose loss engages the kill switch",
+        "fraction of the day's starting equity (account currency, UTC day by broker time) whose loss engages the kill switch",
     ),
     spec(
         "MAX_DRAWDOWN",
         Some("0.10"),
-        "fraction of peak equity whose loss engages the kill switch",
+        "fraction of peak equity (account currency) whose loss engages the kill switch",
     ),
     spec(
         "SENTIMENT_VETO",
