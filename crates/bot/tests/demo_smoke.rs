@@ -9,6 +9,7 @@
 #[path = "common/http.rs"]
 mod http;
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
