@@ -875,11 +875,7 @@ fn exit_from_deals(
             )
             .ok_or(ReconcileError::Overflow(id))?;
         volume += v;
-        let net = c
-            .gross_profit
-            .checked_add(c.swap)
-            .and_then(|m| m.checked_add(c.commission))
-            .ok_or(ReconcileError::Overflow(id))?;
+        let net = domain::realized_pnl(c).ok_or(ReconcileError::Overflow(id))?;
         pnl = Some(match pnl {
             None => net,
             Some(sum) => sum.checked_add(net).ok_or(ReconcileError::Overflow(id))?,

@@ -399,12 +399,11 @@ impl TradesReport {
                     price: d.price.to_string(),
                     commission: d.commission.to_string(),
                     effect: if d.close.is_some() { "close" } else { "open" }.to_owned(),
-                    net_pnl: d.close.as_ref().and_then(|c| {
-                        c.gross_profit
-                            .checked_add(c.swap)
-                            .and_then(|m| m.checked_add(c.commission))
-                            .map(|m| m.to_string())
-                    }),
+                    net_pnl: d
+                        .close
+                        .as_ref()
+                        .and_then(domain::realized_pnl)
+                        .map(|m| m.to_string()),
                     close_reason: d
                         .close
                         .as_ref()
