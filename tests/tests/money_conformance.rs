@@ -137,7 +137,7 @@ async fn agree(currency: AccountCurrency, money_digits: u32, seed: u64) {
             fx + rng.between(1, 30),
         )
         .unwrap();
-        let side = if rng.next() % 2 == 0 {
+        let side = if rng.next().is_multiple_of(2) {
             Side::Buy
         } else {
             Side::Sell
