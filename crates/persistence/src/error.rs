@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use domain::{ClientOrderId, IntentStatus, PositionId};
 
+use crate::binding::StoreIdentity;
+
 /// A store failure. [`StoreError::is_transient`] tells a retry layer whether trying again can help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,6 +113,54 @@ pub enum StoreError {
     /// A reconciliation plan could not be applied because the store changed under it.
     #[error("reconciliation plan is stale: {0}")]
     StalePlan(String),
+    /// Another process holds the store's lock file: one trading process per store.
+    #[error(
+        "database {path} is in use by {holder} (lock file {lock}); one trading process per store: \
+         stop that process first"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file beside it.
+        lock: PathBuf,
+        /// Who holds it, as its lease says (pid, host, start time, command).
+        holder: String,
+    },
+    /// The store was first used with another broker host, account or environment.
+    #[error(
+        "database {path} belongs to {bound}, not to {offered}: refusing to mix their records; \
+         point DATABASE_URL at another file, or start with --new-store to move this one aside"
+    )]
+    BoundElsewhere {
+        /// The database file.
+        path: PathBuf,
+        /// The identity stored in it.
+        bound: StoreIdentity,
+        /// The identity this start offered.
+        offered: StoreIdentity,
+    },
+    /// A deal id the store already holds arrived with different content: something is wrong
+    /// (another account's history, a broker error), and nothing is overwritten or dropped.
+    #[error(
+        "deal {deal_id} is already stored with different content: stored {stored}; received \
+         {received}; nothing was written, trading stops until a person checks it"
+    )]
+    ConflictingFill {
+        /// The deal id.
+        deal_id: i64,
+        /// The stored row, readable.
+        stored: String,
+        /// The new row, readable.
+        received: String,
+    },
+    /// A backup could not be written where asked.
+    #[error("cannot back up to {path}: {detail}")]
+    BackupTarget {
+        /// The target file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(String),

@@ -7,6 +7,8 @@
 //! database it does not fully understand (foreign, corrupt or newer): it refuses with an error
 //! that names the file.
 
+mod backup;
+mod binding;
 mod error;
 mod memory;
 mod reconcile;
@@ -15,6 +17,8 @@ mod rows;
 mod sqlite;
 mod store;
 
+pub use backup::{CopyReport, inspect_copy};
+pub use binding::{Binding, Lease, StoreIdentity, StoreLock, lock_path};
 pub use error::StoreError;
 pub use memory::MemoryTradeStore;
 pub use reconcile::{
@@ -31,6 +35,6 @@ pub use sqlite::{
     schema_version,
 };
 pub use store::{
-    AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
     StoredIntent, TradeStore,
 };

@@ -13,9 +13,9 @@ use crate::StoreError;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::FillRow;
 use crate::store::{
-    AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
     StoredIntent, TradeStore, check_answer, check_fill, check_new_intent, check_resolution,
-    check_sentiment, next_status,
+    check_same_deal, check_sentiment, next_status,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -97,7 +97,8 @@ impl State {
 
     fn insert_fill(&mut self, f: &Fill) -> Result<FillRecorded, StoreError> {
         let f = FillRow::normalise(f)?;
-        if self.fills.contains_key(&f.deal_id) {
+        if let Some(stored) = self.fills.get(&f.deal_id) {
+            check_same_deal(stored, &f)?;
             return Ok(FillRecorded::AlreadyRecorded);
         }
         if !self.positions.contains_key(&f.position_id) {
@@ -115,7 +116,8 @@ impl State {
         fill: &Fill,
         position: &Position,
     ) -> Result<FillRecorded, StoreError> {
-        if self.fills.contains_key(&fill.deal_id) {
+        if let Some(stored) = self.fills.get(&fill.deal_id) {
+            check_same_deal(stored, &FillRow::normalise(fill)?)?;
             return Ok(FillRecorded::AlreadyRecorded);
         }
         // Validate the fill before touching the position, as the SQL transaction would roll back.
@@ -216,7 +218,9 @@ impl State {
                 )?;
             }
         }
+        let seq = self.audit.last().map_or(1, |a| a.seq + 1);
         self.audit.push(AuditEntry {
+            seq,
             at,
             kind: c.kind().to_owned(),
             subject: c.subject(),
@@ -224,6 +228,7 @@ impl State {
             after: c.after(),
             why: c.why(),
             flagged: c.flagged(),
+            acknowledged_at: None,
         });
         Ok(())
     }
@@ -379,6 +384,45 @@ impl TradeStore for MemoryTradeStore {
             .take(limit)
             .cloned()
             .collect()))
+    }
+
+    fn open_findings(&self) -> StoreFuture<'_, Vec<AuditEntry>> {
+        ready(Ok(self
+            .lock()
+            .audit
+            .iter()
+            .filter(|a| a.needs_acknowledgement())
+            .cloned()
+            .collect()))
+    }
+
+    fn acknowledge<'a>(
+        &'a self,
+        which: Acknowledge<'a>,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Vec<AuditEntry>> {
+        ready(self.transaction(|s| {
+            if let Acknowledge::Rows(seqs) = which {
+                for seq in seqs {
+                    crate::store::check_acknowledgeable(
+                        *seq,
+                        s.audit.iter().find(|a| a.seq == *seq).map(|a| a.flagged),
+                    )?;
+                }
+            }
+            let mut done = Vec::new();
+            for a in &mut s.audit {
+                let named = match which {
+                    Acknowledge::All => true,
+                    Acknowledge::Rows(seqs) => seqs.contains(&a.seq),
+                };
+                if named && a.needs_acknowledgement() {
+                    a.acknowledged_at = Some(at);
+                    done.push(a.clone());
+                }
+            }
+            Ok(done)
+        }))
     }
 
     fn reconciled_until(&self) -> StoreFuture<'_, Option<Timestamp>> {

@@ -20,8 +20,9 @@ use crate::error::open_error;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::{FillRow, IntentRow, PositionRow, SentimentRow, money_parts};
 use crate::store::{
-    AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
-    StoredIntent, TradeStore, check_fill, check_new_intent, check_sentiment, next_status,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    StoredIntent, TradeStore, check_fill, check_new_intent, check_same_deal, check_sentiment,
+    next_status,
 };
 
 /// Where the bot keeps its database unless told otherwise (the caller resolves overrides).
@@ -102,10 +103,12 @@ pub struct DurabilitySettings {
 #[derive(Debug, Clone)]
 pub struct SqliteTradeStore {
     /// One connection: writes are serialised in-process, so no two of ours ever contend.
-    writer: SqlitePool,
+    pub(crate) writer: SqlitePool,
     /// Reads run beside writes (WAL lets readers see the last commit).
-    reader: SqlitePool,
+    pub(crate) reader: SqlitePool,
     path: PathBuf,
+    /// Opened with `read_only`: nothing may be written, not even a checkpoint.
+    read_only: bool,
 }
 
 /// The highest migration version this build carries.
@@ -143,6 +146,10 @@ impl SqliteTradeStore {
             .filename(&path)
             .create_if_missing(!config.read_only)
             .read_only(config.read_only)
+            // Read-only without a write-ahead log beside the file: the file holds everything (a
+            // clean stop checkpoints it), so open it immutable. SQLite then creates no -wal/-shm
+            // files, which it cannot in a folder it may not write and must not in one it may.
+            .immutable(config.read_only && !wal_path(&path).exists())
             .foreign_keys(true)
             .busy_timeout(config.busy_timeout)
             .synchronous(SqliteSynchronous::Full);
@@ -175,6 +182,7 @@ impl SqliteTradeStore {
             writer,
             reader,
             path,
+            read_only: config.read_only,
         };
         if !config.read_only {
             let settings = store.durability().await?;
@@ -228,17 +236,58 @@ impl SqliteTradeStore {
         Ok(v.unwrap_or(0))
     }
 
-    /// Closes every connection (checkpointing the WAL); the store is unusable afterwards.
+    /// Closes every connection; the store is unusable afterwards. A read-write store first
+    /// tries to checkpoint (see [`SqliteTradeStore::shutdown`] to learn whether that worked).
     pub async fn close(&self) {
+        // A failed checkpoint loses nothing: the log stays and is replayed at the next open.
+        let _checkpointed = self.shutdown().await;
+    }
+
+    /// A clean stop: closes every connection, and for a read-write store first checkpoints the
+    /// write-ahead log into the file (see [`SqliteTradeStore::checkpoint`]), so the `.db` file
+    /// alone is complete. A failed checkpoint is returned; the log still holds the data then,
+    /// and SQLite replays it at the next open.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.reader.close().await;
+        let checkpoint = if self.read_only {
+            Ok(())
+        } else {
+            self.checkpoint().await
+        };
         self.writer.close().await;
+        checkpoint
+    }
+
+    /// Copies every committed page from the write-ahead log into the database file and empties
+    /// the log (`wal_checkpoint(TRUNCATE)`). Fails as [`StoreError::Busy`] when a reader of
+    /// another process kept it from finishing.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await?;
+        let busy: i64 = row.try_get(0)?;
+        if busy != 0 {
+            return Err(StoreError::Busy(format!(
+                "{}: another process is reading; the write-ahead log could not be emptied",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// A write transaction that takes the write lock at once, so the busy timeout applies to it
     /// (a deferred transaction upgrading to a writer would fail with SQLITE_BUSY instead).
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// The write-ahead log beside a database file: `{file}-wal`.
+pub(crate) fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 /// Whether the file exists; refuses anything that is not an SQLite file without writing to it.
@@ -303,9 +352,7 @@ async fn precheck(config: &SqliteStoreConfig) -> Result<(), StoreError> {
     // Without a write-ahead log beside it the file holds everything: open it as immutable, so
     // SQLite creates no -wal/-shm files next to a file we may be about to refuse. With a log
     // (left by a crash), a read-only open uses the existing files and creates nothing either.
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let has_wal = Path::new(&wal).exists();
+    let has_wal = wal_path(path).exists();
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
@@ -440,6 +487,27 @@ macro_rules! position_columns {
     };
 }
 
+macro_rules! audit_columns {
+    () => {
+        "seq, at, kind, subject, before, after, why, flagged, acknowledged_at"
+    };
+}
+
+/// An audit row read with [`audit_columns`].
+fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: r.try_get("seq")?,
+        at: Timestamp(r.try_get("at")?),
+        kind: r.try_get("kind")?,
+        subject: r.try_get("subject")?,
+        before: r.try_get("before")?,
+        after: r.try_get("after")?,
+        why: r.try_get("why")?,
+        flagged: r.try_get("flagged")?,
+        acknowledged_at: r.try_get::<Option<i64>, _>("acknowledged_at")?.map(Timestamp),
+    })
+}
+
 macro_rules! fill_columns {
     () => {
         "deal_id, order_id, position_id, client_order_id, symbol_id, side, \
@@ -526,8 +594,13 @@ async fn upsert_position(conn: &mut SqliteConnection, p: &Position) -> Result<()
     Ok(())
 }
 
-/// Inserts a fill unless its deal id is known; `AlreadyRecorded` writes nothing.
+/// Inserts a fill unless its deal id is known; `AlreadyRecorded` writes nothing. A known deal
+/// id with other content is [`StoreError::ConflictingFill`]: never dropped silently.
 async fn insert_fill(conn: &mut SqliteConnection, f: &Fill) -> Result<FillRecorded, StoreError> {
+    if let Some(stored) = stored_fill(conn, f.deal_id).await? {
+        check_same_deal(&stored, f)?;
+        return Ok(FillRecorded::AlreadyRecorded);
+    }
     let row = FillRow::from_domain(f)?;
     let done = sqlx::query(concat!(
         "INSERT INTO fills (",
@@ -573,12 +646,20 @@ async fn insert_fill(conn: &mut SqliteConnection, f: &Fill) -> Result<FillRecord
     })
 }
 
-async fn fill_known(conn: &mut SqliteConnection, deal_id: i64) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT deal_id FROM fills WHERE deal_id = ?")
-        .bind(deal_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(found.is_some())
+/// The stored fill with this deal id, if any.
+async fn stored_fill(
+    conn: &mut SqliteConnection,
+    deal_id: i64,
+) -> Result<Option<Fill>, StoreError> {
+    let row: Option<FillRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        fill_columns!(),
+        " FROM fills WHERE deal_id = ?"
+    ))
+    .bind(deal_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(FillRow::into_domain).transpose()
 }
 
 /// Records a fill and the position it leaves, unless the deal is known.
@@ -587,7 +668,8 @@ async fn record_fill_tx(
     fill: &Fill,
     position: &Position,
 ) -> Result<FillRecorded, StoreError> {
-    if fill_known(conn, fill.deal_id).await? {
+    if let Some(stored) = stored_fill(conn, fill.deal_id).await? {
+        check_same_deal(&stored, fill)?;
         return Ok(FillRecorded::AlreadyRecorded);
     }
     // The position first: a fill must name a stored position (foreign key).
@@ -930,26 +1012,77 @@ impl TradeStore for SqliteTradeStore {
     fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>> {
         Box::pin(async move {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = sqlx::query(
-                "SELECT at, kind, subject, before, after, why, flagged FROM reconcile_audit \
-                 ORDER BY seq DESC LIMIT ?",
-            )
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM reconcile_audit ORDER BY seq DESC LIMIT ?"
+            ))
             .bind(limit)
             .fetch_all(&self.reader)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(AuditEntry {
-                        at: Timestamp(r.try_get("at")?),
-                        kind: r.try_get("kind")?,
-                        subject: r.try_get("subject")?,
-                        before: r.try_get("before")?,
-                        after: r.try_get("after")?,
-                        why: r.try_get("why")?,
-                        flagged: r.try_get("flagged")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(audit_from_row).collect()
+        })
+    }
+
+    fn open_findings(&self) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM reconcile_audit WHERE flagged = 1 AND acknowledged_at IS NULL ORDER BY seq"
+            ))
+            .fetch_all(&self.reader)
+            .await?;
+            rows.iter().map(audit_from_row).collect()
+        })
+    }
+
+    fn acknowledge<'a>(
+        &'a self,
+        which: Acknowledge<'a>,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let mut tx = self.begin().await?;
+            let seqs: Vec<i64> = match which {
+                Acknowledge::All => sqlx::query_scalar(
+                    "SELECT seq FROM reconcile_audit \
+                     WHERE flagged = 1 AND acknowledged_at IS NULL ORDER BY seq",
+                )
+                .fetch_all(&mut *tx)
+                .await?,
+                Acknowledge::Rows(seqs) => {
+                    let mut open = Vec::new();
+                    for seq in seqs {
+                        let row: Option<(bool, Option<i64>)> = sqlx::query_as(
+                            "SELECT flagged, acknowledged_at FROM reconcile_audit WHERE seq = ?",
+                        )
+                        .bind(seq)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        crate::store::check_acknowledgeable(*seq, row.map(|(f, _)| f))?;
+                        if matches!(row, Some((true, None))) && !open.contains(seq) {
+                            open.push(*seq);
+                        }
+                    }
+                    open.sort_unstable();
+                    open
+                }
+            };
+            let mut done = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let row = sqlx::query(concat!(
+                    "UPDATE reconcile_audit SET acknowledged_at = ? WHERE seq = ? RETURNING ",
+                    audit_columns!()
+                ))
+                .bind(at.0)
+                .bind(seq)
+                .fetch_one(&mut *tx)
+                .await?;
+                done.push(audit_from_row(&row)?);
+            }
+            tx.commit().await?;
+            Ok(done)
         })
     }
 

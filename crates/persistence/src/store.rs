@@ -138,6 +138,8 @@ pub struct PositionQuery {
 /// One row of the reconciliation audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// The row's number (1, 2, ...): what `palm-oil-bot acknowledge` names.
+    pub seq: i64,
     /// When the correction was applied.
     pub at: Timestamp,
     /// What kind of correction (e.g. `sync_position`, `close_position`, `resolve_intent`).
@@ -152,6 +154,34 @@ pub struct AuditEntry {
     pub why: String,
     /// True when a person should look at it (e.g. a position closed for an unknown reason).
     pub flagged: bool,
+    /// When an operator said a flagged row was checked; trading stays off until then.
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+impl AuditEntry {
+    /// True for a flagged row no operator has acknowledged yet.
+    pub fn needs_acknowledgement(&self) -> bool {
+        self.flagged && self.acknowledged_at.is_none()
+    }
+}
+
+impl std::fmt::Display for AuditEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "#{} {} {} {}: {} -> {} ({})",
+            self.seq, self.at, self.kind, self.subject, self.before, self.after, self.why
+        )
+    }
+}
+
+/// Which flagged findings an operator acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledge<'a> {
+    /// Every flagged finding not acknowledged yet.
+    All,
+    /// These audit rows (by [`AuditEntry::seq`]); each must be flagged.
+    Rows(&'a [i64]),
 }
 
 /// Durable trading records. Implementations: [`crate::SqliteTradeStore`] (production) and
@@ -207,6 +237,19 @@ pub trait TradeStore: Send + Sync + std::fmt::Debug {
     /// The latest `limit` audit rows, newest first.
     fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
 
+    /// Flagged audit rows no operator has acknowledged, oldest first. While there is one,
+    /// trading stays off (see the bot's reconciliation gate).
+    fn open_findings(&self) -> StoreFuture<'_, Vec<AuditEntry>>;
+
+    /// Records that an operator checked flagged findings; returns the rows acknowledged now
+    /// (already acknowledged ones are left as they were). Naming a row that does not exist or
+    /// is not flagged is [`StoreError::InvalidRecord`], and then nothing is written.
+    fn acknowledge<'a>(
+        &'a self,
+        which: Acknowledge<'a>,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Vec<AuditEntry>>;
+
     /// The time of the newest broker deal reconciliation has seen; the next deal list request
     /// starts here (see [`crate::deal_history_start`]).
     fn reconciled_until(&self) -> StoreFuture<'_, Option<Timestamp>>;
@@ -244,6 +287,66 @@ pub(crate) fn check_fill(fill: &Fill, position: &Position) -> Result<(), StoreEr
         )));
     }
     Ok(())
+}
+
+/// Checks that a deal arriving again is the deal already stored: the facts a deal cannot change
+/// (order, position, symbol, side, volume, price, time, and our client order id when both name
+/// one) must agree. Anything else means the id belongs to another deal (another account's
+/// history reused, a broker fault): [`StoreError::ConflictingFill`] with both rows.
+pub(crate) fn check_same_deal(stored: &Fill, received: &Fill) -> Result<(), StoreError> {
+    let same = stored.deal_id == received.deal_id
+        && stored.order_id == received.order_id
+        && stored.position_id == received.position_id
+        && stored.symbol == received.symbol
+        && stored.side == received.side
+        && stored.volume == received.volume
+        && stored.price == received.price
+        && stored.time == received.time
+        && match (&stored.client_order_id, &received.client_order_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+    if same {
+        Ok(())
+    } else {
+        Err(StoreError::ConflictingFill {
+            deal_id: received.deal_id,
+            stored: describe_fill(stored),
+            received: describe_fill(received),
+        })
+    }
+}
+
+/// A fill as one readable line, for logs and errors.
+pub(crate) fn describe_fill(f: &Fill) -> String {
+    format!(
+        "[deal {} order {} position {} symbol {} {} volume {} at {} on {}{}]",
+        f.deal_id,
+        f.order_id,
+        f.position_id,
+        f.symbol.0,
+        f.side.as_str(),
+        f.volume,
+        f.price,
+        f.time,
+        f.client_order_id
+            .as_ref()
+            .map(|c| format!(" client order {c}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Checks an operator may acknowledge audit row `seq` (`flagged` is `None` when there is none).
+pub(crate) fn check_acknowledgeable(seq: i64, flagged: Option<bool>) -> Result<(), StoreError> {
+    match flagged {
+        Some(true) => Ok(()),
+        Some(false) => Err(StoreError::InvalidRecord(format!(
+            "audit row #{seq} is not a finding to check by hand; nothing was acknowledged"
+        ))),
+        None => Err(StoreError::InvalidRecord(format!(
+            "there is no audit row #{seq}; nothing was acknowledged"
+        ))),
+    }
 }
 
 /// Checks a new intent.
