@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod sentiment_setup;
 pub mod settings;
+pub mod store;
 pub mod strategy_setup;

@@ -41,6 +41,10 @@ enum Command {
     Positions(commands::positions::PositionsArgs),
     /// List the stored fills, newest first (read-only; safe while the bot runs).
     Trades(commands::trades::TradesArgs),
+    /// Write a consistent, checked copy of the database to FILE (safe while the bot runs).
+    Backup(commands::backup::BackupArgs),
+    /// List the reconciliation findings to check by hand, or acknowledge them so trading resumes.
+    Acknowledge(commands::acknowledge::AcknowledgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +59,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => commands::reconcile::run(cli.config.as_deref(), &args),
         Command::Positions(args) => commands::positions::run(cli.config.as_deref(), &args),
         Command::Trades(args) => commands::trades::run(cli.config.as_deref(), &args),
+        Command::Backup(args) => commands::backup::run(cli.config.as_deref(), &args),
+        Command::Acknowledge(args) => commands::acknowledge::run(cli.config.as_deref(), &args),
     }
 }

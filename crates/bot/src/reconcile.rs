@@ -3,7 +3,9 @@
 
 use ctrader_client::{Broker, BrokerError};
 use domain::{BrokerSnapshot, Clock, Timestamp};
-use persistence::{ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore};
+use persistence::{
+    AuditEntry, ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore,
+};
 
 /// How far back the deal history goes when the store has no watermark and nothing open: a fresh
 /// database has nothing to learn from older deals.
@@ -25,10 +27,50 @@ pub enum ReconcileFailure {
     /// The broker's view and ours could not be matched safely.
     #[error("reconciliation failed: {0}")]
     Plan(#[from] ReconcileError),
+    /// Findings flagged "check it by hand" wait for an operator: trading stays off until each
+    /// is acknowledged (`palm-oil-bot acknowledge`).
+    #[error(
+        "{} reconciliation finding(s) must be checked by hand before trading: {}; compare each with the broker, then run `palm-oil-bot acknowledge --all` (or `acknowledge N`)",
+        .0.len(),
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Unacknowledged(Vec<AuditEntry>),
 }
 
-/// Runs one reconciliation; `apply == false` plans only (nothing is written).
+/// Reconciliation as trading needs it: refused while the store holds a flagged finding no
+/// operator acknowledged (checked before asking the broker, so waiting costs no request), then
+/// [`reconcile_and_report`], then the same check again for the findings it just recorded. A dry
+/// run (`apply == false`) sends no order, so it is not gated.
 pub async fn reconcile<B: Broker>(
+    broker: &B,
+    store: &dyn TradeStore,
+    clock: &dyn Clock,
+    label_prefix: &str,
+    apply: bool,
+) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
+    if apply {
+        require_acknowledged(store).await?;
+    }
+    let done = reconcile_and_report(broker, store, clock, label_prefix, apply).await?;
+    if apply {
+        require_acknowledged(store).await?;
+    }
+    Ok(done)
+}
+
+/// Fails with [`ReconcileFailure::Unacknowledged`] while a flagged finding waits for a person.
+pub async fn require_acknowledged(store: &dyn TradeStore) -> Result<(), ReconcileFailure> {
+    let open = store.open_findings().await?;
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(ReconcileFailure::Unacknowledged(open))
+    }
+}
+
+/// Runs one reconciliation; `apply == false` plans only (nothing is written). Does not look at
+/// earlier findings: `palm-oil-bot reconcile` reports, [`reconcile`] gates trading.
+pub async fn reconcile_and_report<B: Broker>(
     broker: &B,
     store: &dyn TradeStore,
     clock: &dyn Clock,

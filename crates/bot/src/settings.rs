@@ -132,8 +132,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     spec(
         "DATABASE_URL",
-        Some("sqlite://./data/palm-oil-bot.db"),
-        "SQLite database file",
+        Some("sqlite://./data/palm-oil-bot-{env}-{account}.db"),
+        "SQLite database file; {env} (demo or live) and {account} (CTRADER_ACCOUNT_ID) are filled in, so environments and accounts never share a store",
     ),
     spec(
         "BIND_ADDRESS",

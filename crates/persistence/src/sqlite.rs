@@ -25,7 +25,8 @@ use crate::store::{
     next_status,
 };
 
-/// Where the bot keeps its database unless told otherwise (the caller resolves overrides).
+/// Where a store opened without a path goes (the bot's own default names the environment and
+/// account, and is resolved by the bot).
 pub const DEFAULT_DATABASE_PATH: &str = "./data/palm-oil-bot.db";
 
 /// The schema migrations this build carries, embedded at compile time.
@@ -44,7 +45,9 @@ pub struct SqliteStoreConfig {
     /// How long a write waits for another process's lock before failing as [`StoreError::Busy`].
     pub busy_timeout: Duration,
     /// Open without writing anything (for `positions`/`trades` while the bot runs): no
-    /// migration, and every write fails with [`StoreError::ReadOnly`].
+    /// migration, and every write fails with [`StoreError::ReadOnly`]. With no write-ahead log
+    /// beside the file it is opened immutable: no `-wal`/`-shm` file is created, so a file in a
+    /// folder this process may not write can still be read.
     pub read_only: bool,
     /// Hard cap on the file size; writes past it fail with [`StoreError::DiskFull`].
     pub max_size_bytes: Option<u64>,

@@ -11,7 +11,9 @@ use domain::{Clock, Timeframe};
 use tokio::sync::watch;
 
 use crate::commands::check_config::load_settings;
-use crate::commands::run::{open_store, parse_duration};
+use crate::commands::run::{close_store, parse_duration};
+use crate::store::{LockedStore, StoreRequest};
+use persistence::StoreIdentity;
 use crate::config::Config;
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, ScaledClock};
 use crate::sentiment_setup::{SentimentSecrets, build_service, replay_service};
@@ -85,11 +87,25 @@ fn fresh_demo_database(data_dir: &std::path::Path) -> Result<(), String> {
 }
 
 async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
+    let credentials = SimCredentials::default();
+    let request = StoreRequest {
+        url: &config.database_url,
+        identity: StoreIdentity::new("localhost", credentials.account_id, false),
+        command: "demo",
+        new_store: false,
+    };
+    // The lock first: a second demo on the same folder must not empty the running one's file.
+    let locked = match LockedStore::lock(&request, &domain::SystemClock) {
+        Ok(locked) => locked,
+        Err(e) => {
+            tracing::error!("{e}");
+            return e.exit_code();
+        }
+    };
     if let Err(e) = fresh_demo_database(&args.data_dir) {
         tracing::error!("{e}");
         return EXIT_RUNTIME;
     }
-    let credentials = SimCredentials::default();
     let sim_config = SimConfig {
         certificates: CertificateSource::Directory(args.data_dir.join("demo-certs")),
         speed: args.speed,
@@ -110,9 +126,18 @@ async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
         return EXIT_RUNTIME;
     };
     let clock: Arc<dyn Clock> = Arc::new(ScaledClock::new(sim.sim_time(), args.speed));
+    let held = match locked.open(&request, clock.as_ref()).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!("{e}");
+            sim.shutdown().await;
+            return e.exit_code();
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
     let code = trade_against(
+        held.shared(),
         &config,
         &secrets,
         &credentials,
@@ -122,11 +147,14 @@ async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
         stop_rx,
     )
     .await;
+    let code = close_store(held, code).await;
     sim.shutdown().await;
     code
 }
 
+#[allow(clippy::too_many_arguments)] // the demo session's collaborators, each distinct
 async fn trade_against(
+    store: Arc<dyn persistence::TradeStore>,
     config: &Config,
     secrets: &SentimentSecrets,
     credentials: &SimCredentials,
@@ -135,13 +163,6 @@ async fn trade_against(
     clock: Arc<dyn Clock>,
     stop_rx: watch::Receiver<bool>,
 ) -> u8 {
-    let store = match open_store(&config.database_url).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("{e}");
-            return runtime::EXIT_REFUSED;
-        }
-    };
     let (obs, http) =
         match runtime::start_observability(config, clock.clone(), stop_rx.clone()).await {
             Ok(started) => started,

@@ -1,6 +1,8 @@
 //! One module per `palm-oil-bot` command; `main.rs` only parses and dispatches.
 
+pub mod acknowledge;
 pub mod backtest;
+pub mod backup;
 pub mod check_config;
 pub mod demo;
 pub mod positions;

@@ -55,7 +55,9 @@ pub enum StoreAccessError {
     Refused(StoreError),
 }
 
-/// Opens the store named by `url` read-only, without creating or migrating anything.
+/// Opens the store named by `url` read-only, without creating or migrating anything: it works
+/// on a file this process may not write, and creates no `-wal`/`-shm` file beside one that has
+/// no write-ahead log (it is opened immutable then; see `persistence::SqliteStoreConfig`).
 pub async fn open_read_only(url: &str) -> Result<SqliteTradeStore, StoreAccessError> {
     let mut config = SqliteStoreConfig::from_url(url).map_err(StoreAccessError::BadUrl)?;
     if !config.path.exists() {
@@ -77,7 +79,7 @@ pub const fn access_exit_code(error: &StoreAccessError) -> u8 {
 }
 
 /// Loads the settings and runs `read` against the read-only store on a small runtime; prints
-/// what it returns. Shared by `positions` and `trades`.
+/// what it returns. Shared by `positions`, `trades` and `backup`.
 #[allow(clippy::print_stdout, clippy::print_stderr)] // listing the store is the command's output
 pub fn print_from_store<F>(config_path: Option<&Path>, read: F) -> ExitCode
 where
@@ -94,14 +96,23 @@ where
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    let url = match crate::store::database_file_url(&config) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("DATABASE_URL: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let outcome = tokio.block_on(async {
-        let store = match open_read_only(&config.database_url).await {
+        let store = match open_read_only(&url).await {
             Ok(store) => store,
             Err(e) => return Err((access_exit_code(&e), e.to_string())),
         };
-        read(&store)
+        let result = read(&store)
             .await
-            .map_err(|e| (EXIT_RUNTIME, format!("cannot read the store: {e}")))
+            .map_err(|e| (EXIT_RUNTIME, format!("cannot read the store: {e}")));
+        store.close().await;
+        result
     });
     match outcome {
         Ok(text) => {

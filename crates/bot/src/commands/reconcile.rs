@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use ctrader_client::{BrokerError, CTraderClient, CTraderConfig};
 use domain::{Clock, SystemClock};
-use persistence::{MemoryTradeStore, ReconcileReport, TradeStore};
+use persistence::{AuditEntry, MemoryTradeStore, ReconcileReport, StoreIdentity, TradeStore};
 
 use crate::commands::positions::{StoreAccessError, open_read_only};
-use crate::commands::run::{TradingSetup, broker_config, open_store, prepare_trading};
-use crate::config::Config;
-use crate::reconcile::reconcile;
+use crate::commands::run::{TradingSetup, broker_config, prepare_trading, store_identity};
+use crate::config::{Config, TradingEnv};
+use crate::reconcile::reconcile_and_report;
+use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
 use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
 
 /// Options of `reconcile`.
@@ -63,12 +64,22 @@ pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     let broker = broker_config(&config, &credentials);
+    let identity = store_identity(&config, &credentials, config.broker.env == TradingEnv::Live);
     let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::OneShot) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match tokio.block_on(reconcile_once(&config, broker, args.dry_run)) {
-        Ok(report) => {
+    match tokio.block_on(reconcile_once(&config, broker, identity, args.dry_run)) {
+        Ok((report, open)) => {
+            if !open.is_empty() {
+                eprintln!(
+                    "{} finding(s) to check by hand keep trading off until acknowledged (`palm-oil-bot acknowledge`):",
+                    open.len()
+                );
+                for finding in &open {
+                    eprintln!("  {finding}");
+                }
+            }
             let text = if args.json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(json) => format!("{json}\n"),
@@ -93,16 +104,37 @@ pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
 async fn reconcile_once(
     config: &Config,
     broker: CTraderConfig,
+    identity: StoreIdentity,
+    dry_run: bool,
+) -> Result<(ReconcileReport, Vec<AuditEntry>), Failure> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, held) = store_for(config, identity, clock.as_ref(), dry_run).await?;
+    let outcome = reconcile_with(config, broker, store.as_ref(), &clock, dry_run).await;
+    let open = match &outcome {
+        Ok(_) => store.open_findings().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    if let Some(held) = held {
+        if let Err(e) = held.close().await {
+            tracing::warn!("the store did not close cleanly: {e}");
+        }
+    }
+    outcome.map(|report| (report, open))
+}
+
+async fn reconcile_with(
+    config: &Config,
+    broker: CTraderConfig,
+    store: &dyn TradeStore,
+    clock: &Arc<dyn Clock>,
     dry_run: bool,
 ) -> Result<ReconcileReport, Failure> {
-    let store = store_for(config, dry_run).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let client = CTraderClient::connect_with_clock(broker, clock.clone())
         .await
         .map_err(|e| broker_failure(&e))?;
-    let outcome = reconcile(
+    let outcome = reconcile_and_report(
         &client,
-        store.as_ref(),
+        store,
         clock.as_ref(),
         &config.label_prefix,
         !dry_run,
@@ -115,22 +147,46 @@ async fn reconcile_once(
     }
 }
 
-/// The store to reconcile against. A dry run opens it read-only (nothing can be written, and
-/// it is safe beside a running bot); with no database yet it plans against an empty store.
-async fn store_for(config: &Config, dry_run: bool) -> Result<Arc<dyn TradeStore>, Failure> {
+/// The store to reconcile against. Applying takes the store as `run` does (its lock, bound to
+/// this account), so it is refused beside a running bot. A dry run opens it read-only (nothing
+/// can be written, and it is safe beside a running bot), refuses a store bound to another
+/// account, and with no database yet plans against an empty store.
+async fn store_for(
+    config: &Config,
+    identity: StoreIdentity,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<(Arc<dyn TradeStore>, Option<TradingStore>), Failure> {
     if !dry_run {
-        return open_store(&config.database_url)
-            .await
-            .map_err(Failure::Refused);
+        let request = StoreRequest {
+            url: &config.database_url,
+            identity,
+            command: "reconcile",
+            new_store: false,
+        };
+        return match open_trading_store(&request, clock).await {
+            Ok(held) => Ok((held.shared(), Some(held))),
+            Err(e @ StoreRefusal::Setting(_)) => Err(Failure::Config(e.to_string())),
+            Err(e) => Err(Failure::Refused(e.to_string())),
+        };
     }
-    match open_read_only(&config.database_url).await {
-        Ok(store) => Ok(Arc::new(store)),
+    let url = database_url(&config.database_url, identity.live, Some(identity.account_id))
+        .map_err(|e| Failure::Config(format!("DATABASE_URL: {e}")))?;
+    match open_read_only(&url).await {
+        Ok(store) => match store.identity().await {
+            Ok(Some(bound)) if bound != identity => Err(Failure::Refused(format!(
+                "database {} belongs to {bound}, not to {identity}",
+                store.path().display()
+            ))),
+            Ok(_) => Ok((Arc::new(store), None)),
+            Err(e) => Err(Failure::Refused(format!("cannot read the store: {e}"))),
+        },
         Err(StoreAccessError::Missing(path)) => {
             tracing::warn!(
                 "no database at {}: planning against an empty store",
                 path.display()
             );
-            Ok(Arc::new(MemoryTradeStore::new()))
+            Ok((Arc::new(MemoryTradeStore::new()), None))
         }
         Err(e @ StoreAccessError::BadUrl(_)) => Err(Failure::Config(e.to_string())),
         Err(e) => Err(Failure::Refused(e.to_string())),

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use ctrader_client::{CTraderConfig, Credentials, ExtraCa};
 use domain::{Clock, SystemClock};
-use persistence::{SqliteStoreConfig, SqliteTradeStore, TradeStore};
+use persistence::{StoreIdentity, TradeStore};
 use tokio::sync::watch;
 
 use crate::allowlist::NetworkAllowList;
 use crate::commands::check_config::load_settings;
 use crate::config::{BrokerCredentials, Config, TradingEnv};
-use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
+use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::sentiment_setup::{SentimentSecrets, build_service};
+use crate::store::{StoreRequest, TradingStore, open_trading_store};
 
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +32,11 @@ pub struct RunArgs {
     /// Release an engaged kill switch at start-up (an operator's decision; it is logged).
     #[arg(long)]
     pub reset_kill_switch: bool,
+    /// When the database belongs to another account, host or environment: move it aside
+    /// (renamed `{file}.{UTC time}Z.bak`, nothing deleted) and start a fresh store. Without a
+    /// mismatch it changes nothing.
+    #[arg(long)]
+    pub new_store: bool,
 }
 
 /// Parses `90s`, `30m`, `2h` or a number of seconds.
@@ -145,6 +151,7 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let broker = broker_config(&config, &credentials);
+    let identity = store_identity(&config, &credentials, config.broker.env == TradingEnv::Live);
     let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::Service) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -152,11 +159,22 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
     let code = tokio.block_on(session(
         config,
         broker,
+        identity,
         sentiment_secrets,
         allow,
         args.clone(),
     ));
     ExitCode::from(code)
+}
+
+/// Who trades, as the store is bound to it: the broker host, the account, and whether it is live
+/// (`live` is what the caller established: the broker's word, or `CTRADER_ENV`).
+pub fn store_identity(
+    config: &Config,
+    credentials: &BrokerCredentials,
+    live: bool,
+) -> StoreIdentity {
+    StoreIdentity::new(&config.broker.host, credentials.account_id, live)
 }
 
 /// The cTrader client's configuration from the settings and credentials.
@@ -179,20 +197,52 @@ pub fn broker_config(config: &Config, credentials: &BrokerCredentials) -> CTrade
 async fn session(
     config: Config,
     broker: CTraderConfig,
+    identity: StoreIdentity,
     secrets: SentimentSecrets,
     allow: NetworkAllowList,
     args: RunArgs,
 ) -> u8 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    runtime::spawn_signal_watch(stop_tx, args.duration);
-    let store: Arc<dyn TradeStore> = match open_store(&config.database_url).await {
-        Ok(s) => s,
+    let request = StoreRequest {
+        url: &config.database_url,
+        identity,
+        command: "run",
+        new_store: args.new_store,
+    };
+    let held = match open_trading_store(&request, clock.as_ref()).await {
+        Ok(held) => held,
         Err(e) => {
             tracing::error!("{e}");
-            return EXIT_REFUSED;
+            return e.exit_code();
         }
     };
+    let code = trade_session(&config, broker, held.shared(), clock, secrets, &allow, &args).await;
+    close_store(held, code).await
+}
+
+/// A clean stop of the store: the lease released, the write-ahead log checkpointed into the
+/// file. A failure is logged and turns a clean exit into a runtime failure (exit 1).
+pub async fn close_store(held: TradingStore, code: u8) -> u8 {
+    match held.close().await {
+        Ok(()) => code,
+        Err(e) => {
+            tracing::error!("the store did not close cleanly: {e}");
+            if code == EXIT_OK { EXIT_RUNTIME } else { code }
+        }
+    }
+}
+
+async fn trade_session(
+    config: &Config,
+    broker: CTraderConfig,
+    store: Arc<dyn TradeStore>,
+    clock: Arc<dyn Clock>,
+    secrets: SentimentSecrets,
+    allow: &NetworkAllowList,
+    args: &RunArgs,
+) -> u8 {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    runtime::spawn_signal_watch(stop_tx, args.duration);
     let (obs, addr) =
         match runtime::start_observability(&config, clock.clone(), stop_rx.clone()).await {
             Ok(started) => started,
@@ -203,7 +253,7 @@ async fn session(
         };
     tracing::info!("metrics, health and dashboard on http://{addr}/");
     let (sent_tx, sent_rx) = watch::channel(None);
-    match build_service(&config, &secrets, &allow, clock.clone()) {
+    match build_service(&config, &secrets, allow, clock.clone()) {
         Ok((service, skipped)) => {
             for s in skipped {
                 tracing::warn!("sentiment source {} skipped: {}", s.source, s.reason);
@@ -235,15 +285,6 @@ async fn session(
             e.exit_code()
         }
     }
-}
-
-/// Opens the SQLite store named by `DATABASE_URL`; refuses foreign, corrupt or newer files.
-pub async fn open_store(url: &str) -> Result<Arc<dyn TradeStore>, String> {
-    let config = SqliteStoreConfig::from_url(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-    let store = SqliteTradeStore::open(config)
-        .await
-        .map_err(|e| format!("cannot open the store: {e}"))?;
-    Ok(Arc::new(store))
 }
 
 #[cfg(test)]
