@@ -158,6 +158,25 @@ fn demo_serves_health_metrics_and_status_trades_and_stops_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(250));
     };
+    // A second demo on the same folder is refused, naming the first, and empties nothing.
+    let second = Command::new(BIN)
+        .env_clear()
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .current_dir(dir.path())
+        .args(["demo", "--duration", "5s", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the second demo runs");
+    let second_err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{second_err}");
+    assert!(
+        second_err.contains(&format!("palm-oil-bot demo (pid {}", demo.0.id()))
+            && second_err.contains("demo.db.lock"),
+        "the refusal names the holder: {second_err}"
+    );
+
     let (_, status) = get(port, "/api/status").expect("/api/status answers");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(
@@ -195,6 +214,31 @@ fn demo_serves_health_metrics_and_status_trades_and_stops_cleanly() {
         "it says where to look: {stderr}"
     );
     assert!(!stdout.contains("panicked"), "{stdout}");
+
+    // A clean stop checkpointed the log: the .db file alone, copied elsewhere, holds it all.
+    let wal = data.join("demo.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+        "the write-ahead log is empty after a clean stop"
+    );
+    let copy_dir = dir.path().join("copy");
+    std::fs::create_dir(&copy_dir).unwrap();
+    std::fs::copy(data.join("demo.db"), copy_dir.join("demo.db")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let copy = rt
+        .block_on(persistence::inspect_copy(&copy_dir.join("demo.db")))
+        .unwrap();
+    assert_eq!(copy.integrity, "ok");
+    for table in ["fills", "positions", "order_intents", "store_identity"] {
+        assert!(
+            copy.rows(table).is_some_and(|n| n >= 1),
+            "{table} in the copied file: {copy:?}"
+        );
+    }
+    drop(rt);
 
     // What it traded is in its database.
     let (rt, store) = open_store(&data.join("demo.db"));

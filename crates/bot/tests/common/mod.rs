@@ -63,6 +63,8 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
     pub ca: PathBuf,
+    /// The simulator's credentials (and account), which the bot is given.
+    pub creds: SimCredentials,
 }
 
 impl World {
@@ -87,6 +89,17 @@ impl World {
         start_time: Option<Timestamp>,
     ) -> World {
         World::start_configured(speed, seed, faults, start_time, |_| {})
+    }
+
+    /// Like [`World::start_at`], with the simulator serving the account of `creds`.
+    pub fn start_with(
+        speed: f64,
+        seed: u64,
+        faults: FaultPlan,
+        start_time: Option<Timestamp>,
+        creds: SimCredentials,
+    ) -> World {
+        World::start_configured(speed, seed, faults, start_time, |c| c.credentials = creds)
     }
 
     /// Like [`World::start_at`], with `configure` changing the simulator's settings last.
@@ -116,6 +129,7 @@ impl World {
             ..SimConfig::default()
         };
         configure(&mut config);
+        let creds = config.credentials.clone();
         let sim = rt
             .block_on(async {
                 tokio::time::timeout(Duration::from_secs(60), Simulator::start(config)).await
@@ -130,13 +144,14 @@ impl World {
             dir,
             db,
             ca,
+            creds,
         }
     }
 
     /// The environment of a bot trading this simulator fast: M1 bars, a 2-bar RSI with close
     /// levels so it trades often, tight protection, no sentiment source, no risk stop.
     pub fn bot_env(&self) -> Vec<(String, String)> {
-        let creds = SimCredentials::default();
+        let creds = self.creds.clone();
         let pairs: Vec<(&str, String)> = vec![
             ("CTRADER_CLIENT_ID", creds.client_id.clone()),
             (
@@ -530,6 +545,23 @@ impl Bot {
             .expect("kill runs");
         assert!(status.success(), "SIGTERM could not be sent");
         self.wait_exit(timeout)
+    }
+
+    /// The exit status if the process ends within `timeout`; `None` (still running) otherwise.
+    pub fn wait_exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.status.is_some() {
+                return self.status;
+            }
+            if self.child.try_wait().expect("the bot can be waited for").is_some() {
+                return Some(self.wait_exit(Duration::from_secs(1)));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits for the process to end on its own; fails the test after `timeout`.
