@@ -27,8 +27,8 @@ pub enum ReconcileFailure {
     /// The broker's view and ours could not be matched safely.
     #[error("reconciliation failed: {0}")]
     Plan(#[from] ReconcileError),
-    /// Findings flagged "check it by hand" wait for an operator: trading stays off until each
-    /// is acknowledged (`palm-oil-bot acknowledge`).
+    /// Findings to "check it by hand" wait for an operator: trading stays off until each is
+    /// acknowledged (`palm-oil-bot acknowledge`).
     #[error(
         "{} reconciliation finding(s) must be checked by hand before trading: {}; compare each with the broker, then run `palm-oil-bot acknowledge --all` (or `acknowledge N`)",
         .0.len(),
@@ -37,8 +37,8 @@ pub enum ReconcileFailure {
     Unacknowledged(Vec<AuditEntry>),
 }
 
-/// Reconciliation as trading needs it: refused while the store holds a flagged finding no
-/// operator acknowledged (checked before asking the broker, so waiting costs no request), then
+/// Reconciliation as trading needs it: refused while the store holds a finding to check by hand
+/// that no operator acknowledged (checked before asking the broker, so waiting costs no request), then
 /// [`reconcile_and_report`], then the same check again for the findings it just recorded. A dry
 /// run (`apply == false`) sends no order, so it is not gated.
 pub async fn reconcile<B: Broker>(
@@ -58,7 +58,7 @@ pub async fn reconcile<B: Broker>(
     Ok(done)
 }
 
-/// Fails with [`ReconcileFailure::Unacknowledged`] while a flagged finding waits for a person.
+/// Fails with [`ReconcileFailure::Unacknowledged`] while a finding waits for a person.
 pub async fn require_acknowledged(store: &dyn TradeStore) -> Result<(), ReconcileFailure> {
     let open = store.open_findings().await?;
     if open.is_empty() {

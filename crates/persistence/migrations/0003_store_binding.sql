@@ -20,7 +20,12 @@ CREATE TABLE store_lease (
     command    TEXT NOT NULL
 ) STRICT;
 
--- A flagged finding ("check it by hand") keeps trading off until an operator acknowledges it.
+-- A finding to check by hand (a position gone from the broker with no closing deal: the store
+-- cannot account for how it ended) keeps trading off until an operator acknowledges it. Such rows
+-- written by version 2 are findings too.
+ALTER TABLE reconcile_audit ADD COLUMN check_by_hand INTEGER NOT NULL DEFAULT 0
+    CHECK (check_by_hand IN (0, 1));
 ALTER TABLE reconcile_audit ADD COLUMN acknowledged_at INTEGER;
+UPDATE reconcile_audit SET check_by_hand = 1 WHERE kind = 'close_unexplained';
 
-CREATE INDEX reconcile_audit_open_findings ON reconcile_audit (flagged, acknowledged_at);
+CREATE INDEX reconcile_audit_open_findings ON reconcile_audit (check_by_hand, acknowledged_at);

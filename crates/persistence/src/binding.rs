@@ -242,6 +242,11 @@ impl SqliteTradeStore {
         .bind(at.0)
         .execute(&mut *tx)
         .await?;
+        // Fills written before the binding (account 0) are this account's.
+        sqlx::query("UPDATE fills SET account_id = ? WHERE account_id = 0")
+            .bind(identity.account_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Binding::BoundNow)
     }

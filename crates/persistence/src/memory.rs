@@ -228,6 +228,7 @@ impl State {
             after: c.after(),
             why: c.why(),
             flagged: c.flagged(),
+            check_by_hand: c.check_by_hand(),
             acknowledged_at: None,
         });
         Ok(())
@@ -406,7 +407,7 @@ impl TradeStore for MemoryTradeStore {
                 for seq in seqs {
                     crate::store::check_acknowledgeable(
                         *seq,
-                        s.audit.iter().find(|a| a.seq == *seq).map(|a| a.flagged),
+                        s.audit.iter().find(|a| a.seq == *seq).map(|a| a.check_by_hand),
                     )?;
                 }
             }

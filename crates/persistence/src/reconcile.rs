@@ -348,7 +348,15 @@ impl Correction {
         }
     }
 
-    /// True when a person should look at it.
+    /// True when a person must check it against the broker before trading resumes: the store
+    /// cannot account for how a position ended (gone at the broker, no closing deal). Such a
+    /// finding keeps trading off until acknowledged.
+    pub fn check_by_hand(&self) -> bool {
+        matches!(self, Correction::CloseUnexplained { .. })
+    }
+
+    /// True when a person should look at it (logged as a warning; see also
+    /// [`Correction::check_by_hand`]).
     pub fn flagged(&self) -> bool {
         match self {
             Correction::CloseUnexplained { .. } => true,

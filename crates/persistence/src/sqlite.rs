@@ -492,7 +492,7 @@ macro_rules! position_columns {
 
 macro_rules! audit_columns {
     () => {
-        "seq, at, kind, subject, before, after, why, flagged, acknowledged_at"
+        "seq, at, kind, subject, before, after, why, flagged, check_by_hand, acknowledged_at"
     };
 }
 
@@ -507,8 +507,16 @@ fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
         after: r.try_get("after")?,
         why: r.try_get("why")?,
         flagged: r.try_get("flagged")?,
+        check_by_hand: r.try_get("check_by_hand")?,
         acknowledged_at: r.try_get::<Option<i64>, _>("acknowledged_at")?.map(Timestamp),
     })
+}
+
+/// The account the store is bound to (0 until it is): the first half of a fill's key.
+macro_rules! store_account {
+    () => {
+        "COALESCE((SELECT account_id FROM store_identity WHERE id = 1), 0)"
+    };
 }
 
 macro_rules! fill_columns {
@@ -605,12 +613,13 @@ async fn insert_fill(conn: &mut SqliteConnection, f: &Fill) -> Result<FillRecord
         return Ok(FillRecorded::AlreadyRecorded);
     }
     let row = FillRow::from_domain(f)?;
+    // The key is (account, deal id); the deal id was looked up above, so this inserts a new row.
     let done = sqlx::query(concat!(
-        "INSERT INTO fills (",
+        "INSERT INTO fills (account_id, ",
         fill_columns!(),
-        ") \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (deal_id) DO NOTHING"
+        ") VALUES (",
+        store_account!(),
+        ", ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(row.deal_id)
     .bind(row.order_id)
@@ -642,11 +651,8 @@ async fn insert_fill(conn: &mut SqliteConnection, f: &Fill) -> Result<FillRecord
         }
         _ => StoreError::from(e),
     })?;
-    Ok(if done.rows_affected() == 0 {
-        FillRecorded::AlreadyRecorded
-    } else {
-        FillRecorded::New
-    })
+    debug_assert_eq!(done.rows_affected(), 1);
+    Ok(FillRecorded::New)
 }
 
 /// The stored fill with this deal id, if any.
@@ -657,7 +663,9 @@ async fn stored_fill(
     let row: Option<FillRow> = sqlx::query_as(concat!(
         "SELECT ",
         fill_columns!(),
-        " FROM fills WHERE deal_id = ?"
+        " FROM fills WHERE account_id = ",
+        store_account!(),
+        " AND deal_id = ?"
     ))
     .bind(deal_id)
     .fetch_optional(&mut *conn)
@@ -686,8 +694,9 @@ async fn insert_audit(
     c: &Correction,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO reconcile_audit (at, kind, subject, before, after, why, flagged) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO reconcile_audit \
+         (at, kind, subject, before, after, why, flagged, check_by_hand) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(at.0)
     .bind(c.kind())
@@ -696,6 +705,7 @@ async fn insert_audit(
     .bind(c.after())
     .bind(c.why())
     .bind(c.flagged())
+    .bind(c.check_by_hand())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -1032,7 +1042,8 @@ impl TradeStore for SqliteTradeStore {
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 audit_columns!(),
-                " FROM reconcile_audit WHERE flagged = 1 AND acknowledged_at IS NULL ORDER BY seq"
+                " FROM reconcile_audit WHERE check_by_hand = 1 AND acknowledged_at IS NULL \
+                 ORDER BY seq"
             ))
             .fetch_all(&self.reader)
             .await?;
@@ -1050,7 +1061,7 @@ impl TradeStore for SqliteTradeStore {
             let seqs: Vec<i64> = match which {
                 Acknowledge::All => sqlx::query_scalar(
                     "SELECT seq FROM reconcile_audit \
-                     WHERE flagged = 1 AND acknowledged_at IS NULL ORDER BY seq",
+                     WHERE check_by_hand = 1 AND acknowledged_at IS NULL ORDER BY seq",
                 )
                 .fetch_all(&mut *tx)
                 .await?,
@@ -1058,7 +1069,8 @@ impl TradeStore for SqliteTradeStore {
                     let mut open = Vec::new();
                     for seq in seqs {
                         let row: Option<(bool, Option<i64>)> = sqlx::query_as(
-                            "SELECT flagged, acknowledged_at FROM reconcile_audit WHERE seq = ?",
+                            "SELECT check_by_hand, acknowledged_at FROM reconcile_audit \
+                             WHERE seq = ?",
                         )
                         .bind(seq)
                         .fetch_optional(&mut *tx)

@@ -154,14 +154,17 @@ pub struct AuditEntry {
     pub why: String,
     /// True when a person should look at it (e.g. a position closed for an unknown reason).
     pub flagged: bool,
-    /// When an operator said a flagged row was checked; trading stays off until then.
+    /// True for a finding a person must check against the broker before trading resumes (see
+    /// `Correction::check_by_hand`).
+    pub check_by_hand: bool,
+    /// When an operator said the finding was checked; trading stays off until then.
     pub acknowledged_at: Option<Timestamp>,
 }
 
 impl AuditEntry {
-    /// True for a flagged row no operator has acknowledged yet.
+    /// True for a finding to check by hand that no operator has acknowledged yet.
     pub fn needs_acknowledgement(&self) -> bool {
-        self.flagged && self.acknowledged_at.is_none()
+        self.check_by_hand && self.acknowledged_at.is_none()
     }
 }
 
@@ -175,12 +178,12 @@ impl std::fmt::Display for AuditEntry {
     }
 }
 
-/// Which flagged findings an operator acknowledges.
+/// Which findings to check by hand an operator acknowledges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acknowledge<'a> {
-    /// Every flagged finding not acknowledged yet.
+    /// Every finding not acknowledged yet.
     All,
-    /// These audit rows (by [`AuditEntry::seq`]); each must be flagged.
+    /// These audit rows (by [`AuditEntry::seq`]); each must be a finding to check by hand.
     Rows(&'a [i64]),
 }
 
@@ -237,13 +240,13 @@ pub trait TradeStore: Send + Sync + std::fmt::Debug {
     /// The latest `limit` audit rows, newest first.
     fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditEntry>>;
 
-    /// Flagged audit rows no operator has acknowledged, oldest first. While there is one,
+    /// Findings to check by hand no operator has acknowledged, oldest first. While there is one,
     /// trading stays off (see the bot's reconciliation gate).
     fn open_findings(&self) -> StoreFuture<'_, Vec<AuditEntry>>;
 
-    /// Records that an operator checked flagged findings; returns the rows acknowledged now
+    /// Records that an operator checked findings; returns the rows acknowledged now
     /// (already acknowledged ones are left as they were). Naming a row that does not exist or
-    /// is not flagged is [`StoreError::InvalidRecord`], and then nothing is written.
+    /// is not a finding is [`StoreError::InvalidRecord`], and then nothing is written.
     fn acknowledge<'a>(
         &'a self,
         which: Acknowledge<'a>,
@@ -336,9 +339,10 @@ pub(crate) fn describe_fill(f: &Fill) -> String {
     )
 }
 
-/// Checks an operator may acknowledge audit row `seq` (`flagged` is `None` when there is none).
-pub(crate) fn check_acknowledgeable(seq: i64, flagged: Option<bool>) -> Result<(), StoreError> {
-    match flagged {
+/// Checks an operator may acknowledge audit row `seq` (`finding` is whether it is a finding to
+/// check by hand; `None` when there is no such row).
+pub(crate) fn check_acknowledgeable(seq: i64, finding: Option<bool>) -> Result<(), StoreError> {
+    match finding {
         Some(true) => Ok(()),
         Some(false) => Err(StoreError::InvalidRecord(format!(
             "audit row #{seq} is not a finding to check by hand; nothing was acknowledged"

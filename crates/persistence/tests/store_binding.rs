@@ -58,6 +58,42 @@ async fn a_store_is_bound_on_first_use_and_refuses_another_identity_naming_both(
 }
 
 #[tokio::test]
+async fn fills_are_keyed_by_account_and_deal_id() {
+    use sqlx::Connection;
+    let (_dir, path) = temp_db();
+    let store = SqliteTradeStore::open_path(&path).await.unwrap();
+    let position = open_position(7, Some("pob-1"), 1_000);
+    // Written before the store was bound: the binding claims it for its account.
+    store
+        .record_fill(&opening_fill(900, 7, Some("pob-1"), 1_000), &position)
+        .await
+        .unwrap();
+    store.bind(&demo(111), Timestamp(2_000)).await.unwrap();
+    store
+        .record_fill(&opening_fill(901, 7, Some("pob-1"), 1_500), &position)
+        .await
+        .unwrap();
+    store.close().await;
+    let mut raw = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let keys: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT account_id, deal_id FROM fills ORDER BY deal_id")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
+    assert_eq!(keys, [(111, 900), (111, 901)]);
+    let pk: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM pragma_table_info('fills') WHERE pk > 0 ORDER BY pk",
+    )
+    .fetch_all(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(pk, ["account_id", "deal_id"]);
+    raw.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_lease_names_its_holder_and_a_new_holder_learns_of_the_old_one() {
     let (_dir, path) = temp_db();
     let store = SqliteTradeStore::open_path(&path).await.unwrap();

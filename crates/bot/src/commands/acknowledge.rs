@@ -1,4 +1,4 @@
-//! `acknowledge`: an operator says the findings reconciliation flagged "check it by hand" were
+//! `acknowledge`: an operator says the findings reconciliation marked "check it by hand" were
 //! checked against the broker. Until every one is, `run` does not trade (start-up refuses with
 //! exit 3; a running bot stays paused and resumes at its next check). Without arguments it lists
 //! the findings waiting. Safe beside a running bot: it takes no lock and writes one row each.
