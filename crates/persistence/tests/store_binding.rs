@@ -374,3 +374,52 @@ async fn a_read_only_open_writes_nothing_and_works_on_a_file_it_may_not_write() 
     assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
     drop(dir);
 }
+
+#[tokio::test]
+async fn an_older_store_keeps_its_fills_and_its_unexplained_closes_become_findings() {
+    use persistence::MIGRATOR;
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+    let (_dir, path) = temp_db();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut conn = SqliteConnection::connect_with(
+        &SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    MIGRATOR.run_to(2, &mut conn).await.unwrap();
+    for sql in [
+        "INSERT INTO positions (position_id, symbol_id, side, volume, entry_price, entry_time, status) \
+         VALUES (1, 41, 'buy', 100, 400000000, 1000, 'closed')",
+        "INSERT INTO fills (deal_id, order_id, position_id, symbol_id, side, volume, price, time, \
+         commission_minor, commission_digits) VALUES (5, 6, 1, 41, 'buy', 100, 400000000, 1000, 0, 2)",
+        "INSERT INTO reconcile_audit (at, kind, subject, before, after, why, flagged) \
+         VALUES (9, 'close_unexplained', 'position 1', 'open', 'closed', 'check it by hand', 1)",
+        "INSERT INTO reconcile_audit (at, kind, subject, before, after, why, flagged) \
+         VALUES (9, 'sync_position', 'position 2', 'a', 'b', 'broker wins', 0)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteTradeStore::open_path(&path).await.unwrap();
+    let fills = store.fills(10).await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!(fills[0].deal_id, 5);
+    let waiting = store.open_findings().await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert!(waiting[0].check_by_hand && waiting[0].kind == "close_unexplained");
+    // Binding claims the older fills for the account; their deal id is now (account, 5).
+    store.bind(&demo(111), Timestamp(10)).await.unwrap();
+    let position = open_position(1, None, 1_000);
+    let mut again = opening_fill(5, 1, None, 1_000);
+    again.order_id = 6;
+    again.symbol = domain::SymbolId(41);
+    again.price = Price(400_000_000);
+    assert_eq!(
+        store.record_fill(&again, &position).await.unwrap(),
+        persistence::FillRecorded::AlreadyRecorded
+    );
+}
