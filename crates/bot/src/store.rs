@@ -70,9 +70,15 @@ pub fn database_url(template: &str, live: bool, account: Option<i64>) -> Result<
 pub fn database_file_url(config: &crate::config::Config) -> Result<String, String> {
     let account = if config.database_url.contains(ACCOUNT_PLACEHOLDER) {
         match std::env::var("CTRADER_ACCOUNT_ID") {
-            Ok(text) => Some(text.trim().parse::<i64>().ok().filter(|a| *a > 0).ok_or_else(
-                || "CTRADER_ACCOUNT_ID must be the numeric ctidTraderAccountId".to_owned(),
-            )?),
+            Ok(text) => Some(
+                text.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|a| *a > 0)
+                    .ok_or_else(|| {
+                        "CTRADER_ACCOUNT_ID must be the numeric ctidTraderAccountId".to_owned()
+                    })?,
+            ),
             Err(_) => None,
         }
     } else {
@@ -141,7 +147,9 @@ pub async fn open_trading_store(
     request: &StoreRequest<'_>,
     clock: &dyn Clock,
 ) -> Result<TradingStore, StoreRefusal> {
-    LockedStore::lock(request, clock)?.open(request, clock).await
+    LockedStore::lock(request, clock)?
+        .open(request, clock)
+        .await
 }
 
 /// A store whose lock this process holds but which is not open yet (the demo empties its file
@@ -156,7 +164,10 @@ pub struct LockedStore {
 impl LockedStore {
     /// Takes the lock beside the file `request.url` names; refused (exit 3), naming the holder,
     /// when another process has it.
-    pub fn lock(request: &StoreRequest<'_>, clock: &dyn Clock) -> Result<LockedStore, StoreRefusal> {
+    pub fn lock(
+        request: &StoreRequest<'_>,
+        clock: &dyn Clock,
+    ) -> Result<LockedStore, StoreRefusal> {
         let url = database_url(
             request.url,
             request.identity.live,
@@ -195,7 +206,9 @@ impl LockedStore {
             lease,
             lock,
         } = self;
-        let mut store = SqliteTradeStore::open(config.clone()).await.map_err(refused)?;
+        let mut store = SqliteTradeStore::open(config.clone())
+            .await
+            .map_err(refused)?;
         match store.bind(&request.identity, clock.now()).await {
             Ok(Binding::BoundNow) => tracing::info!(
                 "store {} bound to {}: a start with another account, host or environment will be refused",
@@ -211,7 +224,9 @@ impl LockedStore {
                     moved.display(),
                     request.identity
                 );
-                store = SqliteTradeStore::open(config.clone()).await.map_err(refused)?;
+                store = SqliteTradeStore::open(config.clone())
+                    .await
+                    .map_err(refused)?;
                 store
                     .bind(&request.identity, clock.now())
                     .await
@@ -336,7 +351,13 @@ mod tests {
 
     #[test]
     fn refusals_map_to_exit_statuses() {
-        assert_eq!(StoreRefusal::Setting(String::new()).exit_code(), EXIT_CONFIG);
-        assert_eq!(StoreRefusal::Refused(String::new()).exit_code(), EXIT_REFUSED);
+        assert_eq!(
+            StoreRefusal::Setting(String::new()).exit_code(),
+            EXIT_CONFIG
+        );
+        assert_eq!(
+            StoreRefusal::Refused(String::new()).exit_code(),
+            EXIT_REFUSED
+        );
     }
 }

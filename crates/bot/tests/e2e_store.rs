@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::{Bot, ORDER_SENT, RECONCILED, Rng, World};
 use ctrader_sim::{FaultPlan, PALM_OIL_SYMBOL_ID, SimCredentials};
 use domain::{
-    ClientOrderId, Clock, Fill, Money, Position, PositionId, PositionStatus, Price, Side,
-    SymbolId, SystemClock, Timestamp, Volume,
+    ClientOrderId, Clock, Fill, Money, Position, PositionId, PositionStatus, Price, Side, SymbolId,
+    SystemClock, Timestamp, Volume,
 };
 use persistence::{SqliteTradeStore, TradeStore};
 
@@ -74,7 +74,13 @@ fn with_store<T>(world: &World, path: &Path, work: impl AsyncFnOnce(&SqliteTrade
 }
 
 /// Waits until the store holds something `ready` accepts, or fails after `within`.
-fn wait_for_store(world: &World, bot: &Bot, within: Duration, what: &str, ready: impl Fn(&World) -> bool) {
+fn wait_for_store(
+    world: &World,
+    bot: &Bot,
+    within: Duration,
+    what: &str,
+    ready: impl Fn(&World) -> bool,
+) {
     let deadline = Instant::now() + within;
     while !ready(world) {
         assert!(
@@ -128,8 +134,15 @@ fn a_database_of_another_account_is_refused_and_new_store_moves_it_aside() {
             && log.contains("--new-store"),
         "the refusal names both identities and the way out: {log}"
     );
-    assert!(!log.contains("close_unexplained") && !log.contains(RECONCILED), "{log}");
-    assert_eq!(stored_open_positions(&a), a_positions, "nothing was changed");
+    assert!(
+        !log.contains("close_unexplained") && !log.contains(RECONCILED),
+        "{log}"
+    );
+    assert_eq!(
+        stored_open_positions(&a),
+        a_positions,
+        "nothing was changed"
+    );
 
     // --new-store moves A's file aside (nothing deleted) and B trades on a fresh one.
     let mut fresh = Bot::spawn(b.dir.path(), &["run", "--new-store"], &b.bot_env());
@@ -143,9 +156,15 @@ fn a_database_of_another_account_is_refused_and_new_store_moves_it_aside() {
         .filter(|p| p.to_string_lossy().ends_with("Z.bak"))
         .collect();
     assert_eq!(moved.len(), 1, "one file moved aside: {moved:?}");
-    assert!(log.contains(&moved[0].display().to_string()), "it says where: {log}");
+    assert!(
+        log.contains(&moved[0].display().to_string()),
+        "it says where: {log}"
+    );
     let old = with_store(&a, &moved[0], async |s| {
-        (s.identity().await.unwrap(), s.open_positions().await.unwrap().len())
+        (
+            s.identity().await.unwrap(),
+            s.open_positions().await.unwrap().len(),
+        )
     });
     assert_eq!(old.0.map(|i| i.account_id), Some(44_556_677));
     assert_eq!(old.1, a_positions, "the old account's records are intact");
@@ -201,7 +220,9 @@ fn two_runs_started_together_only_one_trades() {
             bots[winner].transcript()
         );
         // The lease named the winner and was released at its clean stop.
-        let lease = world.read_store(async |s| s.lease().await.unwrap()).unwrap();
+        let lease = world
+            .read_store(async |s| s.lease().await.unwrap())
+            .unwrap();
         assert_eq!(lease, None, "rep {rep}");
     }
 }
@@ -217,11 +238,15 @@ fn a_run_started_later_is_refused_and_a_killed_holder_is_taken_over() {
     let log = later.transcript();
     assert_eq!(status.code(), Some(3), "{log}");
     assert!(
-        log.contains(&format!("palm-oil-bot run (pid {}", holder.pid())) && log.contains("bot.db.lock"),
+        log.contains(&format!("palm-oil-bot run (pid {}", holder.pid()))
+            && log.contains("bot.db.lock"),
         "{log}"
     );
     assert!(!log.contains(RECONCILED), "{log}");
-    let lease = world.read_store(async |s| s.lease().await.unwrap()).unwrap().unwrap();
+    let lease = world
+        .read_store(async |s| s.lease().await.unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(lease.pid, holder.pid());
     assert_eq!(lease.command, "run");
     // The holder keeps trading.
@@ -233,14 +258,20 @@ fn a_run_started_later_is_refused_and_a_killed_holder_is_taken_over() {
     let mut next = world.spawn_bot(&[]);
     next.expect_message(0, RECONCILED, Duration::from_secs(30));
     assert!(
-        next.transcript()
-            .contains(&format!("took over the store from palm-oil-bot run (pid {killed}")),
+        next.transcript().contains(&format!(
+            "took over the store from palm-oil-bot run (pid {killed}"
+        )),
         "{}",
         next.transcript()
     );
     world.assert_store_matches_broker(Duration::from_secs(8), "after the takeover", &next);
     assert_eq!(next.terminate(Duration::from_secs(20)).code(), Some(0));
-    assert_eq!(world.read_store(async |s| s.lease().await.unwrap()).unwrap(), None);
+    assert_eq!(
+        world
+            .read_store(async |s| s.lease().await.unwrap())
+            .unwrap(),
+        None
+    );
 }
 
 fn planted_position(id: i64, now: Timestamp, status: PositionStatus) -> Position {
@@ -286,7 +317,11 @@ fn a_deal_id_stored_with_other_content_stops_trading_naming_both_rows() {
     // Another account's history in the file: its deal ids are the ones this broker hands out.
     let now = SystemClock.now();
     with_store(&world, &world.db, async |s| {
-        let closed = planted_position(123, Timestamp(now.0 - 10 * Timestamp::DAY_MS), PositionStatus::Closed);
+        let closed = planted_position(
+            123,
+            Timestamp(now.0 - 10 * Timestamp::DAY_MS),
+            PositionStatus::Closed,
+        );
         for deal in 700_001..700_021 {
             s.record_fill(&planted_fill(deal, 123, closed.entry_time), &closed)
                 .await
@@ -320,7 +355,11 @@ fn a_finding_to_check_by_hand_keeps_trading_off_until_acknowledged() {
     // A position of ours the broker no longer has, with no closing deal: check it by hand.
     let now = SystemClock.now();
     with_store(&world, &world.db, async |s| {
-        let open = planted_position(424_242, Timestamp(now.0 - Timestamp::DAY_MS), PositionStatus::Open);
+        let open = planted_position(
+            424_242,
+            Timestamp(now.0 - Timestamp::DAY_MS),
+            PositionStatus::Open,
+        );
         s.record_fill(&planted_fill(1, 424_242, open.entry_time), &open)
             .await
             .unwrap();
@@ -334,7 +373,10 @@ fn a_finding_to_check_by_hand_keeps_trading_off_until_acknowledged() {
         log.contains("close_unexplained") && log.contains("palm-oil-bot acknowledge"),
         "{log}"
     );
-    assert!(!log.contains(RECONCILED) && !log.contains(ORDER_SENT), "{log}");
+    assert!(
+        !log.contains(RECONCILED) && !log.contains(ORDER_SENT),
+        "{log}"
+    );
     // Still refused at the next start: the finding waits for a person, not for a restart.
     let mut again = world.spawn_bot(&[]);
     assert_eq!(again.wait_exit(Duration::from_secs(30)).code(), Some(3));
@@ -343,14 +385,20 @@ fn a_finding_to_check_by_hand_keeps_trading_off_until_acknowledged() {
     let listed = run_command(&world, &["acknowledge"], &[]);
     let out = text(&listed.stdout);
     assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
-    assert!(out.contains("#1 ") && out.contains("position 424242"), "{out}");
+    assert!(
+        out.contains("#1 ") && out.contains("position 424242"),
+        "{out}"
+    );
     let wrong = run_command(&world, &["acknowledge", "99"], &[]);
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong.stderr));
     assert!(text(&wrong.stderr).contains("#99"));
     let done = run_command(&world, &["acknowledge", "--all"], &[]);
     let out = text(&done.stdout);
     assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
-    assert!(out.contains("acknowledged #1 ") && out.contains("trading may resume"), "{out}");
+    assert!(
+        out.contains("acknowledged #1 ") && out.contains("trading may resume"),
+        "{out}"
+    );
 
     let mut bot = world.spawn_bot(&[]);
     bot.expect_message(0, RECONCILED, Duration::from_secs(30));
@@ -370,14 +418,20 @@ fn backup_runs_beside_the_bot_and_read_only_commands_write_nothing() {
     let world = World::start(240.0, 9, FaultPlan::default());
     let mut bot = world.spawn_bot(&[]);
     bot.expect_message(0, RECONCILED, Duration::from_secs(30));
-    wait_for_store(&world, &bot, Duration::from_secs(60), "a fill", |w| stored_fills(w) > 0);
+    wait_for_store(&world, &bot, Duration::from_secs(60), "a fill", |w| {
+        stored_fills(w) > 0
+    });
 
     // A consistent copy while it trades.
     let target = world.dir.path().join("backups").join("copy.db");
     std::fs::create_dir(target.parent().unwrap()).unwrap();
     let out = run_command(&world, &["backup", target.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("integrity ok"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("integrity ok"),
+        "{}",
+        text(&out.stdout)
+    );
     let copy = world
         .rt
         .block_on(persistence::inspect_copy(&target))
@@ -385,7 +439,10 @@ fn backup_runs_beside_the_bot_and_read_only_commands_write_nothing() {
     assert_eq!(copy.integrity, "ok");
     assert_eq!(copy.rows("store_identity"), Some(1));
     assert!(copy.rows("fills").is_some_and(|n| n >= 1), "{copy:?}");
-    assert!(copy.rows("order_intents").is_some_and(|n| n >= 1), "{copy:?}");
+    assert!(
+        copy.rows("order_intents").is_some_and(|n| n >= 1),
+        "{copy:?}"
+    );
     // Never over an existing file.
     let again = run_command(&world, &["backup", target.to_str().unwrap()], &[]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
@@ -408,11 +465,23 @@ fn backup_runs_beside_the_bot_and_read_only_commands_write_nothing() {
     let trades = run_command(&world, &["trades", "--json"], &[("DATABASE_URL", &url)]);
     let created = wal_and_shm(&db);
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert_eq!(positions.status.code(), Some(0), "{}", text(&positions.stderr));
+    assert_eq!(
+        positions.status.code(),
+        Some(0),
+        "{}",
+        text(&positions.stderr)
+    );
     assert_eq!(trades.status.code(), Some(0), "{}", text(&trades.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&trades.stdout).unwrap();
     assert!(listed.to_string().contains("deal_id"), "{listed}");
     assert_eq!(created, [false, false], "no -wal or -shm file was created");
-    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file's bytes are unchanged");
-    assert_eq!(std::fs::metadata(&db).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        bytes,
+        "the file's bytes are unchanged"
+    );
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().modified().unwrap(),
+        modified
+    );
 }

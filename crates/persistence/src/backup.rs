@@ -24,7 +24,10 @@ pub struct CopyReport {
 impl CopyReport {
     /// The rows of `table`, if the copy has it.
     pub fn rows(&self, table: &str) -> Option<i64> {
-        self.tables.iter().find(|(t, _)| t == table).map(|(_, n)| *n)
+        self.tables
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, n)| *n)
     }
 }
 
@@ -93,8 +96,8 @@ async fn read_copy(conn: &mut SqliteConnection, path: &Path) -> Result<CopyRepor
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM \"{quoted}\""
         )))
-            .fetch_one(&mut *conn)
-            .await?;
+        .fetch_one(&mut *conn)
+        .await?;
         tables.push((name, row.try_get::<i64, _>(0)?));
     }
     Ok(CopyReport {

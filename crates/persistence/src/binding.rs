@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(first.path(), dir.path().join("bot.db.lock"));
         match StoreLock::acquire(&db, &lease(222)) {
             Err(StoreError::Locked { holder, lock, path }) => {
-                assert!(holder.contains("pid 111") && holder.contains("box"), "{holder}");
+                assert!(
+                    holder.contains("pid 111") && holder.contains("box"),
+                    "{holder}"
+                );
                 assert_eq!(lock, dir.path().join("bot.db.lock"));
                 assert_eq!(path, db);
             }
@@ -343,7 +346,10 @@ mod tests {
         drop(first);
         let again = StoreLock::acquire(&db, &lease(333)).unwrap();
         let text = std::fs::read_to_string(again.path()).unwrap();
-        assert!(text.contains("pid 333") && !text.contains("pid 111"), "{text}");
+        assert!(
+            text.contains("pid 333") && !text.contains("pid 111"),
+            "{text}"
+        );
     }
 
     #[test]

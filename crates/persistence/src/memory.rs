@@ -407,7 +407,10 @@ impl TradeStore for MemoryTradeStore {
                 for seq in seqs {
                     crate::store::check_acknowledgeable(
                         *seq,
-                        s.audit.iter().find(|a| a.seq == *seq).map(|a| a.check_by_hand),
+                        s.audit
+                            .iter()
+                            .find(|a| a.seq == *seq)
+                            .map(|a| a.check_by_hand),
                     )?;
                 }
             }

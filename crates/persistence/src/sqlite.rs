@@ -508,7 +508,9 @@ fn audit_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
         why: r.try_get("why")?,
         flagged: r.try_get("flagged")?,
         check_by_hand: r.try_get("check_by_hand")?,
-        acknowledged_at: r.try_get::<Option<i64>, _>("acknowledged_at")?.map(Timestamp),
+        acknowledged_at: r
+            .try_get::<Option<i64>, _>("acknowledged_at")?
+            .map(Timestamp),
     })
 }
 
@@ -1059,12 +1061,14 @@ impl TradeStore for SqliteTradeStore {
         Box::pin(async move {
             let mut tx = self.begin().await?;
             let seqs: Vec<i64> = match which {
-                Acknowledge::All => sqlx::query_scalar(
-                    "SELECT seq FROM reconcile_audit \
+                Acknowledge::All => {
+                    sqlx::query_scalar(
+                        "SELECT seq FROM reconcile_audit \
                      WHERE check_by_hand = 1 AND acknowledged_at IS NULL ORDER BY seq",
-                )
-                .fetch_all(&mut *tx)
-                .await?,
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
                 Acknowledge::Rows(seqs) => {
                     let mut open = Vec::new();
                     for seq in seqs {

@@ -83,12 +83,11 @@ async fn fills_are_keyed_by_account_and_deal_id() {
             .await
             .unwrap();
     assert_eq!(keys, [(111, 900), (111, 901)]);
-    let pk: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM pragma_table_info('fills') WHERE pk > 0 ORDER BY pk",
-    )
-    .fetch_all(&mut raw)
-    .await
-    .unwrap();
+    let pk: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('fills') WHERE pk > 0 ORDER BY pk")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap();
     assert_eq!(pk, ["account_id", "deal_id"]);
     raw.close().await.unwrap();
 }
@@ -111,7 +110,10 @@ async fn the_lease_names_its_holder_and_a_new_holder_learns_of_the_old_one() {
         started_at: Timestamp(2_000),
         ..first.clone()
     };
-    assert_eq!(store.take_lease(&second).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.take_lease(&second).await.unwrap(),
+        Some(first.clone())
+    );
     // Releasing someone else's lease changes nothing; releasing one's own removes it.
     store.release_lease(first.pid).await.unwrap();
     assert_eq!(store.lease().await.unwrap(), Some(second.clone()));
@@ -189,19 +191,26 @@ async fn findings_wait_for_an_acknowledgement(store: Arc<dyn TradeStore>) {
         .await
         .unwrap();
     let open = store.open_positions().await.unwrap();
-    let plan = persistence::plan(&open, &[], &snapshot(vec![], vec![], vec![], 5_000), PREFIX)
-        .unwrap();
+    let plan =
+        persistence::plan(&open, &[], &snapshot(vec![], vec![], vec![], 5_000), PREFIX).unwrap();
     assert_eq!(plan.flagged(), 1);
     store.apply(&plan, Timestamp(5_000)).await.unwrap();
     let waiting = store.open_findings().await.unwrap();
     assert_eq!(waiting.len(), 1);
     let finding = waiting[0].clone();
     assert_eq!(finding.kind, "close_unexplained");
-    assert!(finding.to_string().starts_with(&format!("#{} ", finding.seq)));
+    assert!(
+        finding
+            .to_string()
+            .starts_with(&format!("#{} ", finding.seq))
+    );
 
     // Naming a row that is not a finding acknowledges nothing.
     let err = store
-        .acknowledge(Acknowledge::Rows(&[finding.seq, finding.seq + 100]), Timestamp(6_000))
+        .acknowledge(
+            Acknowledge::Rows(&[finding.seq, finding.seq + 100]),
+            Timestamp(6_000),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidRecord(_)), "{err:?}");
@@ -371,7 +380,10 @@ async fn a_read_only_open_writes_nothing_and_works_on_a_file_it_may_not_write() 
     assert_eq!(outcome.unwrap(), 1);
     assert_eq!(created, [false, false], "no -wal or -shm file was created");
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        modified
+    );
     drop(dir);
 }
 

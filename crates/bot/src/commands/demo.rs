@@ -12,11 +12,11 @@ use tokio::sync::watch;
 
 use crate::commands::check_config::load_settings;
 use crate::commands::run::{close_store, parse_duration};
-use crate::store::{LockedStore, StoreRequest};
-use persistence::StoreIdentity;
 use crate::config::Config;
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, ScaledClock};
 use crate::sentiment_setup::{SentimentSecrets, build_service, replay_service};
+use crate::store::{LockedStore, StoreRequest};
+use persistence::StoreIdentity;
 
 /// Options of `demo`.
 #[derive(Debug, Clone, clap::Args)]

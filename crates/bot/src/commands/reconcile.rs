@@ -13,8 +13,8 @@ use crate::commands::positions::{StoreAccessError, open_read_only};
 use crate::commands::run::{TradingSetup, broker_config, prepare_trading, store_identity};
 use crate::config::{Config, TradingEnv};
 use crate::reconcile::reconcile_and_report;
-use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
 use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
+use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
 
 /// Options of `reconcile`.
 #[derive(Debug, Clone, clap::Args)]
@@ -114,10 +114,10 @@ async fn reconcile_once(
         Ok(_) => store.open_findings().await.unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    if let Some(held) = held {
-        if let Err(e) = held.close().await {
-            tracing::warn!("the store did not close cleanly: {e}");
-        }
+    if let Some(held) = held
+        && let Err(e) = held.close().await
+    {
+        tracing::warn!("the store did not close cleanly: {e}");
     }
     outcome.map(|report| (report, open))
 }
@@ -170,8 +170,12 @@ async fn store_for(
             Err(e) => Err(Failure::Refused(e.to_string())),
         };
     }
-    let url = database_url(&config.database_url, identity.live, Some(identity.account_id))
-        .map_err(|e| Failure::Config(format!("DATABASE_URL: {e}")))?;
+    let url = database_url(
+        &config.database_url,
+        identity.live,
+        Some(identity.account_id),
+    )
+    .map_err(|e| Failure::Config(format!("DATABASE_URL: {e}")))?;
     match open_read_only(&url).await {
         Ok(store) => match store.identity().await {
             Ok(Some(bound)) if bound != identity => Err(Failure::Refused(format!(

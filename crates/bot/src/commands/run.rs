@@ -216,7 +216,16 @@ async fn session(
             return e.exit_code();
         }
     };
-    let code = trade_session(&config, broker, held.shared(), clock, secrets, &allow, &args).await;
+    let code = trade_session(
+        &config,
+        broker,
+        held.shared(),
+        clock,
+        secrets,
+        &allow,
+        &args,
+    )
+    .await;
     close_store(held, code).await
 }
 
@@ -244,7 +253,7 @@ async fn trade_session(
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
     let (obs, addr) =
-        match runtime::start_observability(&config, clock.clone(), stop_rx.clone()).await {
+        match runtime::start_observability(config, clock.clone(), stop_rx.clone()).await {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("{e}");
@@ -253,7 +262,7 @@ async fn trade_session(
         };
     tracing::info!("metrics, health and dashboard on http://{addr}/");
     let (sent_tx, sent_rx) = watch::channel(None);
-    match build_service(&config, &secrets, allow, clock.clone()) {
+    match build_service(config, &secrets, allow, clock.clone()) {
         Ok((service, skipped)) => {
             for s in skipped {
                 tracing::warn!("sentiment source {} skipped: {}", s.source, s.reason);
@@ -274,11 +283,7 @@ async fn trade_session(
         dry_run: args.dry_run,
         reset_kill_switch: args.reset_kill_switch,
     };
-    match runtime::trade(
-        &config, broker, store, clock, obs, sent_rx, options, stop_rx,
-    )
-    .await
-    {
+    match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!("{e}");

@@ -554,7 +554,12 @@ impl Bot {
             if self.status.is_some() {
                 return self.status;
             }
-            if self.child.try_wait().expect("the bot can be waited for").is_some() {
+            if self
+                .child
+                .try_wait()
+                .expect("the bot can be waited for")
+                .is_some()
+            {
                 return Some(self.wait_exit(Duration::from_secs(1)));
             }
             if Instant::now() >= deadline {
