@@ -2,7 +2,9 @@
 //! fills, the reconciliation audit log, the kill switch and equity marks, and sentiment readings,
 //! in one SQLite file (WAL, `synchronous = FULL`, versioned migrations) behind the [`TradeStore`]
 //! trait, with an in-memory twin that behaves the same; and the pure reconciliation [`plan`] that
-//! diffs a broker snapshot against the store, broker winning. It must never send an order, talk to
+//! diffs a broker snapshot against the store, broker winning; and who owns a store: the account it
+//! is bound to, the lease and OS lock file of the one process trading it, checked backups. It
+//! must never send an order, talk to
 //! the network, read environment variables, install globals, or overwrite, recreate or migrate a
 //! database it does not fully understand (foreign, corrupt or newer): it refuses with an error
 //! that names the file.
