@@ -12,6 +12,7 @@ use ctrader_proto::openapi::{
     ProtoOaApplicationAuthReq, ProtoOaApplicationAuthRes, ProtoOaAssetListReq, ProtoOaAssetListRes,
     ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent,
     ProtoOaExecutionType, ProtoOaGetPositionUnrealizedPnLReq, ProtoOaGetPositionUnrealizedPnLRes,
+    ProtoOaGetAccountListByAccessTokenReq, ProtoOaGetAccountListByAccessTokenRes,
     ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderListReq,
     ProtoOaOrderListRes, ProtoOaOrderType, ProtoOaReconcileReq, ProtoOaReconcileRes,
     ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSubscribeSpotsReq,
@@ -34,18 +35,24 @@ use crate::broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, OpenState, OrderFill, OrderOutcome,
     OrderRejection, PositionPnl, Protection,
 };
-use crate::config::CTraderConfig;
+use crate::config::{CTraderConfig, DEMO_HOST, LIVE_HOST, TokenExpiry};
 use crate::convert;
 use crate::history::{self, RawTrendbar};
 use crate::limits::{Limits, RequestClass};
 use crate::link::{Inbound, Link, LinkTiming, ReplyKind, RequestFailure};
 use crate::quotes::QuoteBook;
+use crate::tokens::{InMemoryTokens, RefreshedTokens, TokenKeeper};
 use crate::{BrokerError, tls};
 
 /// Attempts of a read request refused with `BLOCKED_PAYLOAD_TYPE` before giving up.
 const BLOCKED_ATTEMPTS: usize = 3;
 /// A link that stayed up this long resets the reconnection backoff.
 const STABLE_LINK: Duration = Duration::from_secs(60);
+/// The longest single wait for a maintenance window to end; after it the broker is asked again
+/// (and announces the end again if it moved).
+const MAX_MAINTENANCE_WAIT: Duration = Duration::from_secs(3600);
+/// The broker's error code for a maintenance window.
+const MAINTENANCE_CODE: &str = "SERVER_IS_UNDER_MAINTENANCE";
 /// Money digits assumed until the trader's own are known.
 const DEFAULT_MONEY_DIGITS: u8 = 2;
 
@@ -73,6 +80,8 @@ pub struct CTraderClient {
 struct Tokens {
     access: Secret,
     refresh: Option<Secret>,
+    /// When to refresh before the access token expires (wall-clock time), when its life is known.
+    refresh_due: Option<Timestamp>,
 }
 
 /// What the supervisor is asked to do by the reader or by a failed request.
@@ -82,12 +91,18 @@ enum Control {
     Reauthorise(String),
     /// The server ended the session: drop the link and reconnect.
     Drop(String),
+    /// The broker is under maintenance until then: drop the link, reconnect after it.
+    Maintenance(Timestamp),
 }
 
 struct Inner {
     config: CTraderConfig,
     tls: Arc<rustls::ClientConfig>,
     tokens: Mutex<Tokens>,
+    keeper: Arc<dyn TokenKeeper>,
+    /// Live or demo, as the broker's account list said at the first connection; every later
+    /// connection must say the same.
+    account_live: Mutex<Option<bool>>,
     link: Mutex<Option<Arc<Link>>>,
     subscriptions: Mutex<BTreeSet<SymbolId>>,
     events: mpsc::UnboundedSender<BrokerEvent>,
@@ -128,15 +143,32 @@ impl CTraderClient {
         config: CTraderConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<CTraderClient, BrokerError> {
+        CTraderClient::connect_with(config, clock, Arc::new(InMemoryTokens)).await
+    }
+
+    /// Like [`CTraderClient::connect_with_clock`], handing every refreshed token pair to `keeper`
+    /// before using it. A maintenance window announced by the broker is waited out (drop the
+    /// future to give up).
+    pub async fn connect_with(
+        config: CTraderConfig,
+        clock: Arc<dyn Clock>,
+        keeper: Arc<dyn TokenKeeper>,
+    ) -> Result<CTraderClient, BrokerError> {
         config.validate()?;
         let tls = tls::client_config(config.extra_ca.as_ref())?;
         let (events, receiver) = mpsc::unbounded_channel();
-        let (control, control_rx) = mpsc::unbounded_channel();
+        let (control, mut control_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             tokens: Mutex::new(Tokens {
                 access: config.credentials.access_token.clone(),
                 refresh: config.credentials.refresh_token.clone(),
+                refresh_due: config
+                    .token_expiry
+                    .filter(|_| config.credentials.refresh_token.is_some())
+                    .map(|e| e.refresh_due()),
             }),
+            keeper,
+            account_live: Mutex::new(None),
             limits: Limits::new(config.rate_limits),
             config,
             tls,
@@ -150,8 +182,19 @@ impl CTraderClient {
             stopped: Mutex::new(None),
             shutdown: CancellationToken::new(),
         });
-        let link = inner.establish().await?;
+        let link = loop {
+            match inner.establish().await {
+                Ok(link) => break link,
+                Err(BrokerError::Maintenance { until }) => {
+                    wait_for_maintenance(&inner, until).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         *lock(&inner.link) = Some(Arc::clone(&link));
+        // Requests queued while connecting concerned the links that failed (a maintenance
+        // already waited out): the new link is authorised.
+        while control_rx.try_recv().is_ok() {}
         tokio::spawn(supervise(Arc::clone(&inner), link, control_rx));
         Ok(CTraderClient { inner })
     }
@@ -166,6 +209,17 @@ impl CTraderClient {
         lock(&self.inner.link)
             .as_ref()
             .is_some_and(|l| !l.is_down())
+    }
+
+    /// True when the broker lists the account as live (`isLive`; an account listed without the
+    /// flag counts as live, so a guard built on it fails closed).
+    pub fn account_is_live(&self) -> bool {
+        lock(&self.inner.account_live).unwrap_or(true)
+    }
+
+    /// Why the client stopped for good, once it has.
+    pub fn stop_reason(&self) -> Option<BrokerError> {
+        lock(&self.inner.stopped).clone()
     }
 
     /// Decimal digits of the account's money (`moneyDigits`), as the broker reported them.
@@ -234,6 +288,7 @@ impl Inner {
         );
         let ready = async {
             self.authorise_application(&link).await?;
+            self.check_account_environment(&link).await?;
             self.authorise_account(&link).await?;
             self.load_money_digits(&link).await?;
             self.resubscribe(&link).await
@@ -278,11 +333,102 @@ impl Inner {
     async fn authorise_account(&self, link: &Link) -> Result<(), BrokerError> {
         match self.account_auth_once(link).await {
             Err(BrokerError::TokenRevoked { code }) => {
-                if lock(&self.tokens).refresh.is_none() {
-                    return Err(BrokerError::TokenRevoked { code });
-                }
-                self.refresh_tokens(link).await?;
+                self.refresh_after_refusal(link, code).await?;
                 self.account_auth_once(link).await
+            }
+            other => other,
+        }
+    }
+
+    /// Refreshes the tokens after the broker refused the access token with `code`, or says
+    /// why that is impossible.
+    async fn refresh_after_refusal(&self, link: &Link, code: String) -> Result<(), BrokerError> {
+        if lock(&self.tokens).refresh.is_none() {
+            return Err(BrokerError::TokenRevoked { code });
+        }
+        self.refresh_tokens(link).await
+    }
+
+    /// Asks the broker's account list whether the account is live or demo, and refuses an
+    /// account of the other kind than the host, the operator or the first connection expects.
+    /// Runs before the account is authorised, so no request ever reaches an account of the
+    /// wrong kind.
+    async fn check_account_environment(&self, link: &Link) -> Result<(), BrokerError> {
+        let listed = match self.account_list_once(link).await {
+            Err(BrokerError::TokenRevoked { code }) => {
+                self.refresh_after_refusal(link, code).await?;
+                self.account_list_once(link).await?
+            }
+            other => other?,
+        };
+        let account_id = self.account();
+        let Some(account) = listed
+            .ctid_trader_account
+            .iter()
+            .find(|a| i64::try_from(a.ctid_trader_account_id).ok() == Some(account_id))
+        else {
+            return Err(BrokerError::AccountNotAuthorised {
+                account_id,
+                code: format!(
+                    "not among the {} account(s) of this access token",
+                    listed.ctid_trader_account.len()
+                ),
+            });
+        };
+        // An account listed without the flag is treated as live: the live guard fails closed.
+        let live = account.is_live.unwrap_or(true);
+        let host = self
+            .config
+            .host
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let mut expectations = Vec::new();
+        if host == DEMO_HOST {
+            expectations.push((false, format!("{DEMO_HOST} serves demo accounts only")));
+        } else if host == LIVE_HOST {
+            expectations.push((true, format!("{LIVE_HOST} serves live accounts only")));
+        }
+        if let Some(expect) = &self.config.expect_live {
+            expectations.push((expect.live, expect.said_by.clone()));
+        }
+        if let Some(first) = *lock(&self.account_live) {
+            let kind = if first { "live" } else { "demo" };
+            expectations.push((
+                first,
+                format!("it was a {kind} account when the client connected first"),
+            ));
+        }
+        if let Some((_, said_by)) = expectations.into_iter().find(|(want, _)| *want != live) {
+            return Err(BrokerError::WrongEnvironment {
+                account_id,
+                account_is_live: live,
+                expected: said_by,
+            });
+        }
+        *lock(&self.account_live) = Some(live);
+        Ok(())
+    }
+
+    async fn account_list_once(
+        &self,
+        link: &Link,
+    ) -> Result<ProtoOaGetAccountListByAccessTokenRes, BrokerError> {
+        let req = ProtoOaGetAccountListByAccessTokenReq {
+            access_token: lock(&self.tokens).access.expose().to_owned(),
+            ..Default::default()
+        };
+        match self
+            .call::<ProtoOaGetAccountListByAccessTokenRes>(
+                link,
+                req.into(),
+                "account list auth",
+                RequestClass::Ordinary,
+            )
+            .await
+        {
+            Err(BrokerError::Refused { code, .. }) if TOKEN_CODES.contains(&code.as_str()) => {
+                Err(BrokerError::TokenRevoked { code })
             }
             other => other,
         }
@@ -344,22 +490,41 @@ impl Inner {
                 code: "empty token in the refresh response".into(),
             });
         }
-        let access = Secret::new(res.access_token);
-        let refresh = Secret::new(res.refresh_token);
-        {
-            let mut tokens = lock(&self.tokens);
-            tokens.access = access.clone();
-            tokens.refresh = Some(refresh.clone());
-        }
+        // Token lives are wall-clock time, whatever clock stamps the quotes.
+        let issued_at = SystemClock.now();
         let expires_at = res
             .expires_in
             .checked_mul(1000)
             .filter(|ms| *ms > 0)
-            .map(|ms| self.clock.now().plus_millis(ms));
-        tracing::info!("cTrader access token refreshed");
+            .map(|ms| issued_at.plus_millis(ms));
+        let refreshed = RefreshedTokens {
+            access_token: Secret::new(res.access_token),
+            refresh_token: Secret::new(res.refresh_token),
+            issued_at,
+            expires_at,
+        };
+        // Kept before it is used: the old refresh token is spent, so a pair only in memory
+        // would be lost with the process.
+        self.keeper
+            .keep(&refreshed)
+            .await
+            .map_err(BrokerError::TokenStore)?;
+        {
+            let mut tokens = lock(&self.tokens);
+            tokens.access = refreshed.access_token.clone();
+            tokens.refresh = Some(refreshed.refresh_token.clone());
+            tokens.refresh_due = expires_at.map(|expires_at| {
+                TokenExpiry {
+                    issued_at,
+                    expires_at,
+                }
+                .refresh_due()
+            });
+        }
+        tracing::info!(expires_at = ?expires_at.map(|t| t.to_string()), "cTrader access token refreshed");
         self.emit(BrokerEvent::TokenRefreshed {
-            access_token: access,
-            refresh_token: refresh,
+            access_token: refreshed.access_token,
+            refresh_token: refreshed.refresh_token,
             expires_at,
         });
         Ok(())
@@ -568,6 +733,10 @@ impl Inner {
             Payload::OrderErrorEvent(e) => (&e.error_code, &e.description, None),
             _ => return None,
         };
+        if let Some(until) = maintenance_end(&envelope.payload) {
+            let _ = self.control.send(Control::Maintenance(until));
+            return Some(BrokerError::Maintenance { until });
+        }
         if let Some(seconds) = retry_after {
             self.limits.block_for(Duration::from_secs(seconds));
         }
@@ -748,6 +917,13 @@ impl Inbound for Dispatcher {
                     "the server ended the session: {reason}"
                 )));
             }
+            ref payload @ (Payload::ErrorRes(_) | Payload::CommonErrorRes(_))
+                if maintenance_end(payload).is_some() =>
+            {
+                if let Some(until) = maintenance_end(payload) {
+                    self.ask(Control::Maintenance(until));
+                }
+            }
             Payload::ErrorRes(e) => {
                 tracing::warn!(code = %e.error_code, "unsolicited error from the broker");
                 if TOKEN_CODES.contains(&e.error_code.as_str()) {
@@ -772,6 +948,8 @@ async fn supervise(
     let mut delays = FullJitter::new(inner.config.reconnect).build();
     let mut up_since = tokio::time::Instant::now();
     loop {
+        let mut maintenance = None;
+        let refresh_due = lock(&inner.tokens).refresh_due;
         let reason = tokio::select! {
             () = inner.shutdown.cancelled() => {
                 link.close("client shut down");
@@ -779,8 +957,42 @@ async fn supervise(
                 return;
             }
             reason = link.closed() => reason,
+            () = sleep_until_wall(refresh_due) => {
+                tracing::info!("refreshing the cTrader access token before it expires");
+                let refreshed = async {
+                    inner.refresh_tokens(&link).await?;
+                    reauthorise(&inner, &link).await
+                };
+                match refreshed.await {
+                    Ok(()) => {
+                        // The account was authorised again: events may have been missed.
+                        inner.emit(BrokerEvent::Reconnected);
+                        continue;
+                    }
+                    Err(e) if e.is_transient() => {
+                        let reason = format!("token refresh failed: {e}");
+                        link.close(reason.clone());
+                        reason
+                    }
+                    Err(e) => {
+                        link.close(format!("token refresh failed: {e}"));
+                        stop(&inner, e);
+                        return;
+                    }
+                }
+            }
             Some(request) = control.recv() => match request {
                 Control::Drop(reason) => {
+                    link.close(reason.clone());
+                    reason
+                }
+                Control::Maintenance(until) if wall_time_until(until).is_zero() => {
+                    tracing::debug!(%until, "a maintenance window that has ended; carrying on");
+                    continue;
+                }
+                Control::Maintenance(until) => {
+                    maintenance = Some(until);
+                    let reason = format!("the broker announced maintenance until {until}");
                     link.close(reason.clone());
                     reason
                 }
@@ -811,7 +1023,7 @@ async fn supervise(
         if up_since.elapsed() >= STABLE_LINK {
             delays = FullJitter::new(inner.config.reconnect).build();
         }
-        match reconnect(&inner, &mut delays).await {
+        match reconnect(&inner, &mut delays, maintenance).await {
             Ok(new) => {
                 *lock(&inner.link) = Some(Arc::clone(&new));
                 link = new;
@@ -835,29 +1047,41 @@ async fn reauthorise(inner: &Inner, link: &Link) -> Result<(), BrokerError> {
 }
 
 /// Tries to establish a new link until it works, a permanent error occurs, the attempts run out or
-/// the client shuts down.
+/// the client shuts down. A maintenance window (announced before, or in answer to an attempt) is
+/// waited out instead of the next backoff delay.
 async fn reconnect(
     inner: &Inner,
     delays: &mut crate::backoff::FullJitterDelays,
+    mut maintenance: Option<Timestamp>,
 ) -> Result<Arc<Link>, BrokerError> {
     let mut last = None;
     loop {
-        let Some(delay) = delays.next() else {
-            let last = last.map_or_else(String::new, |e: BrokerError| format!(": {e}"));
-            return Err(BrokerError::Stopped(format!(
-                "gave up reconnecting after the configured attempts{last}"
-            )));
+        let delay = if let Some(until) = maintenance.take() {
+            wait_for_maintenance(inner, until).await?;
+            Duration::ZERO
+        } else {
+            let Some(delay) = delays.next() else {
+                let last = last.map_or_else(String::new, |e: BrokerError| format!(": {e}"));
+                return Err(BrokerError::Stopped(format!(
+                    "gave up reconnecting after the configured attempts{last}"
+                )));
+            };
+            tokio::select! {
+                () = inner.shutdown.cancelled() => return Err(BrokerError::Stopped("shut down".into())),
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay
         };
-        tokio::select! {
-            () = inner.shutdown.cancelled() => return Err(BrokerError::Stopped("shut down".into())),
-            () = tokio::time::sleep(delay) => {}
-        }
         let attempt = tokio::select! {
             () = inner.shutdown.cancelled() => return Err(BrokerError::Stopped("shut down".into())),
             attempt = inner.establish() => attempt,
         };
         match attempt {
             Ok(link) => return Ok(link),
+            Err(BrokerError::Maintenance { until }) => {
+                maintenance = Some(until);
+                last = Some(BrokerError::Maintenance { until });
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, ?delay, "reconnection attempt failed");
                 last = Some(e);
@@ -865,6 +1089,61 @@ async fn reconnect(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits until the broker's maintenance window ends, plus a random part of the configured jitter
+/// (at most [`MAX_MAINTENANCE_WAIT`] at a time), and says so with the time; fails only on shutdown.
+async fn wait_for_maintenance(inner: &Inner, until: Timestamp) -> Result<(), BrokerError> {
+    let jitter_cap = u64::try_from(inner.config.maintenance_jitter.as_millis()).unwrap_or(u64::MAX);
+    let jitter = Duration::from_millis(fastrand::u64(0..=jitter_cap));
+    let remaining = wall_time_until(until).min(MAX_MAINTENANCE_WAIT);
+    let wait = remaining + jitter;
+    let reconnect_at = SystemClock
+        .now()
+        .plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    tracing::warn!(
+        until = %until,
+        reconnect_at = %reconnect_at,
+        "the broker is under maintenance; reconnecting after it ends"
+    );
+    tokio::select! {
+        () = inner.shutdown.cancelled() => Err(BrokerError::Stopped("shut down".into())),
+        () = tokio::time::sleep(wait) => Ok(()),
+    }
+}
+
+/// How long from now (wall-clock) until `at`; zero when it has passed.
+fn wall_time_until(at: Timestamp) -> Duration {
+    let ms = at.0.saturating_sub(SystemClock.now().0);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Sleeps until wall-clock time `at`; forever when there is none.
+async fn sleep_until_wall(at: Option<Timestamp>) {
+    match at {
+        Some(at) => tokio::time::sleep(wall_time_until(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of a maintenance window an error frame announces, if it announces one.
+fn maintenance_end(payload: &Payload) -> Option<Timestamp> {
+    let (code, seconds) = match payload {
+        Payload::ErrorRes(e) => (&e.error_code, e.maintenance_end_timestamp),
+        Payload::CommonErrorRes(e) => (
+            &e.error_code,
+            e.maintenance_end_timestamp
+                .and_then(|s| i64::try_from(s).ok()),
+        ),
+        _ => return None,
+    };
+    if code != MAINTENANCE_CODE {
+        return None;
+    }
+    seconds
+        .filter(|s| *s > 0)
+        .and_then(|s| s.checked_mul(1000))
+        .map(Timestamp)
 }
 
 /// Stops for good: no link, every later request fails, the owner is told why.

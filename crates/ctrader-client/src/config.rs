@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use domain::Secret;
+use domain::{Secret, Timestamp};
 
 use crate::BrokerError;
 
@@ -105,6 +105,36 @@ impl Default for RateLimits {
     }
 }
 
+/// The life of the access token in [`Credentials`], when known (a pair from a refresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry {
+    /// When the pair was issued (wall-clock time).
+    pub issued_at: Timestamp,
+    /// When the access token stops working.
+    pub expires_at: Timestamp,
+}
+
+impl TokenExpiry {
+    /// The share of a token's life after which it is refreshed (80 %), so it never lapses.
+    pub const REFRESH_AT_PERCENT: i64 = 80;
+
+    /// When to refresh: 80 % of the way from issue to expiry.
+    pub fn refresh_due(&self) -> Timestamp {
+        let life = self.expires_at.0.saturating_sub(self.issued_at.0).max(0);
+        self.issued_at
+            .plus_millis(life / 100 * TokenExpiry::REFRESH_AT_PERCENT)
+    }
+}
+
+/// What the account must be, live or demo, and who says so (named in the error when it is not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveExpectation {
+    /// True: a live account is expected; false: a demo account.
+    pub live: bool,
+    /// Who expects it, e.g. "CTRADER_ENV is demo".
+    pub said_by: String,
+}
+
 /// Everything the client needs to connect and trade one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CTraderConfig {
@@ -124,6 +154,15 @@ pub struct CTraderConfig {
     pub reconnect: ReconnectPolicy,
     /// Rate limits.
     pub rate_limits: RateLimits,
+    /// The access token's life, when known; the client refreshes it at 80 % of it. `None`: the
+    /// token is refreshed only when the broker refuses it.
+    pub token_expiry: Option<TokenExpiry>,
+    /// Live or demo, as someone expects the account to be; `None` accepts what the broker says
+    /// (the official hosts still serve only their own kind).
+    pub expect_live: Option<LiveExpectation>,
+    /// Upper bound of the random delay added to the end of a maintenance window before
+    /// reconnecting, so clients do not all come back in the same second.
+    pub maintenance_jitter: Duration,
 }
 
 impl CTraderConfig {
@@ -143,6 +182,9 @@ impl CTraderConfig {
             timing: Timing::default(),
             reconnect: ReconnectPolicy::default(),
             rate_limits: RateLimits::default(),
+            token_expiry: None,
+            expect_live: None,
+            maintenance_jitter: Duration::from_secs(5),
         }
     }
 

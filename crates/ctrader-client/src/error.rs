@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use domain::ClientOrderId;
+use domain::{ClientOrderId, Timestamp};
 
 /// Broker error codes (cTrader `errorCode` names) that say "try again later", not "this is wrong".
 const TRANSIENT_CODES: &[&str] = &[
@@ -91,11 +91,38 @@ pub enum BrokerError {
         /// The broker's error code or event that told us.
         code: String,
     },
-    /// Refreshing the access token with the refresh token failed.
-    #[error("access token refresh failed ({code}): a new token is needed")]
+    /// The broker refused the refresh token (used already, revoked or wrong): only a person can
+    /// get a new pair.
+    #[error(
+        "the broker refused the refresh token ({code}): obtain new tokens with `palm-oil-bot auth` \
+         and set CTRADER_ACCESS_TOKEN and CTRADER_REFRESH_TOKEN"
+    )]
     TokenRefreshFailed {
         /// The broker's error code.
         code: String,
+    },
+    /// A refreshed token pair could not be kept durably; it is not used (the old refresh token is
+    /// already spent, so trading stops rather than run on tokens a restart would not find).
+    #[error("the refreshed tokens could not be stored: {0}")]
+    TokenStore(String),
+    /// The broker is under maintenance until the time it announced; reconnect after it.
+    #[error("the broker is under maintenance until {until}")]
+    Maintenance {
+        /// When the broker said the maintenance ends.
+        until: Timestamp,
+    },
+    /// The account is live where demo was expected, or the other way round.
+    #[error(
+        "account {account_id} is a {} account (the broker's isLive), but {expected}",
+        if *account_is_live { "live" } else { "demo" }
+    )]
+    WrongEnvironment {
+        /// The ctidTraderAccountId.
+        account_id: i64,
+        /// What the broker's account list says.
+        account_is_live: bool,
+        /// What expected otherwise, e.g. "CTRADER_ENV is demo".
+        expected: String,
     },
     /// None of the candidate names is a symbol at this broker; never replaced by a default.
     #[error(
@@ -167,6 +194,7 @@ impl BrokerError {
             | BrokerError::NotConnected
             | BrokerError::Timeout { .. }
             | BrokerError::RateLimited { .. }
+            | BrokerError::Maintenance { .. }
             | BrokerError::Protocol(_) => true,
             BrokerError::Refused { code, .. } => is_transient_code(code),
             BrokerError::Config(_)
@@ -175,6 +203,8 @@ impl BrokerError {
             | BrokerError::AccountNotAuthorised { .. }
             | BrokerError::TokenRevoked { .. }
             | BrokerError::TokenRefreshFailed { .. }
+            | BrokerError::TokenStore(_)
+            | BrokerError::WrongEnvironment { .. }
             | BrokerError::SymbolNotFound { .. }
             | BrokerError::UnsupportedTimeZone { .. }
             | BrokerError::OrderOutcomeUnknown { .. }
@@ -182,6 +212,17 @@ impl BrokerError {
             | BrokerError::InvalidRequest(_)
             | BrokerError::Stopped(_) => false,
         }
+    }
+
+    /// True when the broker refused our credentials or tokens: a person must act.
+    pub fn is_credentials_problem(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::BadCredentials { .. }
+                | BrokerError::TokenRevoked { .. }
+                | BrokerError::TokenRefreshFailed { .. }
+                | BrokerError::AccountNotAuthorised { .. }
+        )
     }
 
     /// True when an order may have executed without us knowing: the owner must reconcile.

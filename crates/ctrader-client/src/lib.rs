@@ -20,6 +20,7 @@ mod link;
 mod quotes;
 mod schedule;
 mod tls;
+mod tokens;
 
 pub use broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
@@ -27,8 +28,9 @@ pub use broker::{
 };
 pub use client::CTraderClient;
 pub use config::{
-    CTraderConfig, Credentials, DEFAULT_PORT, DEMO_HOST, ExtraCa, LIVE_HOST, RateLimits,
-    ReconnectPolicy, Timing,
+    CTraderConfig, Credentials, DEFAULT_PORT, DEMO_HOST, ExtraCa, LIVE_HOST, LiveExpectation,
+    RateLimits, ReconnectPolicy, Timing, TokenExpiry,
 };
 pub use error::BrokerError;
 pub use fake::{FakeBroker, FakeOrderScript};
+pub use tokens::{InMemoryTokens, KeepFuture, RefreshedTokens, TokenKeeper};

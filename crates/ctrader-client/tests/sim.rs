@@ -850,3 +850,202 @@ async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
     assert_eq!(deals[0].deal_id, first.fill.deal_id);
     assert_eq!(deals[3].deal_id, stopped.deal_id);
 }
+
+#[tokio::test]
+async fn the_broker_says_live_or_demo_and_a_mismatch_is_refused_naming_both() {
+    let env = start_sim(|c| c.live_account = true).await;
+    let (client, _events) = env.connect().await;
+    assert!(
+        client.account_is_live(),
+        "the simulator lists the account as live"
+    );
+    let mut config = env.config();
+    config.expect_live = Some(ctrader_client::LiveExpectation {
+        live: false,
+        said_by: "CTRADER_ENV is demo".into(),
+    });
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BrokerError::WrongEnvironment {
+                account_is_live: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("live account") && text.contains("CTRADER_ENV is demo"),
+        "{text}"
+    );
+
+    let demo = start_sim(|_| {}).await;
+    let (client, _events) = demo.connect().await;
+    assert!(!client.account_is_live());
+}
+
+/// Records every pair handed over, or refuses them all.
+#[derive(Debug, Default)]
+struct Keeper {
+    kept: std::sync::Mutex<Vec<ctrader_client::RefreshedTokens>>,
+    refuse: bool,
+}
+
+impl ctrader_client::TokenKeeper for Keeper {
+    fn keep<'a>(
+        &'a self,
+        tokens: &'a ctrader_client::RefreshedTokens,
+    ) -> ctrader_client::KeepFuture<'a> {
+        Box::pin(async move {
+            if self.refuse {
+                return Err("disk full".to_owned());
+            }
+            self.kept.lock().unwrap().push(tokens.clone());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_token_near_its_expiry_is_refreshed_and_kept_before_it_is_used() {
+    use domain::Clock as _;
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.credentials.refresh_token = Some(SimCredentials::default().refresh_token);
+    // Issued 100 s ago, expiring in 10 s: past 80 % of its life, so it is refreshed at once
+    // although the broker still accepts it.
+    let now = domain::SystemClock.now();
+    config.token_expiry = Some(ctrader_client::TokenExpiry {
+        issued_at: Timestamp(now.millis() - 100_000),
+        expires_at: now.plus_millis(10_000),
+    });
+    let keeper = Arc::new(Keeper::default());
+    let client = within(
+        LIMIT,
+        "connect",
+        CTraderClient::connect_with(
+            config,
+            Arc::new(domain::SystemClock),
+            Arc::clone(&keeper) as Arc<dyn ctrader_client::TokenKeeper>,
+        ),
+    )
+    .await
+    .unwrap();
+    let mut events = client.take_events().unwrap();
+    let BrokerEvent::TokenRefreshed { access_token, .. } =
+        next_event(&mut events, "token refreshed", |e| {
+            matches!(e, BrokerEvent::TokenRefreshed { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    {
+        let kept = keeper.kept.lock().unwrap();
+        assert_eq!(kept.len(), 1, "kept once, before the event");
+        assert_eq!(kept[0].access_token, access_token);
+        assert_ne!(access_token, SimCredentials::default().access_token);
+        assert!(kept[0].expires_at.is_some());
+    }
+    next_event(&mut events, "re-authorised with the new token", |e| {
+        matches!(e, BrokerEvent::Reconnected)
+    })
+    .await;
+    within(LIMIT, "reconcile with the new token", client.open_state())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refreshed_pair_that_cannot_be_kept_is_not_used() {
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.credentials.access_token = Secret::new("expired-token");
+    config.credentials.refresh_token = Some(SimCredentials::default().refresh_token);
+    let keeper = Arc::new(Keeper {
+        refuse: true,
+        ..Keeper::default()
+    });
+    let err = within(
+        LIMIT,
+        "connect",
+        CTraderClient::connect_with(config, Arc::new(domain::SystemClock), keeper),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::TokenStore(ref m) if m == "disk full"),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_refresh_token_the_broker_refuses_is_a_clear_permanent_error() {
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.credentials.access_token = Secret::new("expired-token");
+    config.credentials.refresh_token = Some(Secret::new("spent-refresh-token"));
+    let err = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::TokenRefreshFailed { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_credentials_problem());
+    let text = err.to_string();
+    assert!(text.contains("palm-oil-bot auth"), "{text}");
+    assert!(!text.contains("spent-refresh-token"), "{text}");
+}
+
+#[tokio::test]
+async fn a_maintenance_window_is_waited_out_before_reconnecting() {
+    use domain::Clock as _;
+    let env = start_sim(|_| {}).await;
+    let mut config = env.config();
+    config.maintenance_jitter = Duration::from_millis(100);
+    let (client, mut events) = env.connect_with(config.clone()).await;
+    let end = env
+        .sim
+        .faults()
+        .announce_maintenance(Duration::from_secs(2))
+        .unwrap();
+    let BrokerEvent::Disconnected { reason } = next_event(&mut events, "disconnected", |e| {
+        matches!(e, BrokerEvent::Disconnected { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("maintenance"), "{reason}");
+    next_event(&mut events, "reconnected", |e| {
+        matches!(e, BrokerEvent::Reconnected)
+    })
+    .await;
+    // Ordinary backoff (50 to 400 ms here) would have been back long before the window ended.
+    assert!(
+        domain::SystemClock.now().millis() >= end * 1000,
+        "reconnected before the announced end of the maintenance"
+    );
+    within(LIMIT, "reconcile after maintenance", client.open_state())
+        .await
+        .unwrap();
+
+    // Connecting during a window waits for its end too.
+    let end = env
+        .sim
+        .faults()
+        .announce_maintenance(Duration::from_secs(1))
+        .unwrap();
+    let late = within(LIMIT, "connect", CTraderClient::connect(config))
+        .await
+        .unwrap();
+    assert!(domain::SystemClock.now().millis() >= end * 1000);
+    assert!(late.is_connected());
+}

@@ -87,6 +87,15 @@ impl std::fmt::Display for AccountCurrency {
     }
 }
 
+/// A maintenance window the simulator announces on its own (`--maintenance-after --maintenance-for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// How long after the start the window opens.
+    pub after: Duration,
+    /// How long it lasts.
+    pub lasts: Duration,
+}
+
 /// Everything the simulator needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -129,6 +138,14 @@ pub struct SimConfig {
     pub money_digits: u32,
     /// Injected faults.
     pub faults: FaultPlan,
+    /// `--live-account`: the account list reports the account as live (`isLive`); the default is
+    /// a demo account.
+    pub live_account: bool,
+    /// `--token-lifetime`: how long an access token works (real time) and the `expires_in` of a
+    /// refresh; cTrader's is about 30 days.
+    pub token_lifetime: Duration,
+    /// `--maintenance-after --maintenance-for`: a maintenance window announced on its own.
+    pub maintenance: Option<MaintenanceWindow>,
 }
 
 impl Default for SimConfig {
@@ -153,6 +170,9 @@ impl Default for SimConfig {
             initial_balance: 1_000_000,
             money_digits: 2,
             faults: FaultPlan::default(),
+            live_account: false,
+            token_lifetime: Duration::from_secs(2_628_000),
+            maintenance: None,
         }
     }
 }
@@ -245,6 +265,16 @@ impl SimConfig {
         if self.initial_balance < 0 {
             return bad("initial balance must not be negative".to_owned());
         }
+        if self.token_lifetime < Duration::from_secs(1)
+            || self.token_lifetime > Duration::from_secs(400 * 86_400)
+        {
+            return bad("token lifetime must be between 1 s and 400 days".to_owned());
+        }
+        if let Some(window) = self.maintenance
+            && (window.lasts < Duration::from_secs(1) || window.lasts > Duration::from_secs(86_400))
+        {
+            return bad("a maintenance window must last between 1 s and one day".to_owned());
+        }
         if self.money_digits > 8 {
             return bad("money digits must be at most 8".to_owned());
         }
@@ -314,5 +344,15 @@ mod tests {
         );
         check(|c| c.max_frame_len = 10, "frame");
         check(|c| c.rate_limits.historical_per_second = 0, "rate limits");
+        check(|c| c.token_lifetime = Duration::ZERO, "token lifetime");
+        check(
+            |c| {
+                c.maintenance = Some(MaintenanceWindow {
+                    after: Duration::ZERO,
+                    lasts: Duration::ZERO,
+                });
+            },
+            "maintenance window",
+        );
     }
 }

@@ -21,6 +21,11 @@ pub(crate) struct TokenBook {
     refresh: Secret,
     accounts: Vec<i64>,
     rng: SimRng,
+    /// When the current access token was issued (real time) and how long it works.
+    issued: std::time::Instant,
+    lifetime: std::time::Duration,
+    /// Whether its expiry was already announced to the sessions using it.
+    expiry_announced: bool,
 }
 
 /// What a successful token refresh changed.
@@ -37,9 +42,27 @@ pub(crate) struct Refreshed {
 }
 
 impl TokenBook {
-    /// True when `token` is the current access token.
+    /// True when `token` is the current access token and has not expired.
     pub(crate) fn is_valid(&self, token: &str) -> bool {
-        !token.is_empty() && token == self.access.expose()
+        !token.is_empty() && token == self.access.expose() && !self.is_expired()
+    }
+
+    fn is_expired(&self) -> bool {
+        self.issued.elapsed() >= self.lifetime
+    }
+
+    /// The access token that expired since the last call, with its accounts, once per token.
+    pub(crate) fn newly_expired(&mut self) -> Option<(Secret, Vec<i64>)> {
+        if self.expiry_announced || !self.is_expired() {
+            return None;
+        }
+        self.expiry_announced = true;
+        Some((self.access.clone(), self.accounts.clone()))
+    }
+
+    /// Seconds a new access token works (the refresh's `expires_in`).
+    pub(crate) fn lifetime_seconds(&self) -> i64 {
+        i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Accounts `token` may trade, empty when it is not valid.
@@ -68,6 +91,8 @@ impl TokenBook {
         ));
         let old_access = std::mem::replace(&mut self.access, access.clone());
         self.refresh.clone_from(&refresh);
+        self.issued = std::time::Instant::now();
+        self.expiry_announced = false;
         Some(Refreshed {
             old_access,
             access,
@@ -142,6 +167,9 @@ impl Exchange {
             refresh: config.credentials.refresh_token.clone(),
             accounts: vec![account_id],
             rng: SimRng::new(config.seed, TOKEN_STREAM),
+            issued: std::time::Instant::now(),
+            lifetime: config.token_lifetime,
+            expiry_announced: false,
         };
         Ok(Exchange {
             market,

@@ -27,7 +27,7 @@ mod symbols;
 mod tls;
 mod wire;
 
-pub use config::{AccountCurrency, SimConfig, SimCredentials};
+pub use config::{AccountCurrency, MaintenanceWindow, SimConfig, SimCredentials};
 pub use error::SimError;
 pub use faults::FaultPlan;
 pub use prices::PriceSource;

@@ -1277,3 +1277,125 @@ async fn replayed_prices_come_from_the_file() {
     assert_eq!(bars.trendbar.len(), 1, "the replayed hour is history");
     assert_eq!(bars.trendbar[0].low, Some(394_900_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_list_says_whether_the_account_is_live() {
+    for live in [false, true] {
+        let sim = TestSim::start(|c| c.live_account = live).await;
+        let mut client = sim.connect().await;
+        let reply = client
+            .request(app_auth("palm-oil-sim", "palm-oil-sim-secret"))
+            .await;
+        assert!(matches!(reply, Payload::ApplicationAuthRes(_)), "{reply:?}");
+        let reply = client
+            .request(ProtoOaGetAccountListByAccessTokenReq {
+                access_token: "palm-oil-sim-access-token".into(),
+                ..Default::default()
+            })
+            .await;
+        let Payload::GetAccountListByAccessTokenRes(list) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(list.ctid_trader_account[0].is_live, Some(live));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_access_token_is_announced_and_refused_but_the_refresh_token_still_works() {
+    let sim = TestSim::start(|c| c.token_lifetime = Duration::from_secs(1)).await;
+    let mut client = sim.authorised().await;
+    let account = sim.account();
+    // The token expires a second after the start: the session hears it and loses the account.
+    let (_, event) = client
+        .wait_for(|_, p| matches!(p, Payload::AccountsTokenInvalidatedEvent(_)))
+        .await;
+    let Payload::AccountsTokenInvalidatedEvent(event) = event else {
+        unreachable!()
+    };
+    assert_eq!(event.ctid_trader_account_ids, vec![account]);
+    assert_eq!(event.reason.as_deref(), Some("Access token expired"));
+    let reply = client
+        .request(ProtoOaAccountAuthReq {
+            ctid_trader_account_id: account,
+            access_token: "palm-oil-sim-access-token".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(error_code(&reply), "CH_ACCESS_TOKEN_INVALID");
+    let reply = client
+        .request(ProtoOaRefreshTokenReq {
+            refresh_token: "palm-oil-sim-refresh-token".into(),
+            ..Default::default()
+        })
+        .await;
+    let Payload::RefreshTokenRes(res) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(res.expires_in, 1, "expires_in is the configured lifetime");
+    let reply = client
+        .request(ProtoOaAccountAuthReq {
+            ctid_trader_account_id: account,
+            access_token: res.access_token.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(reply, Payload::AccountAuthRes(_)), "{reply:?}");
+    // Single-use: the same refresh token is refused the second time.
+    let reply = client
+        .request(ProtoOaRefreshTokenReq {
+            refresh_token: "palm-oil-sim-refresh-token".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(error_code(&reply), "CH_ACCESS_TOKEN_INVALID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_drops_clients_and_refuses_everyone_until_it_ends() {
+    let sim = TestSim::start(|_| {}).await;
+    let mut client = sim.authorised().await;
+    let end = sim
+        .handle
+        .faults()
+        .announce_maintenance(Duration::from_secs(2))
+        .unwrap();
+    let (_, error) = client
+        .wait_for(|_, p| matches!(p, Payload::ErrorRes(_)))
+        .await;
+    let Payload::ErrorRes(error) = error else {
+        unreachable!()
+    };
+    assert_eq!(error.error_code, "SERVER_IS_UNDER_MAINTENANCE");
+    assert_eq!(error.maintenance_end_timestamp, Some(end));
+    assert!(client.closed_within(Duration::from_secs(5)).await);
+    // A new connection is answered with the same error and closed while the window lasts.
+    let mut late = sim.connect().await;
+    let reply = late
+        .request(app_auth("palm-oil-sim", "palm-oil-sim-secret"))
+        .await;
+    let Payload::ErrorRes(error) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(error.error_code, "SERVER_IS_UNDER_MAINTENANCE");
+    assert_eq!(error.maintenance_end_timestamp, Some(end));
+    assert!(late.closed_within(Duration::from_secs(5)).await);
+    // After the end, the server serves again.
+    use domain::Clock as _;
+    let wait_ms = end * 1000 - domain::SystemClock.now().millis();
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(wait_ms.max(0)).unwrap() + 50,
+    ))
+    .await;
+    let mut after = sim.connect().await;
+    let reply = after
+        .request(app_auth("palm-oil-sim", "palm-oil-sim-secret"))
+        .await;
+    assert!(matches!(reply, Payload::ApplicationAuthRes(_)), "{reply:?}");
+    assert!(
+        sim.handle
+            .faults()
+            .announce_maintenance(Duration::ZERO)
+            .is_err(),
+        "a window must last at least a second"
+    );
+}

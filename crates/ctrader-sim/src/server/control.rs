@@ -94,6 +94,19 @@ impl FaultControl {
         Ok(())
     }
 
+    /// Opens a maintenance window of `lasts` from now: every open connection gets
+    /// `ProtoOAErrorRes` `SERVER_IS_UNDER_MAINTENANCE` with the window's end and is closed, and
+    /// every request is answered so until the window ends. Returns the end in seconds since the
+    /// Unix epoch (rounded up to a whole second, as the protocol carries it).
+    pub fn announce_maintenance(&self, lasts: Duration) -> Result<i64, SimError> {
+        if lasts < Duration::from_secs(1) || lasts > Duration::from_secs(86_400) {
+            return Err(SimError::Config(
+                "a maintenance window must last between 1 s and one day".to_owned(),
+            ));
+        }
+        Ok(self.shared.start_maintenance(lasts))
+    }
+
     /// Cuts every open connection now, without a word.
     pub fn drop_connections(&self) {
         self.shared.push(Push::Command(ConnectionCommand::Drop));

@@ -52,6 +52,8 @@ pub(crate) enum Push {
         old_token: Secret,
         /// Accounts it covered.
         accounts: Vec<i64>,
+        /// Why, as the event's reason says.
+        reason: &'static str,
     },
     /// A fault or shutdown order for every connection.
     Command(ConnectionCommand),
@@ -68,6 +70,9 @@ pub(crate) enum ConnectionCommand {
     OversizedFrame,
     /// Send a frame whose body is not a `ProtoMessage`.
     MalformedFrame,
+    /// Send `ProtoOAErrorRes` `SERVER_IS_UNDER_MAINTENANCE` with the window's end (seconds since
+    /// the Unix epoch), then close.
+    Maintenance(i64),
 }
 
 /// State shared by the accept loop, the market clock, every connection and the control handle.
@@ -81,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) received_orders: Mutex<Vec<ReceivedOrder>>,
     next_connection: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
+    /// The end of the maintenance window in force, in seconds since the Unix epoch.
+    maintenance_end: Mutex<Option<i64>>,
 }
 
 impl Shared {
@@ -89,6 +96,35 @@ impl Shared {
         // An error only means no connection is open right now.
         let _ = self.pushes.send(Arc::new(push));
     }
+
+    /// Opens a maintenance window of `lasts` from now: every connection hears of it and is
+    /// closed, and every request is refused with its end until it is over. Its end in seconds.
+    pub(crate) fn start_maintenance(&self, lasts: Duration) -> i64 {
+        let end = wall_clock_after(lasts);
+        *lock(&self.maintenance_end) = Some(end);
+        tracing::info!(end, "simulated maintenance window opened");
+        self.push(Push::Command(ConnectionCommand::Maintenance(end)));
+        end
+    }
+
+    /// The end of the maintenance window in force now (seconds since the Unix epoch), if any.
+    pub(crate) fn maintenance_until(&self) -> Option<i64> {
+        let mut end = lock(&self.maintenance_end);
+        let now_ms = SystemClock.now().millis();
+        if end.is_some_and(|e| now_ms >= e.saturating_mul(1000)) {
+            *end = None;
+        }
+        *end
+    }
+}
+
+/// The wall clock `after` from now, in whole seconds since the Unix epoch, rounded up.
+fn wall_clock_after(after: Duration) -> i64 {
+    let ms = SystemClock
+        .now()
+        .millis()
+        .saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+    ms.saturating_add(999) / 1000
 }
 
 /// Locks a mutex, carrying on with the data if a panicking thread poisoned it: the state is
@@ -135,6 +171,7 @@ impl Simulator {
             received_orders: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
+            maintenance_end: Mutex::new(None),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let tasks = vec![
@@ -342,10 +379,23 @@ async fn run_market(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(shared.config.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_external_close = started;
+    let mut maintenance = shared.config.maintenance;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,
+        }
+        if let Some(window) = maintenance.filter(|w| started.elapsed() >= w.after) {
+            maintenance = None;
+            shared.start_maintenance(window.lasts);
+        }
+        let expired = lock(&shared.exchange).tokens.newly_expired();
+        if let Some((old_token, accounts)) = expired {
+            shared.push(Push::TokenInvalidated {
+                old_token,
+                accounts,
+                reason: "Access token expired",
+            });
         }
         let elapsed = started.elapsed().as_secs_f64() * speed;
         let sim_elapsed = Duration::try_from_secs_f64(elapsed).unwrap_or(Duration::MAX);

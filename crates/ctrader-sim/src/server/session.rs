@@ -47,8 +47,6 @@ const OVERSIZED_LEN: u32 = 16 * 1024 * 1024 + 1;
 const MALFORMED_FRAME: [u8; 7] = [0, 0, 0, 3, 0x0A, 0x05, 0x01];
 /// How often the connection checks heartbeats, timers and idle clients.
 const HOUSEKEEPING: Duration = Duration::from_millis(50);
-/// Seconds a refreshed access token is said to live (about 30 days, as cTrader's).
-const TOKEN_LIFETIME_SECONDS: i64 = 2_628_000;
 
 /// What to send, and what to do after.
 #[derive(Debug, Default)]
@@ -205,6 +203,14 @@ impl Session {
     fn on_frame(&mut self, message: ProtoMessage) -> Outcome {
         self.received += 1;
         self.last_received = Instant::now();
+        if let Some(end) = self.shared.maintenance_until() {
+            let mut outcome = Outcome::send(vec![wrap(
+                &maintenance_error(end),
+                message.client_msg_id.as_deref(),
+            )]);
+            outcome.close = true;
+            return outcome;
+        }
         let faults = lock(&self.shared.faults).clone();
         let reply_to = message.client_msg_id.clone();
         let payload_type = message.payload_type;
@@ -332,6 +338,10 @@ impl Session {
             .iter()
             .filter_map(|id| exchange.broker.account(*id))
             .map(wire::listed_account)
+            .map(|mut listed| {
+                listed.is_live = Some(self.shared.config.live_account);
+                listed
+            })
             .collect();
         vec![wrap(
             &ProtoOaGetAccountListByAccessTokenRes {
@@ -350,9 +360,11 @@ impl Session {
         req: &ProtoOaRefreshTokenReq,
         reply_to: Option<&str>,
     ) -> Vec<ProtoMessage> {
-        let refreshed = lock(&self.shared.exchange)
-            .tokens
-            .refresh(&req.refresh_token);
+        let (refreshed, lifetime) = {
+            let mut exchange = lock(&self.shared.exchange);
+            let refreshed = exchange.tokens.refresh(&req.refresh_token);
+            (refreshed, exchange.tokens.lifetime_seconds())
+        };
         let Some(refreshed) = refreshed else {
             return vec![wrap(
                 &error_res(
@@ -368,12 +380,13 @@ impl Session {
         self.shared.push(Push::TokenInvalidated {
             old_token: refreshed.old_access,
             accounts: refreshed.accounts,
+            reason: "Access token was refreshed",
         });
         vec![wrap(
             &ProtoOaRefreshTokenRes {
                 access_token: refreshed.access.expose().to_owned(),
                 token_type: "bearer".to_owned(),
-                expires_in: TOKEN_LIFETIME_SECONDS,
+                expires_in: lifetime,
                 refresh_token: refreshed.refresh.expose().to_owned(),
                 ..ProtoOaRefreshTokenRes::default()
             },
@@ -1105,6 +1118,7 @@ impl Session {
             Push::TokenInvalidated {
                 old_token,
                 accounts,
+                reason,
             } => {
                 let lost: Vec<i64> = accounts
                     .iter()
@@ -1120,7 +1134,7 @@ impl Session {
                 Outcome::send(vec![wrap(
                     &ProtoOaAccountsTokenInvalidatedEvent {
                         ctid_trader_account_ids: lost,
-                        reason: Some("Access token was refreshed".to_owned()),
+                        reason: Some((*reason).to_owned()),
                         ..ProtoOaAccountsTokenInvalidatedEvent::default()
                     },
                     None,
@@ -1130,6 +1144,11 @@ impl Session {
             Push::Command(ConnectionCommand::Disconnect(reason)) => self.goodbye(reason),
             Push::Command(ConnectionCommand::OversizedFrame) => Outcome {
                 frames: vec![Outgoing::Raw(oversized_frame())],
+                delay: None,
+                close: true,
+            },
+            Push::Command(ConnectionCommand::Maintenance(end)) => Outcome {
+                frames: vec![Outgoing::Message(wrap(&maintenance_error(*end), None))],
                 delay: None,
                 close: true,
             },
@@ -1283,6 +1302,19 @@ fn error_res(
         description: Some(description.into()),
         retry_after,
         ..ProtoOaErrorRes::default()
+    }
+}
+
+/// The refusal of every request while a maintenance window lasts, with its end in seconds.
+fn maintenance_error(end_seconds: i64) -> ProtoOaErrorRes {
+    ProtoOaErrorRes {
+        maintenance_end_timestamp: Some(end_seconds),
+        ..error_res(
+            None,
+            "SERVER_IS_UNDER_MAINTENANCE",
+            "Server is under maintenance",
+            None,
+        )
     }
 }
 
