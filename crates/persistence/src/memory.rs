@@ -13,7 +13,7 @@ use crate::StoreError;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::FillRow;
 use crate::store::{
-    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, SealedTokens, StoreFuture,
     StoredIntent, TradeStore, check_answer, check_fill, check_new_intent, check_resolution,
     check_same_deal, check_sentiment, next_status,
 };
@@ -27,6 +27,7 @@ struct State {
     kill: KillSwitchState,
     reconciled_until: Option<Timestamp>,
     sentiment: Vec<SentimentReading>,
+    tokens: BTreeMap<i64, SealedTokens>,
 }
 
 /// The in-memory store.
@@ -461,5 +462,14 @@ impl TradeStore for MemoryTradeStore {
             .max_by_key(|(i, r)| (r.known_at, *i))
             .map(|(_, r)| r.clone());
         ready(Ok(found))
+    }
+
+    fn save_tokens<'a>(&'a self, tokens: &'a SealedTokens) -> StoreFuture<'a, ()> {
+        self.lock().tokens.insert(tokens.account_id, tokens.clone());
+        ready(Ok(()))
+    }
+
+    fn tokens(&self, account_id: i64) -> StoreFuture<'_, Option<SealedTokens>> {
+        ready(Ok(self.lock().tokens.get(&account_id).cloned()))
     }
 }

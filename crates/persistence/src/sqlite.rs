@@ -20,7 +20,7 @@ use crate::error::open_error;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::{FillRow, IntentRow, PositionRow, SentimentRow, money_parts};
 use crate::store::{
-    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, StoreFuture,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, SealedTokens, StoreFuture,
     StoredIntent, TradeStore, check_fill, check_new_intent, check_same_deal, check_sentiment,
     next_status,
 };
@@ -1216,6 +1216,53 @@ impl TradeStore for SqliteTradeStore {
             .fetch_optional(&self.reader)
             .await?;
             row.map(SentimentRow::into_domain).transpose()
+        })
+    }
+
+    fn save_tokens<'a>(&'a self, tokens: &'a SealedTokens) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO broker_tokens \
+                 (account_id, sealed, source_fingerprint, issued_at, expires_at, stored_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (account_id) DO UPDATE SET sealed = excluded.sealed, \
+                 source_fingerprint = excluded.source_fingerprint, issued_at = excluded.issued_at, \
+                 expires_at = excluded.expires_at, stored_at = excluded.stored_at",
+            )
+            .bind(tokens.account_id)
+            .bind(tokens.sealed.as_slice())
+            .bind(tokens.source_fingerprint.as_str())
+            .bind(tokens.issued_at.0)
+            .bind(tokens.expires_at.map(|t| t.0))
+            .bind(tokens.stored_at.0)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn tokens(&self, account_id: i64) -> StoreFuture<'_, Option<SealedTokens>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT sealed, source_fingerprint, issued_at, expires_at, stored_at \
+                 FROM broker_tokens WHERE account_id = ?",
+            )
+            .bind(account_id)
+            .fetch_optional(&self.reader)
+            .await?;
+            let Some(r) = row else {
+                return Ok(None);
+            };
+            Ok(Some(SealedTokens {
+                account_id,
+                sealed: r.try_get("sealed")?,
+                source_fingerprint: r.try_get("source_fingerprint")?,
+                issued_at: Timestamp(r.try_get("issued_at")?),
+                expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
+                stored_at: Timestamp(r.try_get("stored_at")?),
+            }))
         })
     }
 }

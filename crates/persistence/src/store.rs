@@ -187,6 +187,36 @@ pub enum Acknowledge<'a> {
     Rows(&'a [i64]),
 }
 
+/// An account's newest broker token pair as the store keeps it: sealed by the caller (the store
+/// never sees the key or the tokens), with the fingerprint of the pair it descends from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedTokens {
+    /// The `ctidTraderAccountId` the pair trades.
+    pub account_id: i64,
+    /// Nonce and AEAD ciphertext of the pair.
+    pub sealed: Vec<u8>,
+    /// A keyed hash of the environment's pair this one was refreshed from.
+    pub source_fingerprint: String,
+    /// When the broker issued the pair.
+    pub issued_at: Timestamp,
+    /// When its access token expires, when the broker said.
+    pub expires_at: Option<Timestamp>,
+    /// When it was stored.
+    pub stored_at: Timestamp,
+}
+
+impl std::fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTokens")
+            .field("account_id", &self.account_id)
+            .field("sealed_len", &self.sealed.len())
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .field("stored_at", &self.stored_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Durable trading records. Implementations: [`crate::SqliteTradeStore`] (production) and
 /// [`crate::MemoryTradeStore`] (tests, backtests, dry runs); both pass one conformance suite.
 pub trait TradeStore: Send + Sync + std::fmt::Debug {
@@ -273,6 +303,12 @@ pub trait TradeStore: Send + Sync + std::fmt::Debug {
         at: Timestamp,
         source: Option<&'a str>,
     ) -> StoreFuture<'a, Option<SentimentReading>>;
+
+    /// Durably replaces the account's token pair (committed when this returns `Ok`).
+    fn save_tokens<'a>(&'a self, tokens: &'a SealedTokens) -> StoreFuture<'a, ()>;
+
+    /// The account's stored token pair, if any.
+    fn tokens(&self, account_id: i64) -> StoreFuture<'_, Option<SealedTokens>>;
 }
 
 /// Checks a fill and its position belong together.

@@ -12,7 +12,7 @@ use domain::{
 };
 use persistence::{
     Correction, FillRecorded, OrderAnswer, PositionLevels, PositionQuery, ReconcilePlan,
-    StoreError, TradeStore,
+    SealedTokens, StoreError, TradeStore,
 };
 
 /// Declares `$name` twice: once on a fresh SQLite file, once on the in-memory store.
@@ -51,6 +51,7 @@ conformance!(
     sentiment_replays_what_was_knowable,
     positions_are_listed_newest_first,
     apply_is_all_or_nothing_and_audited,
+    the_newest_token_pair_replaces_the_old_one,
 );
 
 async fn intent_goes_through_its_lifecycle(store: Arc<dyn TradeStore>) {
@@ -580,4 +581,32 @@ async fn apply_is_all_or_nothing_and_audited(store: Arc<dyn TradeStore>) {
     };
     assert_eq!(store.apply(&older, Timestamp(8)).await.unwrap(), 0);
     assert_eq!(store.reconciled_until().await.unwrap(), Some(Timestamp(4)));
+}
+
+async fn the_newest_token_pair_replaces_the_old_one(store: Arc<dyn TradeStore>) {
+    assert_eq!(store.tokens(44).await.unwrap(), None);
+    let first = SealedTokens {
+        account_id: 44,
+        sealed: vec![1, 2, 3],
+        source_fingerprint: "fp-env-1".into(),
+        issued_at: Timestamp(1_000),
+        expires_at: Some(Timestamp(9_000)),
+        stored_at: Timestamp(1_001),
+    };
+    store.save_tokens(&first).await.unwrap();
+    assert_eq!(store.tokens(44).await.unwrap(), Some(first.clone()));
+    let second = SealedTokens {
+        sealed: vec![9; 60],
+        issued_at: Timestamp(2_000),
+        expires_at: None,
+        stored_at: Timestamp(2_001),
+        ..first.clone()
+    };
+    store.save_tokens(&second).await.unwrap();
+    assert_eq!(store.tokens(44).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.tokens(45).await.unwrap(), None, "kept per account");
+    assert!(
+        !format!("{second:?}").contains("9, 9"),
+        "the sealed bytes are not printed"
+    );
 }
