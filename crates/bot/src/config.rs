@@ -65,10 +65,13 @@ pub enum SentimentSourceKind {
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerEndpoint {
-    /// Demo or live.
-    pub env: TradingEnv,
-    /// Host name (TLS server name).
+    /// Demo or live as CTRADER_ENV says; `None` when unset: the account's kind decides.
+    pub env: Option<TradingEnv>,
+    /// Host name (TLS server name): CTRADER_HOST, or the official host CTRADER_ENV names, or
+    /// the demo host, where the account's kind is asked first.
     pub host: String,
+    /// True when CTRADER_HOST was set (a simulator, or an official host named explicitly).
+    pub host_set: bool,
     /// Port.
     pub port: u16,
     /// Extra trusted CA (simulators only).
@@ -265,16 +268,18 @@ impl Config {
             .map(str::to_ascii_lowercase)
             .as_deref()
         {
-            Some("demo") | None => TradingEnv::Demo,
-            Some("live") => TradingEnv::Live,
+            None => None,
+            Some("demo") => Some(TradingEnv::Demo),
+            Some("live") => Some(TradingEnv::Live),
             Some(other) => {
                 r.problem("CTRADER_ENV", format!("{other:?} is not demo or live"));
-                TradingEnv::Demo
+                None
             }
         };
+        let host_set = r.text("CTRADER_HOST").is_some();
         let host = r
             .text("CTRADER_HOST")
-            .unwrap_or_else(|| env.official_host().to_owned());
+            .unwrap_or_else(|| env.unwrap_or(TradingEnv::Demo).official_host().to_owned());
         if host.contains(['/', ':', ' ']) {
             r.problem(
                 "CTRADER_HOST",
@@ -463,6 +468,7 @@ impl Config {
             broker: BrokerEndpoint {
                 env,
                 host,
+                host_set,
                 port,
                 ca_file,
             },
@@ -599,8 +605,9 @@ mod tests {
     #[test]
     fn defaults_make_a_valid_demo_config() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.broker.env, TradingEnv::Demo);
+        assert_eq!(c.broker.env, None, "unset: the account's kind decides");
         assert_eq!(c.broker.host, "demo.ctraderapi.com");
+        assert!(!c.broker.host_set);
         assert_eq!(c.strategy.timeframe, Timeframe::M15);
         assert_eq!(c.strategy.stop_loss, Price(4_000_000));
         assert_eq!(c.risk.order_volume, Volume(100));

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Trade the configured cTrader account (needs the CTRADER_* secrets; live needs --confirm-live).
     Run(commands::run::RunArgs),
+    /// Obtain the first cTrader tokens: prints the authorisation address, exchanges the code.
+    Auth(commands::auth::AuthArgs),
     /// Trade against a built-in simulated broker: no credentials, no network; serves the dashboard.
     Demo(commands::demo::DemoArgs),
     /// Validate the configuration and print the effective non-secret settings.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => commands::run::run(cli.config.as_deref(), &args),
+        Command::Auth(args) => commands::auth::run(cli.config.as_deref(), &args),
         Command::Demo(args) => commands::demo::run(cli.config.as_deref(), &args),
         Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
         Command::Backtest(args) => commands::backtest::run(cli.config.as_deref(), &args),

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ctrader_client::{Broker, BrokerError, CTraderClient, CTraderConfig};
+use ctrader_client::{
+    Broker, BrokerError, CTraderClient, CTraderConfig, LIVE_HOST, LiveExpectation,
+};
 use domain::{Clock, SentimentReading, Timestamp};
 use observability::{
     HttpServer, LogConfig, Metrics, SentimentResult, ServerConfig, StatusConfig, StatusHandle,
@@ -15,7 +17,9 @@ use tokio::sync::watch;
 
 use crate::config::{Config, LogFormat};
 use crate::engine::{Engine, EngineError, EngineSettings, Observers};
+use crate::live_guard::{self, LiveConsent};
 use crate::strategy_setup;
+use crate::token_vault::{TokenOrigin, TokenVault};
 
 /// Exit status for a clean stop.
 pub const EXIT_OK: u8 = 0;
@@ -222,6 +226,10 @@ pub enum SessionError {
     /// Trading stopped on a failure.
     #[error("trading stopped: {0}")]
     Failed(String),
+    /// The operator's settings or flags do not allow this session (e.g. a live account without
+    /// `--confirm-live`, or CTRADER_ENV contradicting the broker).
+    #[error("refusing to trade: {0}")]
+    Usage(String),
 }
 
 impl SessionError {
@@ -230,6 +238,7 @@ impl SessionError {
         match self {
             SessionError::Refused(_) => EXIT_REFUSED,
             SessionError::Failed(_) => EXIT_RUNTIME,
+            SessionError::Usage(_) => EXIT_CONFIG,
         }
     }
 }
@@ -241,13 +250,18 @@ pub struct SessionOptions {
     pub dry_run: bool,
     /// Release an engaged kill switch at start-up.
     pub reset_kill_switch: bool,
+    /// Whether a live account may be traded (`--confirm-live`) or watched (`--dry-run`).
+    pub consent: LiveConsent,
+    /// Neither CTRADER_HOST nor CTRADER_ENV was set: the first host (the demo host) is asked
+    /// what the account is, and a live account moves the session to the live host.
+    pub follow_account: bool,
 }
 
 /// One trading session: connect, start the engine (fail closed), trade until `shutdown`.
 #[allow(clippy::too_many_arguments)] // the session's collaborators, each distinct
 pub async fn trade(
     config: &Config,
-    broker: CTraderConfig,
+    mut broker: CTraderConfig,
     store: Arc<dyn TradeStore>,
     clock: Arc<dyn Clock>,
     obs: Observers,
@@ -257,9 +271,29 @@ pub async fn trade(
 ) -> Result<(), SessionError> {
     obs.status
         .update(|s| s.connection = observability::ConnectionState::Connecting);
-    let client = CTraderClient::connect_with_clock(broker, clock.clone())
+    let account_id = broker.account_id;
+    let vault = Arc::new(
+        TokenVault::new(store.clone(), account_id, &broker.credentials.client_secret)
+            .map_err(SessionError::Failed)?,
+    );
+    let start = vault
+        .start_tokens(
+            &broker.credentials.access_token,
+            broker.credentials.refresh_token.as_ref(),
+        )
         .await
-        .map_err(|e| refused_or_failed(&e))?;
+        .map_err(SessionError::Failed)?;
+    if start.origin == TokenOrigin::Stored {
+        broker.token_expiry = start.expiry;
+    }
+    broker.credentials.access_token = start.access;
+    broker.credentials.refresh_token = start.refresh;
+    let Some(client) = connect(broker, &clock, &vault, options, shutdown.clone()).await? else {
+        return Ok(());
+    };
+    // Before anything is subscribed or sent: a live account needs the operator's consent.
+    live_guard::check_account(account_id, client.account_is_live(), options.consent)
+        .map_err(|e| SessionError::Usage(e.0))?;
     let client = Arc::new(client);
     let events = client.take_events().ok_or_else(|| {
         SessionError::Failed("the broker's event stream was already taken".to_owned())
@@ -296,8 +330,59 @@ pub async fn trade(
     client.shutdown();
     match outcome {
         Ok(_) => Ok(()),
+        // Refused credentials (a spent refresh token) need a person: refusing, not failing.
+        Err(e)
+            if client
+                .stop_reason()
+                .is_some_and(|s| s.is_credentials_problem()) =>
+        {
+            Err(SessionError::Refused(e.to_string()))
+        }
         Err(e) => Err(SessionError::Failed(e.to_string())),
     }
+}
+
+/// Connects with the chosen tokens; refreshed pairs go to the vault before use. When the
+/// session follows the account and the demo host finds it live, it moves to the live host (only
+/// with consent). `None` when a shutdown came first (e.g. during a maintenance window).
+async fn connect(
+    mut broker: CTraderConfig,
+    clock: &Arc<dyn Clock>,
+    vault: &Arc<TokenVault>,
+    options: SessionOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<CTraderClient>, SessionError> {
+    let account_id = broker.account_id;
+    for attempt in 0..2 {
+        let connecting = CTraderClient::connect_with(broker.clone(), clock.clone(), vault.clone());
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            () = wait_for(shutdown.clone()) => return Ok(None),
+        };
+        match connected {
+            Ok(client) => return Ok(Some(client)),
+            Err(BrokerError::WrongEnvironment {
+                account_is_live: true,
+                ..
+            }) if options.follow_account && attempt == 0 => {
+                live_guard::check_account(account_id, true, options.consent)
+                    .map_err(|e| SessionError::Usage(e.0))?;
+                tracing::info!("account {account_id} is a live account: connecting to {LIVE_HOST}");
+                broker.host = LIVE_HOST.to_owned();
+                broker.expect_live = Some(LiveExpectation {
+                    live: true,
+                    said_by: "the account list called it live".to_owned(),
+                });
+            }
+            Err(e @ BrokerError::WrongEnvironment { .. }) => {
+                return Err(SessionError::Usage(e.to_string()));
+            }
+            Err(e) => return Err(refused_or_failed(&e)),
+        }
+    }
+    Err(SessionError::Failed(
+        "the account's kind changed between two connections".to_owned(),
+    ))
 }
 
 fn refused_or_failed(error: &BrokerError) -> SessionError {

@@ -25,15 +25,30 @@ const fn spec(name: &'static str, default: Option<&'static str>, doc: &'static s
 pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "CTRADER_ENV",
-        Some("demo"),
-        "demo or live: which cTrader world to trade in",
+        None,
+        "demo or live; when set, the account's kind (the broker's isLive) must agree; unset: the account decides",
     ),
     spec(
         "CTRADER_HOST",
         None,
-        "cTrader host; defaults to demo.ctraderapi.com or live.ctraderapi.com (set it to point at a simulator)",
+        "cTrader host; defaults to the official host of CTRADER_ENV or of the account's kind (set it to point at a simulator)",
     ),
     spec("CTRADER_PORT", Some("5035"), "cTrader Protobuf port"),
+    spec(
+        "CTRADER_REDIRECT_URI",
+        None,
+        "`auth`: the redirect URI registered for the Open API application (http://127.0.0.1:PORT/... lets `auth --listen` catch the code)",
+    ),
+    spec(
+        "CTRADER_AUTH_URL",
+        Some("https://id.ctrader.com/my/settings/openapi/grantingaccess/"),
+        "`auth`: where a person grants the application access",
+    ),
+    spec(
+        "CTRADER_TOKEN_URL",
+        Some("https://openapi.ctrader.com/apps/token"),
+        "`auth`: the token endpoint the code is exchanged at (http only to this machine, for a local mock)",
+    ),
     spec(
         "CTRADER_CA_FILE",
         None,

@@ -86,7 +86,7 @@ pub fn database_file_url(config: &crate::config::Config) -> Result<String, Strin
     };
     database_url(
         &config.database_url,
-        config.broker.env == crate::config::TradingEnv::Live,
+        crate::live_guard::expected_live(&config.broker),
         account,
     )
 }

@@ -1,6 +1,7 @@
 //! One module per `palm-oil-bot` command; `main.rs` only parses and dispatches.
 
 pub mod acknowledge;
+pub mod auth;
 pub mod backtest;
 pub mod backup;
 pub mod check_config;

@@ -11,7 +11,7 @@ use persistence::{AuditEntry, MemoryTradeStore, ReconcileReport, StoreIdentity, 
 
 use crate::commands::positions::{StoreAccessError, open_read_only};
 use crate::commands::run::{TradingSetup, broker_config, prepare_trading, store_identity};
-use crate::config::{Config, TradingEnv};
+use crate::config::Config;
 use crate::reconcile::reconcile_and_report;
 use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
 use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
@@ -64,7 +64,11 @@ pub fn run(config_path: Option<&Path>, args: &ReconcileArgs) -> ExitCode {
         Err(code) => return ExitCode::from(code),
     };
     let broker = broker_config(&config, &credentials);
-    let identity = store_identity(&config, &credentials, config.broker.env == TradingEnv::Live);
+    let identity = store_identity(
+        &config,
+        &credentials,
+        crate::live_guard::expected_live(&config.broker),
+    );
     let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::OneShot) {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::allowlist::NetworkAllowList;
 use crate::commands::check_config::load_settings;
-use crate::config::{BrokerCredentials, Config, TradingEnv};
+use crate::config::{BrokerCredentials, Config};
+use crate::live_guard::{self, ConnectionPlan, LiveConsent};
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::sentiment_setup::{SentimentSecrets, build_service};
 use crate::store::{StoreRequest, TradingStore, open_trading_store};
@@ -20,7 +21,8 @@ use crate::store::{StoreRequest, TradingStore, open_trading_store};
 /// Options of `run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Required with CTRADER_ENV=live: confirms that real money will be traded.
+    /// Required to trade a live account (the broker's isLive decides, whatever CTRADER_ENV says)
+    /// or to connect to live.ctraderapi.com: confirms that real money will be traded.
     #[arg(long)]
     pub confirm_live: bool,
     /// Decide, record and log, but send no order.
@@ -113,6 +115,11 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
         eprintln!("{e}");
         EXIT_CONFIG
     })?;
+    let mut allow = allow;
+    if config.broker.env.is_none() && !config.broker.host_set {
+        // The account decides: a live one is traded on the official live host.
+        allow.allow(ctrader_client::LIVE_HOST);
+    }
     Ok(TradingSetup {
         config,
         credentials,
@@ -144,14 +151,29 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         Ok(setup) => setup,
         Err(code) => return ExitCode::from(code),
     };
-    if config.broker.env == TradingEnv::Live && !args.confirm_live && !args.dry_run {
-        eprintln!(
-            "CTRADER_ENV is live: real money would be traded. Add --confirm-live to do so, or --dry-run to decide without sending orders."
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let broker = broker_config(&config, &credentials);
-    let identity = store_identity(&config, &credentials, config.broker.env == TradingEnv::Live);
+    let consent = LiveConsent {
+        confirm_live: args.confirm_live,
+        dry_run: args.dry_run,
+    };
+    // Before connecting: the official live host needs --confirm-live, and CTRADER_ENV must not
+    // contradict an official host. The account's own kind is checked once the broker says it.
+    let plan = match live_guard::plan(&config.broker, consent) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            eprintln!("{refusal}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut broker = broker_config(&config, &credentials);
+    broker.host.clone_from(&plan.host);
+    broker.expect_live.clone_from(&plan.expect);
+    // The store is bound to what is known before connecting: live when CTRADER_ENV says so or
+    // the official live host is named; the broker's own word is checked once connected.
+    let expected_live = plan
+        .expect
+        .as_ref()
+        .map_or_else(|| live_guard::is_live_host(&plan.host), |e| e.live);
+    let identity = store_identity(&config, &credentials, expected_live);
     let tokio = match crate::runtime::async_runtime(crate::runtime::RuntimeKind::Service) {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -163,6 +185,7 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         sentiment_secrets,
         allow,
         args.clone(),
+        plan,
     ));
     ExitCode::from(code)
 }
@@ -201,6 +224,7 @@ async fn session(
     secrets: SentimentSecrets,
     allow: NetworkAllowList,
     args: RunArgs,
+    plan: ConnectionPlan,
 ) -> u8 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let request = StoreRequest {
@@ -224,6 +248,7 @@ async fn session(
         secrets,
         &allow,
         &args,
+        plan.follow_account,
     )
     .await;
     close_store(held, code).await
@@ -249,6 +274,7 @@ async fn trade_session(
     secrets: SentimentSecrets,
     allow: &NetworkAllowList,
     args: &RunArgs,
+    follow_account: bool,
 ) -> u8 {
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
@@ -282,6 +308,11 @@ async fn trade_session(
     let options = runtime::SessionOptions {
         dry_run: args.dry_run,
         reset_kill_switch: args.reset_kill_switch,
+        consent: LiveConsent {
+            confirm_live: args.confirm_live,
+            dry_run: args.dry_run,
+        },
+        follow_account,
     };
     match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
         Ok(()) => EXIT_OK,

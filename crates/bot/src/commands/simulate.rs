@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ctrader_sim::{
-    AccountCurrency, CertificateSource, FaultPlan, MarketHours, PriceSource, SimConfig,
+    AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PriceSource,
+    SimConfig,
     SimCredentials, SimError, Simulator,
 };
 use domain::Secret;
@@ -66,6 +67,19 @@ pub struct SimulateArgs {
     /// Stop after this long (e.g. 90s, 30m, 2h); otherwise runs until Ctrl-C or SIGTERM.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// List the account as live (the account list's isLive) instead of demo.
+    #[arg(long)]
+    pub live_account: bool,
+    /// Seconds an access token works before it expires (and a refresh's expires_in).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub token_lifetime: Option<Duration>,
+    /// Fault: open a maintenance window this many seconds after the start (with --maintenance-for).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, requires = "maintenance_for", help_heading = "Faults")]
+    pub maintenance_after: Option<Duration>,
+    /// Fault: the maintenance window lasts this many seconds: clients are dropped and every
+    /// request is answered SERVER_IS_UNDER_MAINTENANCE with the window's end.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, help_heading = "Faults")]
+    pub maintenance_for: Option<Duration>,
     /// Fault: cut each connection when its N-th message arrives (the message is still carried out).
     #[arg(long, value_name = "N", help_heading = "Faults")]
     pub drop_after_messages: Option<u64>,
@@ -158,6 +172,14 @@ impl SimulateArgs {
             market_hours,
             account_currency,
             faults,
+            live_account: self.live_account,
+            token_lifetime: self
+                .token_lifetime
+                .unwrap_or(SimConfig::default().token_lifetime),
+            maintenance: self.maintenance_for.map(|lasts| MaintenanceWindow {
+                after: self.maintenance_after.unwrap_or_default(),
+                lasts,
+            }),
             ..SimConfig::default()
         };
         config

@@ -368,11 +368,14 @@ impl<B: Broker + 'static> Engine<B> {
                 Ok(())
             }
             BrokerEvent::TokenRefreshed { expires_at, .. } => {
+                // The client hands the event over only once the pair is stored.
                 self.event(
-                    EventLevel::Warn,
+                    EventLevel::Info,
                     format!(
-                        "access token refreshed{}: update CTRADER_ACCESS_TOKEN and CTRADER_REFRESH_TOKEN before the next restart",
-                        expires_at.map(|t| format!(" (expires {t})")).unwrap_or_default()
+                        "access token refreshed and the new pair stored for the next start{}",
+                        expires_at
+                            .map(|t| format!(" (expires {t})"))
+                            .unwrap_or_default()
                     ),
                 );
                 Ok(())
