@@ -267,6 +267,9 @@ mod tests {
                 code: "SERVER_IS_UNDER_MAINTENANCE".into(),
                 description: None,
             },
+            BrokerError::Maintenance {
+                until: Timestamp(1_800_000_000_000),
+            },
         ];
         for e in &transient {
             assert!(e.is_transient(), "{e}");
@@ -281,6 +284,12 @@ mod tests {
             },
             BrokerError::TokenRevoked {
                 code: "CH_ACCESS_TOKEN_INVALID".into(),
+            },
+            BrokerError::TokenStore("disk full".into()),
+            BrokerError::WrongEnvironment {
+                account_id: 7,
+                account_is_live: true,
+                expected: "CTRADER_ENV is demo".into(),
             },
             BrokerError::UntrustedCertificate {
                 host: "localhost".into(),
