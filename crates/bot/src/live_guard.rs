@@ -59,9 +59,10 @@ pub fn is_live_host(host: &str) -> bool {
 /// What is known of the account's kind before connecting: CTRADER_ENV when set, else whether
 /// the official live host is named. The broker's own word is checked once connected.
 pub fn expected_live(endpoint: &BrokerEndpoint) -> bool {
-    endpoint
-        .env
-        .map_or_else(|| is_live_host(&endpoint.host), |env| env == TradingEnv::Live)
+    endpoint.env.map_or_else(
+        || is_live_host(&endpoint.host),
+        |env| env == TradingEnv::Live,
+    )
 }
 
 /// Decides where to connect before connecting: the official live host needs consent, and

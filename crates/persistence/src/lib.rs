@@ -37,6 +37,6 @@ pub use sqlite::{
     schema_version,
 };
 pub use store::{
-    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, SealedTokens, StoreFuture,
-    StoredIntent, TradeStore,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery,
+    SealedTokens, StoreFuture, StoredIntent, TradeStore,
 };

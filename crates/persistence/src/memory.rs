@@ -13,9 +13,9 @@ use crate::StoreError;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::FillRow;
 use crate::store::{
-    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, SealedTokens, StoreFuture,
-    StoredIntent, TradeStore, check_answer, check_fill, check_new_intent, check_resolution,
-    check_same_deal, check_sentiment, next_status,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery,
+    SealedTokens, StoreFuture, StoredIntent, TradeStore, check_answer, check_fill,
+    check_new_intent, check_resolution, check_same_deal, check_sentiment, next_status,
 };
 
 #[derive(Debug, Clone, Default)]

@@ -20,9 +20,9 @@ use crate::error::open_error;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::{FillRow, IntentRow, PositionRow, SentimentRow, money_parts};
 use crate::store::{
-    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery, SealedTokens, StoreFuture,
-    StoredIntent, TradeStore, check_fill, check_new_intent, check_same_deal, check_sentiment,
-    next_status,
+    Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery,
+    SealedTokens, StoreFuture, StoredIntent, TradeStore, check_fill, check_new_intent,
+    check_same_deal, check_sentiment, next_status,
 };
 
 /// Where a store opened without a path goes (the bot's own default names the environment and

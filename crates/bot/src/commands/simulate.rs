@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use ctrader_sim::{
     AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PriceSource,
-    SimConfig,
-    SimCredentials, SimError, Simulator,
+    SimConfig, SimCredentials, SimError, Simulator,
 };
 use domain::Secret;
 use tokio::sync::watch;
