@@ -1017,6 +1017,19 @@ async fn supervise(
                 }
             },
         };
+        let mut reason = reason;
+        if maintenance.is_none() {
+            // A server that announces maintenance closes the link right after: the announcement
+            // is already queued when the close is seen, and decides how long to wait.
+            while let Ok(request) = control.try_recv() {
+                if let Control::Maintenance(until) = request
+                    && !wall_time_until(until).is_zero()
+                {
+                    maintenance = Some(until);
+                    reason = format!("{reason}; the broker announced maintenance until {until}");
+                }
+            }
+        }
         *lock(&inner.link) = None;
         tracing::warn!(%reason, "cTrader link lost; reconnecting");
         inner.emit(BrokerEvent::Disconnected { reason });
