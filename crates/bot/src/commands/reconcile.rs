@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::reconcile::reconcile_and_report;
 use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
 use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
+use crate::token_vault::{TokenOrigin, TokenVault};
 
 /// Options of `reconcile`.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,7 +114,7 @@ async fn reconcile_once(
 ) -> Result<(ReconcileReport, Vec<AuditEntry>), Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, held) = store_for(config, identity, clock.as_ref(), dry_run).await?;
-    let outcome = reconcile_with(config, broker, store.as_ref(), &clock, dry_run).await;
+    let outcome = reconcile_with(config, broker, &store, &clock, dry_run).await;
     let open = match &outcome {
         Ok(_) => store.open_findings().await.unwrap_or_default(),
         Err(_) => Vec::new(),
@@ -129,11 +130,36 @@ async fn reconcile_once(
 async fn reconcile_with(
     config: &Config,
     broker: CTraderConfig,
-    store: &dyn TradeStore,
+    shared: &Arc<dyn TradeStore>,
     clock: &Arc<dyn Clock>,
     dry_run: bool,
 ) -> Result<ReconcileReport, Failure> {
-    let client = CTraderClient::connect_with_clock(broker, clock.clone())
+    let store: &dyn TradeStore = shared.as_ref();
+    // The newest token pair: the stored one once a refresh replaced the environment's.
+    let vault = Arc::new(
+        TokenVault::new(
+            Arc::clone(shared),
+            broker.account_id,
+            &broker.credentials.client_secret,
+        )
+        .map_err(Failure::Runtime)?,
+    );
+    let start = vault
+        .start_tokens(
+            &broker.credentials.access_token,
+            broker.credentials.refresh_token.as_ref(),
+        )
+        .await
+        .map_err(Failure::Runtime)?;
+    let mut broker = broker;
+    broker.credentials.access_token = start.access;
+    // A dry run cannot store a refreshed pair, and a refresh spends the refresh token: it never
+    // refreshes (an expired access token is then an error naming the problem).
+    broker.credentials.refresh_token = if dry_run { None } else { start.refresh };
+    if !dry_run && start.origin == TokenOrigin::Stored {
+        broker.token_expiry = start.expiry;
+    }
+    let client = CTraderClient::connect_with(broker, clock.clone(), vault)
         .await
         .map_err(|e| broker_failure(&e))?;
     let outcome = reconcile_and_report(
