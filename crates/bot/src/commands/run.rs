@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::allowlist::NetworkAllowList;
 use crate::commands::check_config::load_settings;
 use crate::config::{BrokerCredentials, Config};
-use crate::live_guard::{self, ConnectionPlan, LiveConsent};
+use crate::live_guard::{self, LiveConsent};
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::sentiment_setup::{SentimentSecrets, build_service};
 use crate::store::{StoreRequest, TradingStore, open_trading_store};
@@ -185,7 +185,6 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         sentiment_secrets,
         allow,
         args.clone(),
-        plan,
     ));
     ExitCode::from(code)
 }
@@ -224,7 +223,6 @@ async fn session(
     secrets: SentimentSecrets,
     allow: NetworkAllowList,
     args: RunArgs,
-    plan: ConnectionPlan,
 ) -> u8 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let request = StoreRequest {
@@ -248,7 +246,6 @@ async fn session(
         secrets,
         &allow,
         &args,
-        plan.follow_account,
     )
     .await;
     close_store(held, code).await
@@ -274,7 +271,6 @@ async fn trade_session(
     secrets: SentimentSecrets,
     allow: &NetworkAllowList,
     args: &RunArgs,
-    follow_account: bool,
 ) -> u8 {
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
@@ -312,7 +308,8 @@ async fn trade_session(
             confirm_live: args.confirm_live,
             dry_run: args.dry_run,
         },
-        follow_account,
+        // Neither CTRADER_HOST nor CTRADER_ENV: the account's kind decides the host.
+        follow_account: config.broker.env.is_none() && !config.broker.host_set,
     };
     match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
         Ok(()) => EXIT_OK,
