@@ -255,6 +255,9 @@ pub struct SessionOptions {
     /// Neither CTRADER_HOST nor CTRADER_ENV was set: the first host (the demo host) is asked
     /// what the account is, and a live account moves the session to the live host.
     pub follow_account: bool,
+    /// Whether the store this session writes was bound to a live account (from what was known
+    /// before connecting); the broker's word must agree, or nothing is traded into it.
+    pub store_bound_live: bool,
 }
 
 /// One trading session: connect, start the engine (fail closed), trade until `shutdown`.
@@ -294,6 +297,18 @@ pub async fn trade(
     // Before anything is subscribed or sent: a live account needs the operator's consent.
     live_guard::check_account(account_id, client.account_is_live(), options.consent)
         .map_err(|e| SessionError::Usage(e.0))?;
+    // The store was bound before the broker could say what the account is: a live account's
+    // history never goes into a store bound as demo (or the other way round).
+    if client.account_is_live() != options.store_bound_live {
+        let (is, bound) = if client.account_is_live() {
+            ("live", "demo")
+        } else {
+            ("demo", "live")
+        };
+        return Err(SessionError::Refused(format!(
+            "account {account_id} is a {is} account, but the store (DATABASE_URL) was bound as {bound} before connecting: set CTRADER_ENV={is} so the {is} account gets a store of its own"
+        )));
+    }
     let client = Arc::new(client);
     let events = client.take_events().ok_or_else(|| {
         SessionError::Failed("the broker's event stream was already taken".to_owned())

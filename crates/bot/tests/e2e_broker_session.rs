@@ -57,9 +57,27 @@ fn a_live_account_without_confirm_live_gets_no_order_and_exits_2() {
 }
 
 #[test]
-fn a_live_account_with_confirm_live_trades() {
+fn a_live_account_with_confirm_live_trades_into_a_store_bound_as_live() {
     let world = world(|c| c.live_account = true);
+    // CTRADER_ENV unset on a simulator host: the store is bound before the broker says what the
+    // account is, as demo; the live account is refused rather than written into it (exit 3).
     let mut bot = spawn(&world, &["--confirm-live"], &[]);
+    let status = bot.wait_exit(EXIT);
+    let out = text(&bot);
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("is a live account") && out.contains("set CTRADER_ENV=live"),
+        "{out}"
+    );
+    assert!(world.sim.received_orders().is_empty());
+    // Told it is live, the bot binds a live store of its own and trades.
+    let db = world.dir.path().join("live.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut bot = spawn(
+        &world,
+        &["--confirm-live"],
+        &[("CTRADER_ENV", "live"), ("DATABASE_URL", &url)],
+    );
     bot.expect_message(0, RECONCILED, READY);
     let status = bot.terminate(EXIT);
     assert_eq!(status.code(), Some(0), "{}", bot.transcript());

@@ -225,6 +225,7 @@ async fn session(
     args: RunArgs,
 ) -> u8 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let bound_live = identity.live;
     let request = StoreRequest {
         url: &config.database_url,
         identity,
@@ -246,6 +247,7 @@ async fn session(
         secrets,
         &allow,
         &args,
+        bound_live,
     )
     .await;
     close_store(held, code).await
@@ -271,6 +273,7 @@ async fn trade_session(
     secrets: SentimentSecrets,
     allow: &NetworkAllowList,
     args: &RunArgs,
+    bound_live: bool,
 ) -> u8 {
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
@@ -310,6 +313,7 @@ async fn trade_session(
         },
         // Neither CTRADER_HOST nor CTRADER_ENV: the account's kind decides the host.
         follow_account: config.broker.env.is_none() && !config.broker.host_set,
+        store_bound_live: bound_live,
     };
     match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
         Ok(()) => EXIT_OK,
