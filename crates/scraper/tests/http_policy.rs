@@ -24,6 +24,7 @@ fn loopback_policy(max_response_bytes: usize) -> HttpPolicy {
         request_timeout: Duration::from_secs(10),
         max_response_bytes,
         max_redirects: 3,
+        extra_ca_file: None,
     }
 }
 
