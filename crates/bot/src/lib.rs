@@ -12,6 +12,7 @@ pub mod allowlist;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod market_hours;
 pub mod order_id;
 pub mod reconcile;
 pub mod runtime;

@@ -229,7 +229,7 @@ fn help_shows_the_demo_flag_and_a_simulator_set_up() {
     assert!(demo.contains("--live-sentiment"), "{demo}");
     let simulate = text(&bot(dir.path(), &["simulate", "--help"], &[]));
     for needle in [
-        "--market-hours always --speed 60",
+        "--market-hours always --speed 300",
         "client.env",
         "TIMEFRAME=M1",
         "palm-oil-bot run",

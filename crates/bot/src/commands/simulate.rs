@@ -26,7 +26,7 @@ pub const CLIENT_ENV_FILE: &str = "client.env";
 /// `simulate --help`'s closing example: a simulator and `run` that trade within a minute.
 pub const SIMULATE_EXAMPLE: &str = "\
 Example: trade against the simulator within a minute (two terminals):
-  palm-oil-bot simulate --listen 127.0.0.1:5035 --cert-dir sim --market-hours always --speed 60
+  palm-oil-bot simulate --listen 127.0.0.1:5035 --cert-dir sim --market-hours always --speed 300
   set -a; . sim/client.env; set +a
   TIMEFRAME=M1 DATABASE_URL=sqlite://sim/bot.db palm-oil-bot run
 
@@ -292,7 +292,7 @@ fn client_env(credentials: &SimCredentials, port: u16, ca: &Path, symbol: &str) 
     ];
     let mut text = String::from(
         "# Written by `palm-oil-bot simulate`: what a client needs to connect to it. Holds secrets.\n\
-         # Load into a shell with: set -a; . ./client.env; set +a\n",
+         # Load it into a shell with: set -a; . PATH/TO/client.env; set +a\n",
     );
     for (name, value) in lines {
         text.push_str(&format!("{name}={}\n", shell_quoted(value)));
