@@ -795,14 +795,23 @@ mod tests {
     /// Issue 14, report 1: a server database URL became a SQLite file named `./postgres:/x`.
     #[test]
     fn database_url_is_sqlite_or_a_path_and_other_schemes_are_named() {
-        refused(&[("DATABASE_URL", "postgres://x")], "DATABASE_URL", "postgres://");
+        refused(
+            &[("DATABASE_URL", "postgres://x")],
+            "DATABASE_URL",
+            "postgres://",
+        );
         refused(
             &[("DATABASE_URL", "mysql://u@h/db")],
             "DATABASE_URL",
             "mysql://",
         );
         refused(&[("DATABASE_URL", "sqlite://")], "DATABASE_URL", "file");
-        for ok in ["sqlite://./data/bot.db", "sqlite:bot.db", "data/bot.db", "/var/x.db"] {
+        for ok in [
+            "sqlite://./data/bot.db",
+            "sqlite:bot.db",
+            "data/bot.db",
+            "/var/x.db",
+        ] {
             let c = config(&[("DATABASE_URL", ok)]).unwrap_or_else(|e| panic!("{ok}: {e}"));
             assert_eq!(c.database_url, ok);
         }
@@ -815,14 +824,30 @@ mod tests {
         assert!(problems_of(&[("RUST_LOG", "palm_oil_bot=debug,info")]).is_empty());
         refused(&[("CTRADER_PORT", "0")], "CTRADER_PORT", "1 to 65535");
         refused(&[("SENTIMENT_VETO", "2")], "SENTIMENT_VETO", "from 0 to 1");
-        refused(&[("SENTIMENT_VETO", "-0.1")], "SENTIMENT_VETO", "from 0 to 1");
+        refused(
+            &[("SENTIMENT_VETO", "-0.1")],
+            "SENTIMENT_VETO",
+            "from 0 to 1",
+        );
         for ok in ["0", "0.3", "1"] {
             assert!(problems_of(&[("SENTIMENT_VETO", ok)]).is_empty(), "{ok}");
         }
-        refused(&[("SENTIMENT_MAX_AGE", "0")], "SENTIMENT_MAX_AGE", "at least 1");
+        refused(
+            &[("SENTIMENT_MAX_AGE", "0")],
+            "SENTIMENT_MAX_AGE",
+            "at least 1",
+        );
         refused(&[("RSI_PERIOD", "1")], "RSI_PERIOD", "2 and 500");
-        refused(&[("RISK_PER_TRADE", "0.5")], "RISK_PER_TRADE", "at most 0.1");
-        refused(&[("DAILY_LOSS_LIMIT", "1.5")], "DAILY_LOSS_LIMIT", "at most 1");
+        refused(
+            &[("RISK_PER_TRADE", "0.5")],
+            "RISK_PER_TRADE",
+            "at most 0.1",
+        );
+        refused(
+            &[("DAILY_LOSS_LIMIT", "1.5")],
+            "DAILY_LOSS_LIMIT",
+            "at most 1",
+        );
         refused(&[("SENTIMENT_REFRESH", "30")], "SENTIMENT_REFRESH", "60");
     }
 
@@ -854,7 +879,10 @@ mod tests {
         );
         // A public address is refused even with a CA.
         refused(
-            &[("CTRADER_HOST", "8.8.8.8"), ("CTRADER_CA_FILE", "Cargo.toml")],
+            &[
+                ("CTRADER_HOST", "8.8.8.8"),
+                ("CTRADER_CA_FILE", "Cargo.toml"),
+            ],
             "CTRADER_HOST",
             "\"8.8.8.8\" is refused",
         );
@@ -880,9 +908,16 @@ mod tests {
     fn sentiment_policy_takes_both_spellings() {
         for text in ["stand_aside", "stand-aside", "Stand-Aside"] {
             let c = config(&[("SENTIMENT_POLICY", text)]).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(c.strategy.sentiment_policy, SentimentPolicySetting::StandAside);
+            assert_eq!(
+                c.strategy.sentiment_policy,
+                SentimentPolicySetting::StandAside
+            );
         }
-        refused(&[("SENTIMENT_POLICY", "panic")], "SENTIMENT_POLICY", "stand_aside");
+        refused(
+            &[("SENTIMENT_POLICY", "panic")],
+            "SENTIMENT_POLICY",
+            "stand_aside",
+        );
     }
 
     /// Issue 14, report 8: the sentiment APIs' roots and an extra CA can be set, https only.
@@ -898,14 +933,21 @@ mod tests {
         assert_eq!(c.sentiment.x_base_url, "https://127.0.0.1:8443");
         assert_eq!(c.sentiment.ca_file, Some(PathBuf::from("Cargo.toml")));
         let defaults = config(&[]).unwrap();
-        assert_eq!(defaults.sentiment.perplexity_base_url, "https://api.perplexity.ai");
+        assert_eq!(
+            defaults.sentiment.perplexity_base_url,
+            "https://api.perplexity.ai"
+        );
         assert_eq!(defaults.sentiment.x_base_url, "https://api.x.com");
         refused(
             &[("PERPLEXITY_BASE_URL", "http://gw.example")],
             "PERPLEXITY_BASE_URL",
             "https://",
         );
-        refused(&[("X_API_BASE_URL", "https://")], "X_API_BASE_URL", "https://");
+        refused(
+            &[("X_API_BASE_URL", "https://")],
+            "X_API_BASE_URL",
+            "https://",
+        );
         refused(
             &[("SENTIMENT_CA_FILE", "no-such-ca.pem")],
             "SENTIMENT_CA_FILE",

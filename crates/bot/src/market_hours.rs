@@ -1,7 +1,7 @@
 //! When a closed market opens next, so the bot can say so instead of waiting in silence (a
 //! simulator on realistic hours is closed most of the day).
 
-use domain::{TradingSchedule, Timestamp};
+use domain::{Timestamp, TradingSchedule};
 
 /// How far ahead [`next_open`] looks: long enough for a weekend plus a run of holidays.
 const HORIZON_DAYS: i64 = 28;
@@ -18,9 +18,8 @@ pub fn next_open(schedule: &TradingSchedule, from: Timestamp) -> Option<Timestam
     let mut candidates = Vec::new();
     for week in 0..=HORIZON_DAYS / 7 {
         for session in &schedule.sessions {
-            let start = week_start
-                + week * 7 * Timestamp::DAY_MS
-                + i64::from(session.start_second) * 1000;
+            let start =
+                week_start + week * 7 * Timestamp::DAY_MS + i64::from(session.start_second) * 1000;
             candidates.push(start);
         }
     }

@@ -732,7 +732,11 @@ fn an_output_in_a_missing_folder_is_refused_before_the_run() {
         &[],
     );
     // Nothing ran: no table on stdout (expect_failure checks it is empty).
-    expect_failure(&out, 2, &["--report", "no-such-dir", "folder does not exist"]);
+    expect_failure(
+        &out,
+        2,
+        &["--report", "no-such-dir", "folder does not exist"],
+    );
 }
 
 /// A copy of the sample bars in `dir`, to be (not) overwritten.
@@ -776,7 +780,11 @@ fn an_output_never_replaces_an_input_even_with_force() {
         );
         expect_failure(&out, 2, &[flag, target, "is an input"]);
     }
-    assert_eq!(std::fs::read(&data).unwrap(), before, "the prices were touched");
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        before,
+        "the prices were touched"
+    );
     // Absolute and relative spellings of one file are the same file.
     let out = bot(
         dir.path(),
@@ -856,11 +864,21 @@ fn a_dash_means_standard_output() {
     let out = bot(
         dir.path(),
         &[
-            "backtest", "--data", arg(&data), "--report", "-", "--plot", "-",
+            "backtest",
+            "--data",
+            arg(&data),
+            "--report",
+            "-",
+            "--plot",
+            "-",
         ],
         &[],
     );
-    expect_failure(&out, 2, &["--report and --plot both write to standard output"]);
+    expect_failure(
+        &out,
+        2,
+        &["--report and --plot both write to standard output"],
+    );
 }
 
 /// Issue 14, report 11: set-ups that cannot trade ran without a word.
@@ -900,7 +918,11 @@ fn set_ups_that_cannot_trade_are_warned_about() {
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Five bars cannot give an RSI(14) crossing.
     let five: String = std::fs::read_to_string(&data)

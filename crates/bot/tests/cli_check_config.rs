@@ -72,7 +72,11 @@ fn check_config_and_run_refuse_the_same_settings_with_status_2() {
         for command in ["check-config", "run"] {
             let out = bot(dir.path(), &[command], &env);
             let all = text(&out);
-            assert_eq!(out.status.code(), Some(2), "{command} {name}={value}:\n{all}");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command} {name}={value}:\n{all}"
+            );
             assert!(all.contains(name), "{command} did not name {name}:\n{all}");
             assert!(!all.contains("configuration is valid"), "{all}");
             assert_no_secret(&out);
@@ -158,7 +162,11 @@ fn a_simulator_host_needs_its_ca() {
     env.push(("CTRADER_HOST", "localhost".to_owned()));
     let out = bot(dir.path(), &["check-config"], &env);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("needs CTRADER_CA_FILE"), "{}", text(&out));
+    assert!(
+        text(&out).contains("needs CTRADER_CA_FILE"),
+        "{}",
+        text(&out)
+    );
     env.push(("CTRADER_CA_FILE", ca.display().to_string()));
     let out = bot(dir.path(), &["check-config"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -181,7 +189,11 @@ fn usage_errors_exit_2() {
         "--duration",
         "1s",
     ];
-    for command in [&["demo", "--duration", "1s"][..], &simulate, &["check-config"]] {
+    for command in [
+        &["demo", "--duration", "1s"][..],
+        &simulate,
+        &["check-config"],
+    ] {
         let out = bot(
             dir.path(),
             command,
@@ -198,10 +210,9 @@ fn help_readme_and_parser_agree_on_the_policy_spelling() {
     let dir = tempfile::tempdir().unwrap();
     let help = text(&bot(dir.path(), &["backtest", "--help"], &[]));
     assert!(help.contains("ignore or stand_aside"), "{help}");
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     assert!(readme.contains("ignore or stand_aside"));
     // Both spellings the help mentions are accepted by the setting, wherever it comes from.
     for spelling in ["stand_aside", "stand-aside"] {

@@ -83,7 +83,11 @@ fn a_set_key_sends_nothing_unless_live_sentiment_is_asked_for() {
         "{}",
         text(&out)
     );
-    assert_eq!(perplexity.connections(), 0, "the offline demo reached Perplexity");
+    assert_eq!(
+        perplexity.connections(),
+        0,
+        "the offline demo reached Perplexity"
+    );
 
     // Asked for, it does go there (so the count above could have been more than zero).
     let out = demo(dir.path(), &["--live-sentiment"], &env);

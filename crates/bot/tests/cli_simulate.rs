@@ -406,7 +406,10 @@ fn run_with_the_simulators_client_env_trades_at_once() {
     run.env_clear()
         .envs(client_env(&line))
         .env("TIMEFRAME", "M1")
-        .env("DATABASE_URL", format!("sqlite://{}", dir.path().join("bot.db").display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("bot.db").display()),
+        )
         .env("PORT", "0")
         .env("LOG_FORMAT", "json")
         .current_dir(dir.path())

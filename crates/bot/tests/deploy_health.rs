@@ -63,7 +63,10 @@ fn the_build_context_leaves_output_databases_and_git_behind() {
     }
     // The build needs the sources: none of them is ignored.
     for kept in ["crates", "proto", "Cargo.toml", "Cargo.lock"] {
-        assert!(!patterns.iter().any(|p| p.starts_with(kept)), "{kept} ignored");
+        assert!(
+            !patterns.iter().any(|p| p.starts_with(kept)),
+            "{kept} ignored"
+        );
     }
 }
 
@@ -121,7 +124,11 @@ fn the_checked_path_is_200_while_the_kill_switch_keeps_the_bot_out_of_the_market
         }));
         addr
     });
-    assert_eq!(status_of(addr, "/readyz"), 503, "readiness reports the stand-aside");
+    assert_eq!(
+        status_of(addr, "/readyz"),
+        503,
+        "readiness reports the stand-aside"
+    );
     assert_eq!(status_of(addr, &dockerfile_health_path()), 200);
     assert_eq!(status_of(addr, &railway_health_path()), 200);
     let _ = stop_tx.send(());

@@ -309,7 +309,13 @@ fn perplexity_server_errors_are_retried_then_nitter_answers() {
     // Four attempts at Perplexity (the first and three retries), then Nitter; X never asked.
     assert_eq!(
         mocks.order(),
-        ["perplexity", "perplexity", "perplexity", "perplexity", "nitter"]
+        [
+            "perplexity",
+            "perplexity",
+            "perplexity",
+            "perplexity",
+            "nitter"
+        ]
     );
     assert_no_key_printed(&out);
 }
@@ -317,9 +323,12 @@ fn perplexity_server_errors_are_retried_then_nitter_answers() {
 #[test]
 fn a_malformed_answer_and_a_failing_nitter_fall_through_to_x() {
     let mocks = Mocks::start();
-    mocks.mount(mock(PPLX_PATH).respond_with(
-        ResponseTemplate::new(200).set_body_raw("{\"status\": \"completed\", \"output\": [", "application/json"),
-    ));
+    mocks.mount(
+        mock(PPLX_PATH).respond_with(ResponseTemplate::new(200).set_body_raw(
+            "{\"status\": \"completed\", \"output\": [",
+            "application/json",
+        )),
+    );
     mocks.mount(mock(NITTER_PATH).respond_with(ResponseTemplate::new(500)));
     mocks.mount(mock(X_PATH).respond_with(ResponseTemplate::new(200).set_body_json(x_answer())));
     let out = mocks.sentiment(true);
@@ -329,13 +338,28 @@ fn a_malformed_answer_and_a_failing_nitter_fall_through_to_x() {
     // A malformed answer is not retried (asking again would cost the same); Nitter's failure
     // is; X comes last.
     assert_eq!(order.first(), Some(&"perplexity"), "{order:?}");
-    assert_eq!(order.iter().filter(|s| **s == "perplexity").count(), 1, "{order:?}");
+    assert_eq!(
+        order.iter().filter(|s| **s == "perplexity").count(),
+        1,
+        "{order:?}"
+    );
     assert_eq!(order.last(), Some(&"x"), "{order:?}");
-    let nitter_at = order.iter().position(|s| *s == "nitter").expect("nitter asked");
-    assert!(nitter_at == 1 && order[1..order.len() - 1].iter().all(|s| *s == "nitter"), "{order:?}");
+    let nitter_at = order
+        .iter()
+        .position(|s| *s == "nitter")
+        .expect("nitter asked");
+    assert!(
+        nitter_at == 1 && order[1..order.len() - 1].iter().all(|s| *s == "nitter"),
+        "{order:?}"
+    );
     let x_request = mocks.requests().into_iter().last().unwrap();
     assert_eq!(
-        x_request.headers.get("authorization").unwrap().to_str().unwrap(),
+        x_request
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
         format!("Bearer {X_TOKEN}")
     );
     assert_no_key_printed(&out);
@@ -349,9 +373,8 @@ fn every_source_failing_names_each_reason_and_exits_1() {
     ));
     mocks.mount(mock(NITTER_PATH).respond_with(ResponseTemplate::new(502)));
     mocks.mount(
-        mock(X_PATH).respond_with(
-            ResponseTemplate::new(403).set_body_json(json!({"title": "Forbidden"})),
-        ),
+        mock(X_PATH)
+            .respond_with(ResponseTemplate::new(403).set_body_json(json!({"title": "Forbidden"}))),
     );
     let out = mocks.sentiment(true);
     let all = text(&out);
@@ -391,4 +414,86 @@ fn a_missing_ca_file_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("SENTIMENT_CA_FILE"), "{}", text(&out));
     assert!(mocks.requests().is_empty());
+}
+
+/// A forward proxy that understands only `CONNECT host:port` (as `HTTPS_PROXY` clients use it),
+/// records each target and tunnels to it; stops with the mocks.
+async fn connect_proxy(
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    mut stop: watch::Receiver<bool>,
+) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut client = BufReader::new(tcp);
+                let mut request_line = String::new();
+                if client.read_line(&mut request_line).await.is_err() {
+                    return;
+                }
+                // Skip the headers up to the blank line (bounded by the client's request).
+                let mut header = String::new();
+                while client.read_line(&mut header).await.is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let Some(target) = request_line
+                    .strip_prefix("CONNECT ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+                else {
+                    return;
+                };
+                seen.lock().unwrap().push(target.clone());
+                let Ok(mut upstream) = TcpStream::connect(&target).await else {
+                    return;
+                };
+                let mut client = client.into_inner();
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `HTTPS_PROXY` (documented in the README) is honoured: the request tunnels through the proxy
+/// to the allow-listed host, with TLS end to end.
+#[test]
+fn https_proxy_carries_the_request_through_a_connect_tunnel() {
+    let mocks = Mocks::start();
+    mocks.mount(
+        mock(PPLX_PATH)
+            .respond_with(ResponseTemplate::new(200).set_body_json(perplexity_run(GOOD_ANSWER))),
+    );
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = mocks
+        .rt
+        .block_on(connect_proxy(Arc::clone(&seen), mocks.stop.subscribe()));
+    let mut env = mocks.env(true);
+    env.push(("HTTPS_PROXY".to_owned(), format!("http://{proxy}")));
+    let out = cli::run_bot(mocks.dir.path(), &["sentiment"], &env, RUN_DEADLINE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(source_of(&out), "perplexity", "{}", text(&out));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("127.0.0.1:{}", mocks.front.port())],
+        "the request did not go through the proxy"
+    );
+    assert_eq!(mocks.order(), ["perplexity"]);
+    assert_no_key_printed(&out);
 }

@@ -37,7 +37,11 @@ async fn a_closed_market_says_when_it_opens_next() {
     wait_until("the closed market is announced", || h.has_event(&expected)).await;
     // Said once, not at every tick.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    let said = h.events().iter().filter(|e| e.starts_with("market closed")).count();
+    let said = h
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("market closed"))
+        .count();
     assert_eq!(said, 1, "{:?}", h.events());
     h.stop().await;
 }

@@ -574,18 +574,22 @@ impl Outputs {
                 outputs.sinks.push((kind, Sink::Stdout));
                 continue;
             }
-            let usage = |problem: String| Failure::Usage(format!("{flag} {}: {problem}", path.display()));
+            let usage =
+                |problem: String| Failure::Usage(format!("{flag} {}: {problem}", path.display()));
             if path.is_dir() {
                 return Err(usage("is a folder; give a file name".to_owned()));
             }
-            let full = resolved(path).ok_or_else(|| usage("its folder does not exist".to_owned()))?;
+            let full =
+                resolved(path).ok_or_else(|| usage("its folder does not exist".to_owned()))?;
             if inputs.contains(&full) {
                 return Err(usage(
                     "is an input of this backtest; an output never replaces an input".to_owned(),
                 ));
             }
             if let Some((_, other)) = taken.iter().find(|(p, _)| *p == full) {
-                return Err(usage(format!("is also the {other} output; give each its own file")));
+                return Err(usage(format!(
+                    "is also the {other} output; give each its own file"
+                )));
             }
             if full.exists() && !args.force {
                 return Err(usage(
@@ -628,7 +632,9 @@ impl Outputs {
                     let mut out = std::io::stdout().lock();
                     out.write_all(&bytes)
                         .and_then(|()| out.flush())
-                        .map_err(|e| Failure::Io(format!("cannot write to standard output: {e}")))?;
+                        .map_err(|e| {
+                            Failure::Io(format!("cannot write to standard output: {e}"))
+                        })?;
                 }
                 Sink::File { path, temp } => {
                     let io = |e: std::io::Error| {

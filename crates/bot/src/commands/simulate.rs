@@ -442,8 +442,14 @@ mod tests {
             ..SimCredentials::default()
         };
         let text = client_env(&credentials, 5035, Path::new("/tmp/c a/ca.pem"), "PALMOIL");
-        assert!(text.contains("CTRADER_CLIENT_SECRET='it'\\''s-secret'\n"), "{text}");
-        assert!(text.contains("CTRADER_CA_FILE='/tmp/c a/ca.pem'\n"), "{text}");
+        assert!(
+            text.contains("CTRADER_CLIENT_SECRET='it'\\''s-secret'\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CTRADER_CA_FILE='/tmp/c a/ca.pem'\n"),
+            "{text}"
+        );
         assert!(text.contains("CTRADER_PORT='5035'\n"), "{text}");
         assert!(text.contains("CTRADER_HOST='localhost'\n"), "{text}");
     }

@@ -31,8 +31,8 @@ use strategy::{
 };
 use tokio::sync::watch;
 
-use crate::reconcile::{ReconcileFailure, reconcile};
 use crate::market_hours;
+use crate::reconcile::{ReconcileFailure, reconcile};
 
 /// What the engine needs to know that is not in the strategy's or the risk rules' configuration.
 #[derive(Debug, Clone)]
@@ -441,7 +441,10 @@ impl<B: Broker + 'static> Engine<B> {
                 let note = market_hours::closed_note(&self.symbol.name, &self.symbol.schedule, now);
                 self.event(EventLevel::Info, note);
             } else if self.market_open.is_some() {
-                self.event(EventLevel::Info, format!("market open: {}", self.symbol.name));
+                self.event(
+                    EventLevel::Info,
+                    format!("market open: {}", self.symbol.name),
+                );
             }
             self.market_open = Some(open);
         }
