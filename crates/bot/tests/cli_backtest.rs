@@ -785,6 +785,28 @@ fn an_output_never_replaces_an_input_even_with_force() {
         before,
         "the prices were touched"
     );
+    // A file of conversion rates is an input too.
+    let rates = dir.path().join("rates.csv");
+    let rates_text = "timestamp,rate\n2000-01-01T00:00:00Z,0.25\n";
+    std::fs::write(&rates, rates_text).unwrap();
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            "d.csv",
+            "--account-currency",
+            "USD",
+            "--quote-to-account",
+            "rates.csv",
+            "--report",
+            "rates.csv",
+            "--force",
+        ],
+        &[],
+    );
+    expect_failure(&out, 2, &["--report", "rates.csv", "is an input"]);
+    assert_eq!(std::fs::read_to_string(&rates).unwrap(), rates_text);
     // Absolute and relative spellings of one file are the same file.
     let out = bot(
         dir.path(),
