@@ -5,9 +5,9 @@ use std::fmt;
 
 use crate::config::{Config, SentimentSourceKind};
 
-/// Host of Perplexity's API.
+/// Host of Perplexity's API (when `PERPLEXITY_BASE_URL` keeps its default).
 pub const PERPLEXITY_HOST: &str = "api.perplexity.ai";
-/// Host of the X API.
+/// Host of the X API (when `X_API_BASE_URL` keeps its default).
 pub const X_API_HOST: &str = "api.x.com";
 
 /// A connection to a host that is not on the allow-list; refused before any byte is sent.
@@ -27,7 +27,8 @@ pub struct NetworkAllowList {
 }
 
 impl NetworkAllowList {
-    /// The configured cTrader host, and each enabled sentiment source's hosts.
+    /// The configured cTrader host, and each enabled sentiment source's hosts (the hosts of
+    /// `PERPLEXITY_BASE_URL` and `X_API_BASE_URL`, and of each Nitter instance).
     pub fn from_config(
         config: &Config,
         perplexity_key_set: bool,
@@ -38,9 +39,11 @@ impl NetworkAllowList {
         for source in &config.sentiment.sources {
             match source {
                 SentimentSourceKind::Perplexity if perplexity_key_set => {
-                    list.allow(PERPLEXITY_HOST)
+                    list.allow_url(&config.sentiment.perplexity_base_url, PERPLEXITY_HOST);
                 }
-                SentimentSourceKind::X if x_token_set => list.allow(X_API_HOST),
+                SentimentSourceKind::X if x_token_set => {
+                    list.allow_url(&config.sentiment.x_base_url, X_API_HOST);
+                }
                 SentimentSourceKind::Nitter => {
                     for url in &config.sentiment.nitter_instances {
                         if let Some(host) = host_of_url(url) {
@@ -52,6 +55,12 @@ impl NetworkAllowList {
             }
         }
         list
+    }
+
+    /// Adds the host of `url`; `fallback` when the URL has none (validation refuses such URLs,
+    /// so this only keeps the list meaningful for hand-built configurations).
+    fn allow_url(&mut self, url: &str, fallback: &str) {
+        self.allow(host_of_url(url).unwrap_or(fallback));
     }
 
     /// Adds a host (case-insensitive).
@@ -116,6 +125,25 @@ mod tests {
         let err = list.check("evil.example").unwrap_err();
         assert!(err.to_string().contains("evil.example"));
         assert!(err.to_string().contains("demo.ctraderapi.com"));
+    }
+
+    /// Issue 14, report 8: an API gateway's host is allowed, the public API's host no longer.
+    #[test]
+    fn configured_base_urls_put_their_hosts_on_the_list() {
+        let config = crate::config::test_support::config_from(&[
+            ("SENTIMENT_SOURCES", "perplexity,x"),
+            ("PERPLEXITY_BASE_URL", "https://gw.internal.example/pplx"),
+            ("X_API_BASE_URL", "https://x-gw.internal.example:8443"),
+        ])
+        .unwrap();
+        let list = NetworkAllowList::from_config(&config, true, true);
+        assert!(list.check("gw.internal.example").is_ok());
+        assert!(list.check("x-gw.internal.example").is_ok());
+        assert!(list.check(PERPLEXITY_HOST).is_err());
+        assert!(list.check(X_API_HOST).is_err());
+        // Without the key or token, their hosts stay off the list.
+        let list = NetworkAllowList::from_config(&config, false, false);
+        assert!(list.check("gw.internal.example").is_err());
     }
 
     #[test]

@@ -127,6 +127,12 @@ pub struct SentimentSettings {
     pub nitter_instances: Vec<String>,
     /// Nitter queries.
     pub nitter_queries: Vec<String>,
+    /// Root of Perplexity's API (https).
+    pub perplexity_base_url: String,
+    /// Root of the X API (https).
+    pub x_base_url: String,
+    /// Extra trusted CA for the sentiment sources (an API gateway or a test mock).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The whole validated, non-secret configuration.
@@ -206,6 +212,49 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A number from `low` to `high`, both included.
+    fn within(&mut self, name: &str, low: f64, high: f64) -> Option<f64> {
+        let v: f64 = self.parsed(name, "a number")?;
+        if v.is_finite() && (low..=high).contains(&v) {
+            Some(v)
+        } else {
+            self.problems.push(SettingProblem::new(
+                name,
+                format!("{v} must be from {low} to {high}"),
+            ));
+            None
+        }
+    }
+
+    /// An `https://` URL with a host; the host is what the allow-list admits.
+    fn https_url(&mut self, name: &str) -> Option<String> {
+        let url = self.text(name)?;
+        let host = url
+            .strip_prefix("https://")
+            .and_then(crate::allowlist::host_of_url);
+        if host.is_some() && !url.contains(char::is_whitespace) {
+            Some(url.trim_end_matches('/').to_owned())
+        } else {
+            self.problems.push(SettingProblem::new(
+                name,
+                format!("{url:?} must be an https:// URL with a host"),
+            ));
+            None
+        }
+    }
+
+    /// A readable file named by the setting, when it is set.
+    fn file(&mut self, name: &str) -> Option<PathBuf> {
+        let path = PathBuf::from(self.text(name)?);
+        if !path.is_file() {
+            self.problems.push(SettingProblem::new(
+                name,
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+        Some(path)
     }
 
     fn fraction(&mut self, name: &str, low: f64, high: f64) -> Option<f64> {
@@ -289,18 +338,37 @@ impl Config {
         let port = r
             .parsed::<u16>("CTRADER_PORT", "a port number")
             .unwrap_or(5035);
-        let ca_file = r.text("CTRADER_CA_FILE").map(PathBuf::from);
+        if port == 0 {
+            r.problem("CTRADER_PORT", "0 is not a port to connect to (1 to 65535)");
+        }
+        let ca_file = r.file("CTRADER_CA_FILE");
         if ca_file.is_some() && is_official_host(&host) {
             r.problem(
                 "CTRADER_CA_FILE",
                 format!("a private CA is refused for the official cTrader host {host}"),
             );
         }
-        if let Some(path) = ca_file.as_ref().filter(|p| !p.is_file()) {
-            r.problem(
-                "CTRADER_CA_FILE",
-                format!("{} is not a readable file", path.display()),
-            );
+        // Credentials go wherever the host points: only cTrader's own hosts, or a simulator on
+        // this machine or a private network that the operator vouches for with its CA.
+        if !is_official_host(&host) && !host.contains(['/', ':', ' ']) {
+            if !is_local_or_private_host(&host) {
+                r.problem(
+                    "CTRADER_HOST",
+                    format!(
+                        "{host:?} is refused: credentials go only to {} or {}, or to a simulator on \
+                         localhost or a loopback or private IP address (with CTRADER_CA_FILE)",
+                        OFFICIAL_HOSTS[0], OFFICIAL_HOSTS[1]
+                    ),
+                );
+            } else if ca_file.is_none() {
+                r.problem(
+                    "CTRADER_HOST",
+                    format!(
+                        "{host:?} is not an official cTrader host: a simulator host needs CTRADER_CA_FILE \
+                         (the simulator's CA)"
+                    ),
+                );
+            }
         }
         let symbol_candidates = r.list("SYMBOL_CANDIDATES");
         if symbol_candidates.is_empty() {
@@ -344,19 +412,21 @@ impl Config {
         };
         let daily_loss_limit = r.fraction("DAILY_LOSS_LIMIT", 0.0, 1.0);
         let max_drawdown = r.fraction("MAX_DRAWDOWN", 0.0, 1.0);
-        let sentiment_veto = r.fraction("SENTIMENT_VETO", 0.0, 2.0);
-        let sentiment_policy = match r.text("SENTIMENT_POLICY").as_deref() {
-            Some("ignore") | None => Some(SentimentPolicySetting::Ignore),
-            Some("stand_aside") => Some(SentimentPolicySetting::StandAside),
-            Some(other) => {
+        let sentiment_veto = r.within("SENTIMENT_VETO", 0.0, 1.0);
+        let sentiment_policy = match r.text("SENTIMENT_POLICY") {
+            None => Some(SentimentPolicySetting::Ignore),
+            Some(text) => SentimentPolicySetting::parse(&text).or_else(|| {
                 r.problem(
                     "SENTIMENT_POLICY",
-                    format!("{other:?} is not ignore or stand_aside"),
+                    format!("{text:?} is not ignore or stand_aside"),
                 );
                 None
-            }
+            }),
         };
         let sentiment_max_age_secs = r.parsed::<u64>("SENTIMENT_MAX_AGE", "a number of seconds");
+        if sentiment_max_age_secs == Some(0) {
+            r.problem("SENTIMENT_MAX_AGE", "must be at least 1 second");
+        }
         let refresh_secs = r.parsed::<u64>("SENTIMENT_REFRESH", "a number of seconds");
         if refresh_secs.is_some_and(|s| s < 60) {
             r.problem(
@@ -390,9 +460,12 @@ impl Config {
                 "each query must be at most 200 characters",
             );
         }
+        let perplexity_base_url = r.https_url("PERPLEXITY_BASE_URL");
+        let x_base_url = r.https_url("X_API_BASE_URL");
+        let sentiment_ca_file = r.file("SENTIMENT_CA_FILE");
         let database_url = r.text("DATABASE_URL").unwrap_or_default();
-        if database_url.is_empty() {
-            r.problem("DATABASE_URL", "must name a SQLite database");
+        if let Err(problem) = check_database_url(&database_url) {
+            r.problem("DATABASE_URL", problem);
         }
         let bind_ip = r.parsed::<IpAddr>("BIND_ADDRESS", "an IP address");
         let http_port = r.parsed::<u16>("PORT", "a port number");
@@ -409,6 +482,10 @@ impl Config {
             }
         };
         let log_filter = r.text("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+        // The parser the logger itself uses, so a filter passing here never fails at start-up.
+        if let Err(e) = observability::parse_filter(Some(&log_filter)) {
+            r.problem("RUST_LOG", e.to_string());
+        }
         let label_prefix = r.text("LABEL_PREFIX").unwrap_or_default();
         if label_prefix.is_empty()
             || label_prefix.len() > 20
@@ -440,6 +517,8 @@ impl Config {
             Some(refresh_secs),
             Some(bind_ip),
             Some(http_port),
+            Some(perplexity_base_url),
+            Some(x_base_url),
         ) = (
             timeframe,
             rsi_period,
@@ -457,6 +536,8 @@ impl Config {
             refresh_secs,
             bind_ip,
             http_port,
+            perplexity_base_url,
+            x_base_url,
         )
         else {
             return Err(ConfigErrors(problems));
@@ -496,6 +577,9 @@ impl Config {
                 refresh_secs,
                 nitter_instances,
                 nitter_queries,
+                perplexity_base_url,
+                x_base_url,
+                ca_file: sentiment_ca_file,
             },
             database_url,
             http_bind: SocketAddr::new(bind_ip, http_port),
@@ -503,6 +587,51 @@ impl Config {
             log_filter,
             label_prefix,
         })
+    }
+}
+
+/// `DATABASE_URL` names a SQLite file: `sqlite://PATH`, `sqlite:PATH` or a bare path; any other
+/// scheme (a server database) is refused rather than read as a file name.
+fn check_database_url(url: &str) -> Result<(), String> {
+    if let Some((scheme, _)) = url.split_once("://")
+        && !scheme.eq_ignore_ascii_case("sqlite")
+    {
+        return Err(format!(
+            "{scheme}:// is not supported: the store is SQLite (sqlite://PATH or a file path)"
+        ));
+    }
+    persistence::SqliteStoreConfig::from_url(url)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// True for a host on this machine or a private network: `localhost`, a loopback address, or a
+/// private (RFC 1918, IPv6 unique local) address. Names other than `localhost` are not resolved.
+pub fn is_local_or_private_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private(),
+        Ok(IpAddr::V6(ip)) => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => false,
+    }
+}
+
+impl SentimentPolicySetting {
+    /// `ignore` or `stand_aside`; `stand-aside` and any letter case are accepted too, so the
+    /// setting, the file and `--sentiment-policy` take the same spellings.
+    pub fn parse(text: &str) -> Option<SentimentPolicySetting> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "ignore" => Some(SentimentPolicySetting::Ignore),
+            "stand_aside" => Some(SentimentPolicySetting::StandAside),
+            _ => None,
+        }
     }
 }
 
@@ -651,6 +780,186 @@ mod tests {
                 .contains("refused for the official cTrader host")
         );
         assert!(is_official_host("LIVE.ctraderapi.com."));
+    }
+
+    fn problems_of(pairs: &[(&str, &str)]) -> Vec<SettingProblem> {
+        match config(pairs) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    fn refused(pairs: &[(&str, &str)], setting: &str, needle: &str) {
+        let problems = problems_of(pairs);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.setting == setting && p.problem.contains(needle)),
+            "{pairs:?}: expected {setting} problem with {needle:?}, got {problems:?}"
+        );
+    }
+
+    /// Issue 14, report 1: a server database URL became a SQLite file named `./postgres:/x`.
+    #[test]
+    fn database_url_is_sqlite_or_a_path_and_other_schemes_are_named() {
+        refused(
+            &[("DATABASE_URL", "postgres://x")],
+            "DATABASE_URL",
+            "postgres://",
+        );
+        refused(
+            &[("DATABASE_URL", "mysql://u@h/db")],
+            "DATABASE_URL",
+            "mysql://",
+        );
+        refused(&[("DATABASE_URL", "sqlite://")], "DATABASE_URL", "file");
+        for ok in [
+            "sqlite://./data/bot.db",
+            "sqlite:bot.db",
+            "data/bot.db",
+            "/var/x.db",
+        ] {
+            let c = config(&[("DATABASE_URL", ok)]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(c.database_url, ok);
+        }
+    }
+
+    /// Issue 14, report 2: settings `run` refused passed validation.
+    #[test]
+    fn log_filter_port_and_documented_ranges_are_checked() {
+        refused(&[("RUST_LOG", "notalevel===")], "RUST_LOG", "notalevel");
+        assert!(problems_of(&[("RUST_LOG", "palm_oil_bot=debug,info")]).is_empty());
+        refused(&[("CTRADER_PORT", "0")], "CTRADER_PORT", "1 to 65535");
+        refused(&[("SENTIMENT_VETO", "2")], "SENTIMENT_VETO", "from 0 to 1");
+        refused(
+            &[("SENTIMENT_VETO", "-0.1")],
+            "SENTIMENT_VETO",
+            "from 0 to 1",
+        );
+        for ok in ["0", "0.3", "1"] {
+            assert!(problems_of(&[("SENTIMENT_VETO", ok)]).is_empty(), "{ok}");
+        }
+        refused(
+            &[("SENTIMENT_MAX_AGE", "0")],
+            "SENTIMENT_MAX_AGE",
+            "at least 1",
+        );
+        refused(&[("RSI_PERIOD", "1")], "RSI_PERIOD", "2 and 500");
+        refused(
+            &[("RISK_PER_TRADE", "0.5")],
+            "RISK_PER_TRADE",
+            "at most 0.1",
+        );
+        refused(
+            &[("DAILY_LOSS_LIMIT", "1.5")],
+            "DAILY_LOSS_LIMIT",
+            "at most 1",
+        );
+        refused(&[("SENTIMENT_REFRESH", "30")], "SENTIMENT_REFRESH", "60");
+    }
+
+    /// The README states each range in the setting's description; the validation above
+    /// enforces exactly those.
+    #[test]
+    fn documented_ranges_are_in_the_settings_table() {
+        let doc = |name: &str| {
+            crate::settings::SETTINGS
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.doc)
+                .unwrap_or_default()
+        };
+        assert!(doc("SENTIMENT_VETO").contains("0 to 1"));
+        assert!(doc("RSI_PERIOD").contains("2 to 500"));
+        assert!(doc("RISK_PER_TRADE").contains("at most 0.1"));
+        assert!(doc("SENTIMENT_REFRESH").contains("at least 60"));
+        assert!(doc("CTRADER_PORT").contains("1 to 65535"));
+    }
+
+    /// Issue 14, report 3: credentials would go wherever CTRADER_HOST points.
+    #[test]
+    fn broker_host_is_official_or_a_local_simulator_with_its_ca() {
+        refused(
+            &[("CTRADER_HOST", "evil.example.com")],
+            "CTRADER_HOST",
+            "\"evil.example.com\" is refused",
+        );
+        // A public address is refused even with a CA.
+        refused(
+            &[
+                ("CTRADER_HOST", "8.8.8.8"),
+                ("CTRADER_CA_FILE", "Cargo.toml"),
+            ],
+            "CTRADER_HOST",
+            "\"8.8.8.8\" is refused",
+        );
+        // A private or loopback host needs the simulator's CA.
+        for host in ["10.0.0.5", "127.0.0.1", "localhost", "192.168.1.20"] {
+            refused(
+                &[("CTRADER_HOST", host)],
+                "CTRADER_HOST",
+                "needs CTRADER_CA_FILE",
+            );
+            let c = config(&[("CTRADER_HOST", host), ("CTRADER_CA_FILE", "Cargo.toml")])
+                .unwrap_or_else(|e| panic!("{host}: {e}"));
+            assert_eq!(c.broker.host, host);
+        }
+        assert!(problems_of(&[("CTRADER_HOST", "live.ctraderapi.com")]).is_empty());
+        assert!(is_local_or_private_host("172.16.0.1"));
+        assert!(!is_local_or_private_host("172.32.0.1"));
+        assert!(!is_local_or_private_host("localhost.evil.example"));
+    }
+
+    /// Issue 14, report 6: `--help` said stand-aside, the setting took only stand_aside.
+    #[test]
+    fn sentiment_policy_takes_both_spellings() {
+        for text in ["stand_aside", "stand-aside", "Stand-Aside"] {
+            let c = config(&[("SENTIMENT_POLICY", text)]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                c.strategy.sentiment_policy,
+                SentimentPolicySetting::StandAside
+            );
+        }
+        refused(
+            &[("SENTIMENT_POLICY", "panic")],
+            "SENTIMENT_POLICY",
+            "stand_aside",
+        );
+    }
+
+    /// Issue 14, report 8: the sentiment APIs' roots and an extra CA can be set, https only.
+    #[test]
+    fn sentiment_base_urls_are_https_and_the_ca_file_must_exist() {
+        let c = config(&[
+            ("PERPLEXITY_BASE_URL", "https://gw.example/pplx/"),
+            ("X_API_BASE_URL", "https://127.0.0.1:8443"),
+            ("SENTIMENT_CA_FILE", "Cargo.toml"),
+        ])
+        .unwrap();
+        assert_eq!(c.sentiment.perplexity_base_url, "https://gw.example/pplx");
+        assert_eq!(c.sentiment.x_base_url, "https://127.0.0.1:8443");
+        assert_eq!(c.sentiment.ca_file, Some(PathBuf::from("Cargo.toml")));
+        let defaults = config(&[]).unwrap();
+        assert_eq!(
+            defaults.sentiment.perplexity_base_url,
+            "https://api.perplexity.ai"
+        );
+        assert_eq!(defaults.sentiment.x_base_url, "https://api.x.com");
+        refused(
+            &[("PERPLEXITY_BASE_URL", "http://gw.example")],
+            "PERPLEXITY_BASE_URL",
+            "https://",
+        );
+        refused(
+            &[("X_API_BASE_URL", "https://")],
+            "X_API_BASE_URL",
+            "https://",
+        );
+        refused(
+            &[("SENTIMENT_CA_FILE", "no-such-ca.pem")],
+            "SENTIMENT_CA_FILE",
+            "not a readable file",
+        );
     }
 
     #[test]

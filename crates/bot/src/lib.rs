@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod live_guard;
+pub mod market_hours;
 pub mod order_id;
 pub mod reconcile;
 pub mod runtime;

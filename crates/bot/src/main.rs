@@ -27,15 +27,16 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Obtain the first cTrader tokens: prints the authorisation address, exchanges the code.
     Auth(commands::auth::AuthArgs),
-    /// Trade against a built-in simulated broker: no credentials, no network; serves the dashboard.
+    /// Trade against a built-in simulated broker: no credentials, no network (unless --live-sentiment); serves the dashboard.
     Demo(commands::demo::DemoArgs),
-    /// Validate the configuration and print the effective non-secret settings.
+    /// Run the checks `run` runs before connecting (settings, secrets by name, log filter, hosts) and print the effective settings.
     CheckConfig,
     /// Replay the strategy over a CSV of bars: table on the terminal, JSON, trades CSV, SVG.
     Backtest(Box<commands::backtest::BacktestArgs>),
     /// Fetch one sentiment reading through the configured sources and print it with its source.
     Sentiment(commands::sentiment::SentimentArgs),
     /// Serve a simulated cTrader broker over TLS on a loopback port, with its own CA and faults.
+    #[command(after_help = commands::simulate::SIMULATE_EXAMPLE)]
     Simulate(Box<commands::simulate::SimulateArgs>),
     /// Compare the broker's positions and deals with the store and record the differences.
     Reconcile(commands::reconcile::ReconcileArgs),

@@ -161,6 +161,15 @@ pub fn plan(
     scraper_config.http.allowed_hosts = allow.hosts().map(str::to_owned).collect();
     scraper_config.http.allow_plain_http_loopback = false;
     scraper_config
+        .http
+        .extra_ca_file
+        .clone_from(&settings.ca_file);
+    scraper_config
+        .perplexity
+        .base_url
+        .clone_from(&settings.perplexity_base_url);
+    scraper_config.x.base_url.clone_from(&settings.x_base_url);
+    scraper_config
         .nitter
         .instances
         .clone_from(&settings.nitter_instances);

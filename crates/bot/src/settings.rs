@@ -31,9 +31,13 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "CTRADER_HOST",
         None,
-        "cTrader host; defaults to the official host of CTRADER_ENV or of the account's kind (set it to point at a simulator)",
+        "cTrader host; defaults to the official host of CTRADER_ENV or of the account's kind; any other host must be localhost or a loopback or private IP address, and needs CTRADER_CA_FILE (a simulator)",
     ),
-    spec("CTRADER_PORT", Some("5035"), "cTrader Protobuf port"),
+    spec(
+        "CTRADER_PORT",
+        Some("5035"),
+        "cTrader Protobuf port (1 to 65535)",
+    ),
     spec(
         "CTRADER_REDIRECT_URI",
         None,
@@ -64,16 +68,16 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some("M15"),
         "bar timeframe: M1, M5, M15, M30, H1, H4 or D1",
     ),
-    spec("RSI_PERIOD", Some("14"), "RSI period in bars"),
+    spec("RSI_PERIOD", Some("14"), "RSI period in bars (2 to 500)"),
     spec(
         "RSI_OVERSOLD",
         Some("30"),
-        "RSI level below which a long entry is considered",
+        "RSI level below which a long entry is considered (above 0, at most 100, below RSI_OVERBOUGHT)",
     ),
     spec(
         "RSI_OVERBOUGHT",
         Some("70"),
-        "RSI level above which a short entry is considered",
+        "RSI level above which a short entry is considered (above 0, at most 100)",
     ),
     spec(
         "LONG_ONLY",
@@ -93,42 +97,42 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "ORDER_VOLUME",
         Some("1"),
-        "fixed order size in units (used when RISK_PER_TRADE is not set)",
+        "fixed order size in units, above 0 (used when RISK_PER_TRADE is not set)",
     ),
     spec(
         "RISK_PER_TRADE",
         None,
-        "fraction of equity, in the account's currency, that a stop-loss hit may lose, the round trip's commission included (e.g. 0.01); overrides ORDER_VOLUME",
+        "fraction of equity, in the account's currency, that a stop-loss hit may lose, the round trip's commission included (above 0, at most 0.1, e.g. 0.01); overrides ORDER_VOLUME",
     ),
     spec(
         "DAILY_LOSS_LIMIT",
         Some("0.03"),
-        "fraction of the day's starting equity (account currency, UTC day by broker time) whose loss engages the kill switch",
+        "fraction of the day's starting equity (account currency, UTC day by broker time) whose loss engages the kill switch (above 0, at most 1)",
     ),
     spec(
         "MAX_DRAWDOWN",
         Some("0.10"),
-        "fraction of peak equity (account currency) whose loss engages the kill switch",
+        "fraction of peak equity (account currency) whose loss engages the kill switch (above 0, at most 1)",
     ),
     spec(
         "SENTIMENT_VETO",
         Some("0.3"),
-        "a sentiment score opposing a trade by more than this vetoes the entry (0 to 1)",
+        "a sentiment score opposing a trade by more than this vetoes the entry (0 to 1; 1 never vetoes)",
     ),
     spec(
         "SENTIMENT_POLICY",
         Some("ignore"),
-        "when sentiment is stale or unavailable: ignore or stand_aside",
+        "when sentiment is stale or unavailable: ignore or stand_aside (stand-aside is accepted too)",
     ),
     spec(
         "SENTIMENT_MAX_AGE",
         Some("7200"),
-        "seconds after which a sentiment reading is stale",
+        "seconds after which a sentiment reading is stale (at least 1)",
     ),
     spec(
         "SENTIMENT_REFRESH",
         Some("900"),
-        "seconds between sentiment refreshes",
+        "seconds between sentiment refreshes (at least 60)",
     ),
     spec(
         "SENTIMENT_SOURCES",
@@ -146,9 +150,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Nitter search queries (comma-separated, 200 characters at most each)",
     ),
     spec(
+        "PERPLEXITY_BASE_URL",
+        Some("https://api.perplexity.ai"),
+        "root of Perplexity's API (https; e.g. an API gateway); its host joins the network allow-list",
+    ),
+    spec(
+        "X_API_BASE_URL",
+        Some("https://api.x.com"),
+        "root of the X API (https; e.g. an API gateway); its host joins the network allow-list",
+    ),
+    spec(
+        "SENTIMENT_CA_FILE",
+        None,
+        "PEM file of a private CA the sentiment sources trust in addition to the public roots (an API gateway or a test mock)",
+    ),
+    spec(
         "DATABASE_URL",
         Some("sqlite://./data/palm-oil-bot-{env}-{account}.db"),
-        "SQLite database file; {env} (demo or live) and {account} (CTRADER_ACCOUNT_ID) are filled in, so environments and accounts never share a store",
+        "SQLite database: sqlite://PATH or a file path (no other scheme); {env} (demo or live) and {account} (CTRADER_ACCOUNT_ID) are filled in, so environments and accounts never share a store",
     ),
     spec(
         "BIND_ADDRESS",
@@ -158,7 +177,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "PORT",
         Some("9184"),
-        "port of the metrics, health and dashboard server",
+        "port of the metrics, health and dashboard server (0 picks a free port)",
     ),
     spec(
         "LOG_FORMAT",

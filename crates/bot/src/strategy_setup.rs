@@ -102,8 +102,8 @@ pub fn sentiment_rules(s: &StrategySettings) -> Result<SentimentRules, StrategyS
         ));
     }
     Ok(SentimentRules {
-        // Agreement (score x confidence) never goes below -1, so any threshold from 1 up means
-        // "never veto": the bot accepts up to 2 for that, the strategy wants at most 1.
+        // Agreement (score x confidence) never goes below -1, so 1 means "never veto"; the
+        // settings allow 0 to 1 (as documented), the cap only guards hand-built settings.
         veto_threshold: s.sentiment_veto.min(1.0),
         max_size_pct: 100,
         max_age_ms,
@@ -211,14 +211,19 @@ mod tests {
     }
 
     #[test]
-    fn a_veto_above_one_means_never_veto() {
-        let setup = strategy_setup(&config(&[("SENTIMENT_VETO", "2")])).unwrap();
+    fn a_veto_of_one_means_never_veto() {
+        let setup = strategy_setup(&config(&[("SENTIMENT_VETO", "1")])).unwrap();
         assert_eq!(setup.strategy.sentiment.veto_threshold, 1.0);
+        // Above the documented range it is a setting problem (issue 14), not a silent cap.
+        assert!(crate::config::test_support::config_from(&[("SENTIMENT_VETO", "2")]).is_err());
     }
 
     #[test]
     fn settings_the_strategy_cannot_use_are_named() {
-        let err = strategy_setup(&config(&[("SENTIMENT_MAX_AGE", "0")])).unwrap_err();
+        // The settings refuse 0 already; the mapping names it too for hand-built settings.
+        let mut zero_age = config(&[]);
+        zero_age.strategy.sentiment_max_age_secs = 0;
+        let err = strategy_setup(&zero_age).unwrap_err();
         assert_eq!(err.setting, "SENTIMENT_MAX_AGE");
         // Accepted by the bot (above 0) but below one basis point.
         let err = strategy_setup(&config(&[("DAILY_LOSS_LIMIT", "0.00001")])).unwrap_err();

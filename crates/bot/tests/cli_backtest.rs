@@ -393,7 +393,14 @@ fn settings_set_the_defaults_and_flags_override_them() {
     let data = testdata("fcpo-h1-sample.csv");
     let sides = |env: &[(&str, &str)], extra: &[&str]| {
         let trades = dir.path().join("t.csv");
-        let mut args = vec!["backtest", "--data", arg(&data), "--trades", arg(&trades)];
+        let mut args = vec![
+            "backtest",
+            "--data",
+            arg(&data),
+            "--trades",
+            arg(&trades),
+            "--force",
+        ];
         args.extend_from_slice(extra);
         let out = bot(dir.path(), &args, env);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -428,7 +435,14 @@ fn sentiment_and_its_policy_change_the_decisions() {
     let sentiment = testdata("sentiment-sample.csv");
     let count = |extra: &[&str]| {
         let report = dir.path().join("r.json");
-        let mut args = vec!["backtest", "--data", arg(&data), "--report", arg(&report)];
+        let mut args = vec![
+            "backtest",
+            "--data",
+            arg(&data),
+            "--report",
+            arg(&report),
+            "--force",
+        ];
         args.extend_from_slice(extra);
         let out = bot(dir.path(), &args, &[]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -438,8 +452,9 @@ fn sentiment_and_its_policy_change_the_decisions() {
     };
     let rsi_alone = count(&[]);
     assert!(rsi_alone > 0);
-    // Standing aside without any reading: no entry at all.
+    // Standing aside without any reading: no entry at all, in either spelling.
     assert_eq!(count(&["--sentiment-policy", "stand-aside"]), 0);
+    assert_eq!(count(&["--sentiment-policy", "stand_aside"]), 0);
     // Readings kept fresh for 12 hours and a tiny veto: almost any opposing reading blocks an entry.
     let vetoed = count(&[
         "--sentiment",
@@ -700,8 +715,9 @@ fn bad_options_name_the_flag() {
     assert!(text(&out.stderr).contains("--data"));
 }
 
+/// Issue 14, report 4: a missing output folder was reported after the whole run.
 #[test]
-fn an_unwritable_output_is_an_io_failure() {
+fn an_output_in_a_missing_folder_is_refused_before_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("no-such-dir").join("report.json");
     let out = bot(
@@ -715,12 +731,243 @@ fn an_unwritable_output_is_an_io_failure() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Nothing ran: no table on stdout (expect_failure checks it is empty).
+    expect_failure(
+        &out,
+        2,
+        &["--report", "no-such-dir", "folder does not exist"],
+    );
+}
+
+/// A copy of the sample bars in `dir`, to be (not) overwritten.
+fn bars_copy(dir: &Path) -> PathBuf {
+    let data = dir.join("d.csv");
+    std::fs::copy(testdata("fcpo-h1-sample.csv"), &data).unwrap();
+    data
+}
+
+/// Issue 14, report 4: `--data d.csv --trades d.csv` replaced the prices.
+#[test]
+fn an_output_never_replaces_an_input_even_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bars_copy(dir.path());
+    let before = std::fs::read(&data).unwrap();
+    let sentiment = dir.path().join("s.csv");
+    std::fs::copy(testdata("sentiment-sample.csv"), &sentiment).unwrap();
+    let config = dir.path().join("bot.toml");
+    std::fs::write(&config, "long_only = true\n").unwrap();
+    for (flag, target) in [
+        ("--trades", "d.csv"),
+        ("--report", "./d.csv"),
+        ("--plot", "s.csv"),
+        ("--report", "bot.toml"),
+    ] {
+        let out = bot(
+            dir.path(),
+            &[
+                "--config",
+                "bot.toml",
+                "backtest",
+                "--data",
+                "d.csv",
+                "--sentiment",
+                "s.csv",
+                flag,
+                target,
+                "--force",
+            ],
+            &[],
+        );
+        expect_failure(&out, 2, &[flag, target, "is an input"]);
+    }
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        before,
+        "the prices were touched"
+    );
+    // A file of conversion rates is an input too.
+    let rates = dir.path().join("rates.csv");
+    let rates_text = "timestamp,rate\n2000-01-01T00:00:00Z,0.25\n";
+    std::fs::write(&rates, rates_text).unwrap();
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            "d.csv",
+            "--account-currency",
+            "USD",
+            "--quote-to-account",
+            "rates.csv",
+            "--report",
+            "rates.csv",
+            "--force",
+        ],
+        &[],
+    );
+    expect_failure(&out, 2, &["--report", "rates.csv", "is an input"]);
+    assert_eq!(std::fs::read_to_string(&rates).unwrap(), rates_text);
+    // Absolute and relative spellings of one file are the same file.
+    let out = bot(
+        dir.path(),
+        &["backtest", "--data", arg(&data), "--trades", "d.csv"],
+        &[],
+    );
+    expect_failure(&out, 2, &["is an input"]);
+}
+
+/// Issue 14, report 4: outputs overwrote each other and existing files without a word.
+#[test]
+fn outputs_are_distinct_and_replace_a_file_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bars_copy(dir.path());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["backtest", "--data", arg(&data)];
+        args.extend_from_slice(extra);
+        bot(dir.path(), &args, &[])
+    };
+    expect_failure(
+        &run(&["--report", "out", "--trades", "./out"]),
+        2,
+        &["--trades", "is also the --report output"],
+    );
+    assert!(!dir.path().join("out").exists());
+
+    let kept = dir.path().join("old.json");
+    std::fs::write(&kept, "keep me").unwrap();
+    expect_failure(
+        &run(&["--report", "old.json"]),
+        2,
+        &["--report", "old.json", "already exists; pass --force"],
+    );
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "keep me");
+
+    let out = run(&["--report", "old.json", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert_eq!(json["bars"], 3150);
+    // No temporary file is left beside the outputs.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    // A folder is not a file name.
+    expect_failure(&run(&["--plot", "."]), 2, &["--plot", "is a folder"]);
+}
+
+/// Issue 14, report 4: `--report -` wrote a file named `-`.
+#[test]
+fn a_dash_means_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bars_copy(dir.path());
+    let out = bot(
+        dir.path(),
+        &["backtest", "--data", arg(&data), "--report", "-"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!dir.path().join("-").exists(), "a file named - was written");
+    // Standard output is the JSON alone; the summary went to standard error.
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)));
+    assert_eq!(json["bars"], 3150);
+    assert!(text(&out.stderr).contains("Max drawdown"));
+
+    let out = bot(
+        dir.path(),
+        &["backtest", "--data", arg(&data), "--trades", "-"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&TRADE_COLUMNS.join(",")));
+
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            arg(&data),
+            "--report",
+            "-",
+            "--plot",
+            "-",
+        ],
+        &[],
+    );
+    expect_failure(
+        &out,
+        2,
+        &["--report and --plot both write to standard output"],
+    );
+}
+
+/// Issue 14, report 11: set-ups that cannot trade ran without a word.
+#[test]
+fn set_ups_that_cannot_trade_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = bars_copy(dir.path());
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            arg(&data),
+            "--sentiment-policy",
+            "stand_aside",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("cannot write"),
+        stderr.contains("warning: SENTIMENT_POLICY is stand_aside and no --sentiment file"),
+        "{stderr}"
+    );
+    // With readings, standing aside is a real choice: no warning.
+    let out = bot(
+        dir.path(),
+        &[
+            "backtest",
+            "--data",
+            arg(&data),
+            "--sentiment",
+            arg(&testdata("sentiment-sample.csv")),
+            "--sentiment-policy",
+            "stand_aside",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
         "{}",
         text(&out.stderr)
     );
-    // The table was already printed: the run itself succeeded.
-    assert!(text(&out.stdout).contains("Max drawdown"));
+
+    // Five bars cannot give an RSI(14) crossing.
+    let five: String = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .take(6)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let short = dir.path().join("five.csv");
+    std::fs::write(&short, five).unwrap();
+    let out = bot(dir.path(), &["backtest", "--data", arg(&short)], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: 5 bar(s) are too few for RSI(14)"),
+        "{stderr}"
+    );
+}
+
+/// Issue 14, report 5: a folder given as data was an I/O failure (exit 1).
+#[test]
+fn a_folder_as_data_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bot(dir.path(), &["backtest", "--data", arg(dir.path())], &[]);
+    expect_failure(&out, 2, &["price data", "is a folder"]);
 }

@@ -143,6 +143,36 @@ impl Drop for SimProcess {
     }
 }
 
+/// The `credentials=` file the start line names: checked to be private, parsed as the
+/// `NAME='value'` lines a shell sources.
+fn client_env(line: &str) -> std::collections::BTreeMap<String, String> {
+    let path = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("credentials="))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no credentials= field in {line:?}"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is readable by others", path.display());
+    }
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.split_once('=').expect("NAME=value");
+            let value = value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .expect("a single-quoted value")
+                .replace("'\\''", "'");
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
 fn arg(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
@@ -183,6 +213,17 @@ fn serves_a_tls_client_that_trusts_the_printed_ca_and_stops_on_sigterm() {
     assert!(ca.is_absolute(), "the CA path is absolute: {line}");
     assert_eq!(ca, std::fs::canonicalize(certs.join("ca.pem")).unwrap());
     assert!(line.contains("account=9001"), "{line}");
+    // Issue 14, report 10: the credentials a client needs are in a private file, not on screen.
+    let env = client_env(&line);
+    assert_eq!(env["CTRADER_CLIENT_SECRET"], CLIENT_SECRET);
+    assert_eq!(env["CTRADER_ACCESS_TOKEN"], ACCESS_TOKEN);
+    assert_eq!(env["CTRADER_REFRESH_TOKEN"], REFRESH_TOKEN);
+    assert_eq!(env["CTRADER_CLIENT_ID"], "script-app");
+    assert_eq!(env["CTRADER_ACCOUNT_ID"], "9001");
+    assert_eq!(env["CTRADER_PORT"], addr.port().to_string());
+    assert_eq!(env["CTRADER_HOST"], "localhost");
+    assert_eq!(PathBuf::from(&env["CTRADER_CA_FILE"]), ca);
+    assert_eq!(env["SYMBOL_CANDIDATES"], "FCPO");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -337,4 +378,87 @@ fn bad_flags_are_named_with_exit_status_2() {
     let (code, err) = refused(&["--listen", "127.0.0.1:0", "--client-secret", ""]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("client secret"), "{err}");
+}
+
+/// Issue 14, report 10: the README's `simulate` + `run` set-up, with the settings from the
+/// simulator's `client.env`, trades (an order is sent) instead of waiting for market hours.
+#[test]
+fn run_with_the_simulators_client_env_trades_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let mut sim = SimProcess::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-dir",
+            arg(&certs),
+            "--market-hours",
+            "always",
+            "--speed",
+            "300",
+            "--duration",
+            "120s",
+        ],
+    );
+    let (_, _, line) = sim.ready();
+    let mut run = Command::new(BIN);
+    run.env_clear()
+        .envs(client_env(&line))
+        .env("TIMEFRAME", "M1")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("bot.db").display()),
+        )
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .current_dir(dir.path())
+        .args(["run", "--duration", "90s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = run.spawn().expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut log = String::new();
+    let sent = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("order sent") {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    // Only the process this test started, by its id.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stop = Instant::now() + STOP_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > stop {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(sent, "no order was sent:\n{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    sim.terminate();
+    let _ = sim.wait();
 }

@@ -125,9 +125,13 @@ fn an_unreachable_broker_is_a_runtime_failure_that_names_it() {
         .to_string();
     let base = base(&dir.path().join("bot.db").display().to_string());
     let mut env = with(&base, CREDENTIALS);
+    // A host on this machine is a simulator's: it needs the simulator's CA.
+    let certs = ctrader_sim::generate_certificates(&dir.path().join("certs")).unwrap();
+    let ca = certs.ca_cert.display().to_string();
     env.extend_from_slice(&[
         ("CTRADER_HOST", "127.0.0.1"),
         ("CTRADER_PORT", port.as_str()),
+        ("CTRADER_CA_FILE", ca.as_str()),
         ("LOG_FORMAT", "json"),
     ]);
     let (code, err) = run(dir.path(), &env);

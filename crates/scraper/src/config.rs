@@ -1,6 +1,7 @@
 //! The sentiment configuration (serde, with defaults) and the one function that builds the
 //! chain from it: the bot deserialises this, adds the credentials it read, and calls `build`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +80,8 @@ pub struct HttpSettings {
     pub request_timeout_secs: u64,
     /// Largest response body accepted, in bytes.
     pub max_response_bytes: usize,
+    /// PEM file of a private CA trusted in addition to the public roots (an API gateway, a mock).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -93,6 +96,7 @@ impl Default for HttpSettings {
             connect_timeout_secs: 5,
             request_timeout_secs: 60,
             max_response_bytes: 2 * 1024 * 1024,
+            extra_ca_file: None,
         }
     }
 }
@@ -107,6 +111,7 @@ impl HttpSettings {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_response_bytes: self.max_response_bytes,
             max_redirects: 3,
+            extra_ca_file: self.extra_ca_file.clone(),
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The one HTTP client every source uses: rustls (ring + webpki roots), timeouts, a host
-//! allow-list checked before connecting and on every redirect, and a response-size cap.
+//! The one HTTP client every source uses: rustls (ring + webpki roots, plus an optional private CA
+//! for an API gateway or a test mock), timeouts, a host allow-list checked before connecting and
+//! on every redirect, and a response-size cap. Proxies come from `HTTPS_PROXY`/`NO_PROXY`, which
+//! reqwest reads itself; the allow-list still applies to the destination host.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ pub struct HttpPolicy {
     pub max_response_bytes: usize,
     /// Redirects followed at most (each one checked against the allow-list).
     pub max_redirects: usize,
+    /// PEM file of a private CA trusted in addition to the public roots (never instead of them).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpPolicy {
@@ -35,6 +40,7 @@ impl Default for HttpPolicy {
             request_timeout: Duration::from_secs(30),
             max_response_bytes: 2 * 1024 * 1024,
             max_redirects: 3,
+            extra_ca_file: None,
         }
     }
 }
@@ -107,9 +113,16 @@ impl HttpClient {
     /// and a redirect policy that refuses hosts outside the allow-list.
     pub fn new(policy: HttpPolicy) -> Result<HttpClient, HttpError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        if let Some(path) = &policy.extra_ca_file {
+            for cert in read_ca(path)? {
+                roots.add(cert).map_err(|e| {
+                    HttpError::Build(format!("extra CA {} is not usable: {e}", path.display()))
+                })?;
+            }
+        }
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| HttpError::Build(e.to_string()))?
@@ -206,6 +219,26 @@ impl HttpClient {
             body,
         })
     }
+}
+
+/// The certificates of a PEM file; a file without one is refused (a CA that trusts nothing is a
+/// mistake, not a choice).
+fn read_ca(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, HttpError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |e: rustls_pki_types::pem::Error| {
+        HttpError::Build(format!("cannot read extra CA {}: {e}", path.display()))
+    };
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(bad)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    if certs.is_empty() {
+        return Err(HttpError::Build(format!(
+            "extra CA {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 /// The error chain of a reqwest error, URL stripped (queries can be long and are not needed).

@@ -24,6 +24,7 @@ fn loopback_policy(max_response_bytes: usize) -> HttpPolicy {
         request_timeout: Duration::from_secs(10),
         max_response_bytes,
         max_redirects: 3,
+        extra_ca_file: None,
     }
 }
 
@@ -253,4 +254,26 @@ fn the_default_configuration_deserialises_and_names_the_real_hosts() {
         )
         .unwrap();
     assert_eq!(service.source_names(), ["perplexity", "nitter", "replay"]);
+}
+
+#[test]
+fn an_extra_ca_that_cannot_be_used_is_refused_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("scraper-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.pem");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "no certificate in here\n").unwrap();
+    for (file, needle) in [
+        (&missing, "cannot read extra CA"),
+        (&empty, "holds no PEM certificate"),
+    ] {
+        let policy = HttpPolicy {
+            extra_ca_file: Some(file.clone()),
+            ..loopback_policy(1024)
+        };
+        let err = HttpClient::new(policy).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

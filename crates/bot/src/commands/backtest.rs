@@ -4,11 +4,19 @@
 //! file, environment); a flag overrides its setting and is validated by the same rules, so a
 //! parameter means the same thing live and here. The semantics are in `docs/backtesting.md`.
 //!
-//! Exit status: 0 done; 2 bad option, configuration or input data (nothing is run); 1 an
-//! unexpected I/O failure (reading an open file, writing an output).
+//! Outputs (`--report`, `--trades`, `--plot`) are checked before the run: `-` means standard
+//! output (then the summary and table go to standard error), an output may not be an input
+//! (`--data`, `--sentiment`, `--quote-to-account FILE`, `--config`) or another output, its folder
+//! must exist, and an existing file is replaced only with `--force`.
+//! Each is written to a temporary file beside it and renamed into place, so an interrupted run
+//! never leaves half a file.
+//!
+//! Exit status: 0 done (warnings, e.g. a set-up that cannot trade, on standard error); 2 bad
+//! option, configuration, input data or output path (nothing is run); 1 an unexpected I/O failure
+//! (reading an open file, writing an output).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,7 +28,7 @@ use strategy::backtest::{
 };
 use strategy::{DataError, RsiSentimentStrategy, SizingRule};
 
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, SentimentPolicySetting};
 use crate::settings::{Origin, RawSettings};
 use crate::strategy_setup::strategy_setup;
 
@@ -59,7 +67,7 @@ pub struct BacktestArgs {
     /// Sentiment opposing an entry by more than this (score x confidence) vetoes it [default: SENTIMENT_VETO].
     #[arg(long, value_name = "X")]
     pub sentiment_veto: Option<String>,
-    /// When sentiment is stale or missing: ignore or stand-aside [default: SENTIMENT_POLICY].
+    /// When sentiment is stale or missing: ignore or stand_aside (stand-aside is accepted too) [default: SENTIMENT_POLICY].
     #[arg(long, value_name = "POLICY")]
     pub sentiment_policy: Option<String>,
     /// Seconds after which a sentiment reading is stale [default: SENTIMENT_MAX_AGE].
@@ -100,15 +108,19 @@ pub struct BacktestArgs {
     /// currency; another one needs --quote-to-account].
     #[arg(long, value_name = "CODE")]
     pub account_currency: Option<String>,
-    /// Write the report and every trade as JSON.
+    /// Write the report and every trade as JSON (`-`: standard output).
     #[arg(long, value_name = "out.json")]
     pub report: Option<PathBuf>,
-    /// Write every trade as CSV.
+    /// Write every trade as CSV (`-`: standard output).
     #[arg(long, value_name = "out.csv")]
     pub trades: Option<PathBuf>,
-    /// Draw the equity curve, drawdown and trades as SVG.
+    /// Draw the equity curve, drawdown and trades as SVG (`-`: standard output).
     #[arg(long, value_name = "equity.svg")]
     pub plot: Option<PathBuf>,
+    /// Replace output files that already exist (without it, an existing output is refused
+    /// before the run; an input is never replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Why the command stopped; decides the exit status.
@@ -154,13 +166,8 @@ impl BacktestArgs {
             .into_iter()
             .filter_map(|(flag, name, value)| {
                 let value = value.as_ref()?;
-                // The setting spells it stand_aside; accept the CLI's usual dash too.
-                let value = if name == "SENTIMENT_POLICY" {
-                    value.trim().to_ascii_lowercase().replace('-', "_")
-                } else {
-                    value.clone()
-                };
-                Some((flag, name, value))
+                // The setting's own parser accepts both stand_aside and stand-aside.
+                Some((flag, name, value.clone()))
             })
             .collect()
     }
@@ -182,7 +189,7 @@ pub fn run(config_path: Option<&Path>, args: &BacktestArgs) -> ExitCode {
     }
 }
 
-#[allow(clippy::print_stdout)] // the report table is this command's output
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the report table is this command's output
 fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failure> {
     let overrides = args.overrides();
     let (raw, config) = load_settings_with(config_path, &overrides)
@@ -217,19 +224,64 @@ fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failu
         .iter()
         .any(|(name, _, origin)| name == "TIMEFRAME" && origin != Origin::Default)
         .then_some(config.strategy.timeframe);
+    // Every output is checked (and its temporary file created) before anything runs.
+    let mut inputs = vec![args.data.as_path()];
+    inputs.extend(args.sentiment.as_deref());
+    inputs.extend(config_path);
+    // A file of conversion rates is an input too (a number is not a file).
+    inputs.extend(
+        args.quote_to_account
+            .as_deref()
+            .map(|text| Path::new(text.trim()))
+            .filter(|path| path.is_file()),
+    );
+    let outputs = Outputs::prepare(args, &inputs)?;
     let bars = read_bars(&args.data, chosen_timeframe)?;
     let sentiment = match &args.sentiment {
         Some(path) => read_sentiment(path)?,
         None => Vec::new(),
     };
+    for warning in cannot_trade_warnings(&config, bars.len(), args.sentiment.is_some()) {
+        eprintln!("warning: {warning}");
+    }
 
     let result = run_with_progress(&backtester, &mut strategy, &bars, &sentiment)?;
-    println!(
-        "{}",
-        describe_run(&args.data, &bars, &sentiment, &config, &backtester)
+    let summary = format!(
+        "{}\n{}",
+        describe_run(&args.data, &bars, &sentiment, &config, &backtester),
+        render_table(&result.report)
     );
-    print!("{}", render_table(&result.report));
-    write_outputs(args, &result)
+    // Standard output carries the one output written there; the summary then goes to stderr.
+    if outputs.uses_stdout() {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    outputs.write(&result)
+}
+
+/// Set-ups that run but can open no position, said before the run rather than left to a
+/// puzzling "0 trades".
+fn cannot_trade_warnings(config: &Config, bars: usize, has_sentiment: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.strategy.sentiment_policy == SentimentPolicySetting::StandAside && !has_sentiment {
+        warnings.push(
+            "SENTIMENT_POLICY is stand_aside and no --sentiment file was given: sentiment is \
+             always missing, so no position can open"
+                .to_owned(),
+        );
+    }
+    // RSI(n) needs n+1 closes; an entry needs a crossing (two RSI values) and fills at the
+    // next bar's open.
+    let needed = config.strategy.rsi_period.saturating_add(3);
+    if bars < needed {
+        warnings.push(format!(
+            "{bars} bar(s) are too few for RSI({}): a first entry needs at least {needed} bars \
+             (the RSI, a crossing and the next bar's open to fill)",
+            config.strategy.rsi_period
+        ));
+    }
+    warnings
 }
 
 /// `--quote-to-account`, `--quote-currency` and `--account-currency`: how prices become account
@@ -318,6 +370,13 @@ fn describe_problems(
 }
 
 fn open(path: &Path, what: &str) -> Result<BufReader<File>, Failure> {
+    // A folder opens on some systems and fails only when read: name it as the usage error it is.
+    if path.is_dir() {
+        return Err(Failure::Usage(format!(
+            "{what} {} is a folder, not a file",
+            path.display()
+        )));
+    }
     File::open(path)
         .map(|f| BufReader::with_capacity(1 << 16, f))
         .map_err(|e| Failure::Usage(format!("cannot open {what} {}: {e}", path.display())))
@@ -439,23 +498,166 @@ fn describe_run(
     )
 }
 
-fn write_outputs(args: &BacktestArgs, result: &BacktestResult) -> Result<(), Failure> {
-    let io = |path: &Path, e: &dyn std::fmt::Display| {
-        Failure::Io(format!("cannot write {}: {e}", path.display()))
+/// One output: standard output, or a file written through a temporary file beside it.
+#[derive(Debug)]
+enum Sink {
+    Stdout,
+    File {
+        /// Where the output ends up.
+        path: PathBuf,
+        /// Created (empty) before the run; renamed onto `path` once written.
+        temp: PathBuf,
+    },
+}
+
+/// What to write where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Report,
+    Trades,
+    Plot,
+}
+
+/// The checked outputs; temporary files left behind by a failed run are removed on drop.
+#[derive(Debug)]
+struct Outputs {
+    sinks: Vec<(Kind, Sink)>,
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        for (_, sink) in &self.sinks {
+            if let Sink::File { temp, .. } = sink {
+                // Already renamed when the run succeeded; otherwise nothing worth keeping.
+                let _ = std::fs::remove_file(temp);
+            }
+        }
+    }
+}
+
+/// The file `path` names, resolved through its folder, so `./a.csv`, `a.csv` and a symbolic
+/// link to it compare equal; `None` when the folder does not exist.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(full) = std::fs::canonicalize(path) {
+        return Some(full);
+    }
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&result.report).map_err(|e| io(path, &e))?;
-        std::fs::write(path, json + "\n").map_err(|e| io(path, &e))?;
+    std::fs::canonicalize(parent).ok().map(|p| p.join(name))
+}
+
+impl Outputs {
+    /// Checks every output path against the inputs, each other and the file system, and
+    /// creates each one's temporary file (which proves its folder is writable).
+    fn prepare(args: &BacktestArgs, inputs: &[&Path]) -> Result<Outputs, Failure> {
+        let flags = [
+            (Kind::Report, "--report", &args.report),
+            (Kind::Trades, "--trades", &args.trades),
+            (Kind::Plot, "--plot", &args.plot),
+        ];
+        let inputs: Vec<PathBuf> = inputs.iter().filter_map(|p| resolved(p)).collect();
+        let mut outputs = Outputs { sinks: Vec::new() };
+        let mut stdout_flag: Option<&str> = None;
+        let mut taken: Vec<(PathBuf, &str)> = Vec::new();
+        for (kind, flag, path) in flags {
+            let Some(path) = path else { continue };
+            if path.as_os_str() == "-" {
+                if let Some(first) = stdout_flag {
+                    return Err(Failure::Usage(format!(
+                        "{first} and {flag} both write to standard output (-): choose one"
+                    )));
+                }
+                stdout_flag = Some(flag);
+                outputs.sinks.push((kind, Sink::Stdout));
+                continue;
+            }
+            let usage =
+                |problem: String| Failure::Usage(format!("{flag} {}: {problem}", path.display()));
+            if path.is_dir() {
+                return Err(usage("is a folder; give a file name".to_owned()));
+            }
+            let full =
+                resolved(path).ok_or_else(|| usage("its folder does not exist".to_owned()))?;
+            if inputs.contains(&full) {
+                return Err(usage(
+                    "is an input of this backtest; an output never replaces an input".to_owned(),
+                ));
+            }
+            if let Some((_, other)) = taken.iter().find(|(p, _)| *p == full) {
+                return Err(usage(format!(
+                    "is also the {other} output; give each its own file"
+                )));
+            }
+            if full.exists() && !args.force {
+                return Err(usage(
+                    "already exists; pass --force to replace it".to_owned(),
+                ));
+            }
+            let temp = temp_beside(&full);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(|e| usage(format!("cannot be written: {e}")))?;
+            taken.push((full.clone(), flag));
+            outputs.sinks.push((kind, Sink::File { path: full, temp }));
+        }
+        Ok(outputs)
     }
-    if let Some(path) = &args.trades {
-        let mut file = BufWriter::new(File::create(path).map_err(|e| io(path, &e))?);
-        write_trades_csv(&result.report.trades, &mut file).map_err(|e| io(path, &e))?;
-        file.flush().map_err(|e| io(path, &e))?;
+
+    fn uses_stdout(&self) -> bool {
+        self.sinks.iter().any(|(_, s)| matches!(s, Sink::Stdout))
     }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, render_equity_svg(result)).map_err(|e| io(path, &e))?;
+
+    /// Writes each output and moves it into place.
+    fn write(&self, result: &BacktestResult) -> Result<(), Failure> {
+        for (kind, sink) in &self.sinks {
+            let mut bytes = Vec::new();
+            match kind {
+                Kind::Report => {
+                    let json = serde_json::to_string_pretty(&result.report)
+                        .map_err(|e| Failure::Io(format!("cannot render the report: {e}")))?;
+                    bytes.extend_from_slice(json.as_bytes());
+                    bytes.push(b'\n');
+                }
+                Kind::Trades => write_trades_csv(&result.report.trades, &mut bytes)
+                    .map_err(|e| Failure::Io(format!("cannot render the trades: {e}")))?,
+                Kind::Plot => bytes.extend_from_slice(render_equity_svg(result).as_bytes()),
+            }
+            match sink {
+                Sink::Stdout => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes)
+                        .and_then(|()| out.flush())
+                        .map_err(|e| {
+                            Failure::Io(format!("cannot write to standard output: {e}"))
+                        })?;
+                }
+                Sink::File { path, temp } => {
+                    let io = |e: std::io::Error| {
+                        Failure::Io(format!("cannot write {}: {e}", path.display()))
+                    };
+                    let mut file = File::create(temp).map_err(io)?;
+                    file.write_all(&bytes).map_err(io)?;
+                    file.sync_all().map_err(io)?;
+                    std::fs::rename(temp, path).map_err(io)?;
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `.NAME.PID.tmp` in the same folder as `path` (a rename within one folder is atomic).
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 #[cfg(test)]
@@ -472,7 +674,7 @@ mod tests {
         let overrides = args.overrides();
         assert!(overrides.iter().any(|(f, n, v)| *f == "--sentiment-policy"
             && *n == "SENTIMENT_POLICY"
-            && v == "stand_aside"));
+            && v == "Stand-Aside"));
         let err = load_settings_with(None, &overrides).unwrap_err();
         let text = describe_problems(&err, &overrides);
         // 80 is above the default overbought level of 70.

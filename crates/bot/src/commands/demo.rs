@@ -1,4 +1,6 @@
-//! `demo`: the whole bot against the in-process simulator, offline, with no credentials.
+//! `demo`: the whole bot against the in-process simulator, offline, with no credentials. Sentiment
+//! is replayed from the bundled series; only `--live-sentiment` asks Perplexity (with
+//! `PERPLEXITY_API_KEY`), so a key that happens to be set never sends a request by itself.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +26,8 @@ pub struct DemoArgs {
     /// Stop after this long (e.g. 90s, 10m); otherwise runs until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Simulated seconds per real second (300: one one-minute bar every 200 ms).
-    #[arg(long, default_value_t = 300.0)]
+    /// Simulated seconds per real second, above 0 (300: one one-minute bar every 200 ms).
+    #[arg(long, default_value_t = 300.0, value_parser = parse_speed)]
     pub speed: f64,
     /// Seed of the synthetic palm oil price path.
     #[arg(long, default_value_t = 7)]
@@ -33,6 +35,18 @@ pub struct DemoArgs {
     /// Folder for the demo database (`demo.db`, recreated at every start) and the simulator's certificates.
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
+    /// Ask Perplexity for sentiment (needs PERPLEXITY_API_KEY; goes to the network) instead of
+    /// replaying the bundled series.
+    #[arg(long)]
+    pub live_sentiment: bool,
+}
+
+/// A speed the simulator can run at: a finite number above 0 (a usage error otherwise, exit 2).
+pub fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!("{text:?} is not a speed above 0 (e.g. 1, 60, 300)")),
+    }
 }
 
 /// Runs `demo`.
@@ -52,7 +66,19 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
     // The bundled sentiment series has about one reading a day: judge it fresh for two days.
     config.strategy.sentiment_max_age_secs = config.strategy.sentiment_max_age_secs.max(2 * 86_400);
     crate::commands::run::warn_about_dotenv();
-    let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());
+    // Offline unless asked: without --live-sentiment no key is even read.
+    let secrets = if args.live_sentiment {
+        let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());
+        if secrets.perplexity_api_key.is_none() {
+            eprintln!(
+                "--live-sentiment needs PERPLEXITY_API_KEY in the environment (without the flag the demo replays the bundled series)"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        secrets
+    } else {
+        SentimentSecrets::default()
+    };
     if let Err(e) = runtime::install_globals(
         &config,
         secrets.perplexity_api_key.iter().cloned().collect(),
@@ -171,6 +197,7 @@ async fn trade_against(
                 return EXIT_RUNTIME;
             }
         };
+    // Set only with --live-sentiment (the key is not read otherwise).
     let live_sentiment = secrets.perplexity_api_key.is_some();
     let service = if live_sentiment {
         let mut live = config.clone();
@@ -208,7 +235,7 @@ async fn trade_against(
         }
     );
     tracing::info!(
-        "demo: dashboard http://{http}/ · metrics http://{http}/metrics · health http://{http}/readyz · Ctrl-C stops"
+        "demo: dashboard http://{http}/ · metrics http://{http}/metrics · readiness http://{http}/readyz · Ctrl-C stops"
     );
     let mut broker = CTraderConfig::new(
         "localhost",

@@ -11,7 +11,7 @@ use persistence::{StoreIdentity, TradeStore};
 use tokio::sync::watch;
 
 use crate::allowlist::NetworkAllowList;
-use crate::commands::check_config::load_settings;
+use crate::commands::check_config::validate_trading;
 use crate::config::{BrokerCredentials, Config};
 use crate::live_guard::{self, LiveConsent};
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
@@ -80,20 +80,18 @@ pub struct TradingSetup {
 pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     let env = |name: &str| std::env::var(name).ok();
     warn_about_dotenv();
-    // Settings and credentials are checked together, so one run names every problem.
-    let (config, credentials) = match (
-        load_settings(config_path),
-        BrokerCredentials::from_env(&env),
-    ) {
-        (Ok((_, config)), Ok(credentials)) => (config, credentials),
-        (settings, credentials) => {
-            let mut problems = settings.err().map(|e| e.0).unwrap_or_default();
-            problems.extend(credentials.err().map(|e| e.0).unwrap_or_default());
-            eprint!("{}", crate::config::ConfigErrors(problems));
-            return Err(EXIT_CONFIG);
-        }
-    };
-    let sentiment = SentimentSecrets::from_env(&env);
+    // The same validation `check-config` runs: settings and credentials together, so one run
+    // names every problem.
+    let crate::commands::check_config::TradingSettings {
+        config,
+        credentials,
+        sentiment,
+        allow,
+        ..
+    } = validate_trading(config_path, &env).map_err(|errors| {
+        eprint!("{errors}");
+        EXIT_CONFIG
+    })?;
     let mut redact = vec![
         credentials.client_secret.clone(),
         credentials.access_token.clone(),
@@ -105,15 +103,6 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     runtime::install_globals(&config, redact).map_err(|e| {
         eprintln!("{e}");
         EXIT_RUNTIME
-    })?;
-    let allow = NetworkAllowList::from_config(
-        &config,
-        sentiment.perplexity_api_key.is_some(),
-        sentiment.x_bearer_token.is_some(),
-    );
-    allow.check(&config.broker.host).map_err(|e| {
-        eprintln!("{e}");
-        EXIT_CONFIG
     })?;
     let mut allow = allow;
     if config.broker.env.is_none() && !config.broker.host_set {

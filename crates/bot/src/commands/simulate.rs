@@ -1,5 +1,8 @@
 //! `simulate`: the simulated cTrader broker as a process, for scripts, fault drills and tests that
 //! need a server outside their own process (kill the bot, keep the broker).
+//!
+//! At start it writes what a client needs (host, port, CA and credentials) to `client.env` in its
+//! certificate folder, readable by its owner only, and prints that file's path, never a secret.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,20 @@ use tokio::sync::watch;
 use crate::commands::check_config::load_settings;
 use crate::commands::run::parse_duration;
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
+
+/// Name of the file in `--cert-dir` holding what a client needs to connect.
+pub const CLIENT_ENV_FILE: &str = "client.env";
+
+/// `simulate --help`'s closing example: a simulator and `run` that trade within a minute.
+pub const SIMULATE_EXAMPLE: &str = "\
+Example: trade against the simulator within a minute (two terminals):
+  palm-oil-bot simulate --listen 127.0.0.1:5035 --cert-dir sim --market-hours always --speed 300
+  set -a; . sim/client.env; set +a
+  TIMEFRAME=M1 DATABASE_URL=sqlite://sim/bot.db palm-oil-bot run
+
+client.env (mode 0600) holds CTRADER_HOST, CTRADER_PORT, CTRADER_CA_FILE, the credentials the
+simulator accepts and SYMBOL_CANDIDATES. With --market-hours realistic (Bursa Malaysia sessions)
+and --speed 1 the market is closed most of the day; the bot logs when it opens next.";
 
 /// Options of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -227,6 +244,7 @@ pub fn run(config_path: Option<&Path>, args: &SimulateArgs) -> ExitCode {
 async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
     let account = config.credentials.account_id;
     let client_id = config.credentials.client_id.clone();
+    let credentials = config.credentials.clone();
     let symbol = config.palm_oil_symbol.clone();
     let currency = config.account_currency;
     let sim = match Simulator::start(config).await {
@@ -245,10 +263,18 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
         sim.shutdown().await;
         return EXIT_RUNTIME;
     };
+    let env_file = ca.with_file_name(CLIENT_ENV_FILE);
+    let text = client_env(&credentials, sim.local_addr().port(), &ca, &symbol);
+    if let Err(e) = write_private(&env_file, &text) {
+        eprintln!("cannot write {}: {e}", env_file.display());
+        sim.shutdown().await;
+        return EXIT_RUNTIME;
+    }
     println!(
-        "simulator listening on {} ca={} account={account} client_id={client_id} symbol={symbol} currency={currency}",
+        "simulator listening on {} ca={} credentials={} account={account} client_id={client_id} symbol={symbol} currency={currency}",
         sim.local_addr(),
-        ca.display()
+        ca.display(),
+        env_file.display()
     );
     // Scripts read the line before connecting: it must not sit in a buffer.
     if let Err(e) = std::io::Write::flush(&mut std::io::stdout()) {
@@ -266,6 +292,64 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
     runtime::wait_for(stop_rx).await;
     sim.shutdown().await;
     EXIT_OK
+}
+
+/// The settings and secrets `run` needs for this simulator, as `NAME='value'` lines a shell can
+/// load (`set -a; . client.env; set +a`).
+fn client_env(credentials: &SimCredentials, port: u16, ca: &Path, symbol: &str) -> String {
+    let ca = ca.display().to_string();
+    let port = port.to_string();
+    let account = credentials.account_id.to_string();
+    let lines = [
+        ("CTRADER_HOST", "localhost"),
+        ("CTRADER_PORT", port.as_str()),
+        ("CTRADER_CA_FILE", ca.as_str()),
+        ("CTRADER_CLIENT_ID", credentials.client_id.as_str()),
+        ("CTRADER_CLIENT_SECRET", credentials.client_secret.expose()),
+        ("CTRADER_ACCESS_TOKEN", credentials.access_token.expose()),
+        ("CTRADER_REFRESH_TOKEN", credentials.refresh_token.expose()),
+        ("CTRADER_ACCOUNT_ID", account.as_str()),
+        ("SYMBOL_CANDIDATES", symbol),
+    ];
+    let mut text = String::from(
+        "# Written by `palm-oil-bot simulate`: what a client needs to connect to it. Holds secrets.\n\
+         # Load it into a shell with: set -a; . PATH/TO/client.env; set +a\n",
+    );
+    for (name, value) in lines {
+        text.push_str(&format!("{name}={}\n", shell_quoted(value)));
+    }
+    text
+}
+
+/// `value` in single quotes, safe to source from a shell.
+fn shell_quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// Writes `text` to `path` readable and writable by the owner only (0600 on Unix), through a
+/// temporary file renamed into place so a reader never sees half of it.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = path.with_file_name(format!(".{CLIENT_ENV_FILE}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(&temp)?;
+        // The mode applies only to a new file: make sure of it either way.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp, path)
 }
 
 /// Bad flag values (file, folder, configuration) are the operator's to fix: exit 2; a failed
@@ -370,6 +454,25 @@ mod tests {
         assert_eq!(f.malformed_frame_after_messages, Some(4));
         let shown = format!("{args:?} {config:?}");
         assert!(!shown.contains("flag-secret-1") && !shown.contains("flag-token-1"));
+    }
+
+    #[test]
+    fn client_env_quotes_every_value_for_a_shell() {
+        let credentials = SimCredentials {
+            client_secret: Secret::new("it's-secret"),
+            ..SimCredentials::default()
+        };
+        let text = client_env(&credentials, 5035, Path::new("/tmp/c a/ca.pem"), "PALMOIL");
+        assert!(
+            text.contains("CTRADER_CLIENT_SECRET='it'\\''s-secret'\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CTRADER_CA_FILE='/tmp/c a/ca.pem'\n"),
+            "{text}"
+        );
+        assert!(text.contains("CTRADER_PORT='5035'\n"), "{text}");
+        assert!(text.contains("CTRADER_HOST='localhost'\n"), "{text}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use strategy::{
 };
 use tokio::sync::watch;
 
+use crate::market_hours;
 use crate::reconcile::{ReconcileFailure, reconcile};
 
 /// What the engine needs to know that is not in the strategy's or the risk rules' configuration.
@@ -107,6 +108,9 @@ pub struct Engine<B: Broker> {
     /// Why trading is paused, if it is.
     paused: Option<Pause>,
     last_rsi: Option<f64>,
+    /// Whether the schedule said open at the last tick (`None` before the first), so a closed
+    /// market is announced once, with when it opens next.
+    market_open: Option<bool>,
     /// Closed-trade statistics from the store, for metrics and the dashboard.
     trades: TradeStats,
 }
@@ -242,6 +246,7 @@ impl<B: Broker + 'static> Engine<B> {
                 "start-up reconciliation pending".to_owned(),
             )),
             last_rsi: None,
+            market_open: None,
             trades: TradeStats::default(),
         };
         engine.obs.status.update(|s| {
@@ -434,6 +439,18 @@ impl<B: Broker + 'static> Engine<B> {
         let open = self.symbol.schedule.is_open(now);
         self.obs.metrics.set_market_open(open);
         self.obs.status.update(|s| s.market_open = open);
+        if self.market_open != Some(open) {
+            if !open {
+                let note = market_hours::closed_note(&self.symbol.name, &self.symbol.schedule, now);
+                self.event(EventLevel::Info, note);
+            } else if self.market_open.is_some() {
+                self.event(
+                    EventLevel::Info,
+                    format!("market open: {}", self.symbol.name),
+                );
+            }
+            self.market_open = Some(open);
+        }
         // Closes the bar on time when quotes stop at the end of a period.
         if let Some(bar) = self.bars.on_tick(now) {
             self.on_bar(bar, Instant::now()).await?;

@@ -44,6 +44,7 @@ pub fn loopback_config(
             connect_timeout_secs: 2,
             request_timeout_secs: 10,
             max_response_bytes: 256 * 1024,
+            extra_ca_file: None,
         },
         ..SentimentConfig::default()
     };
