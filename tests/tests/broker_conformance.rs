@@ -9,17 +9,19 @@
 // Test helpers panic on purpose: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+mod common;
+
+use common::within;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ctrader_client::{
-    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, Credentials,
-    ExecutionKind, ExtraCa, FakeBroker, OrderFill, OrderOutcome, Timing,
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, ExecutionKind, FakeBroker,
+    OrderFill, OrderOutcome,
 };
 use ctrader_sim::{
-    CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials, SimHandle,
-    Simulator,
+    CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimHandle, Simulator,
 };
 use domain::{
     ClientOrderId, FixedClock, Money, OrderRequest, PositionId, Price, Side, SymbolId, SymbolSpec,
@@ -28,8 +30,6 @@ use domain::{
 use tempfile::TempDir;
 
 const PALM: SymbolId = SymbolId(PALM_OIL_SYMBOL_ID);
-/// The longest any single step may take before the test fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(10);
 /// One MYR in price units (1/100000).
 const MYR: i64 = 100_000;
 /// Where the scenario opens (4,000 MYR/t) and where it moves the market before closing.
@@ -40,12 +40,6 @@ const STOP_DISTANCE: Price = Price(100 * MYR);
 const TARGET_DISTANCE: Price = Price(200 * MYR);
 
 /// Fails the test when `fut` takes longer than [`LIMIT`].
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(LIMIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no result within {LIMIT:?}"),
-    }
-}
 
 /// A broker plus the means to move its market, so one scenario drives both implementations.
 trait Venue {
@@ -83,28 +77,7 @@ impl Real {
         let sim = within("simulator start", Simulator::start(config))
             .await
             .unwrap();
-        let creds = SimCredentials::default();
-        let mut config = CTraderConfig::new(
-            "localhost",
-            sim.local_addr().port(),
-            Credentials {
-                client_id: creds.client_id,
-                client_secret: creds.client_secret,
-                access_token: creds.access_token,
-                refresh_token: None,
-            },
-            creds.account_id,
-        );
-        config.extra_ca = Some(ExtraCa::PemFile(sim.ca_cert_path().unwrap().to_path_buf()));
-        config.timing = Timing {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            order_timeout: Duration::from_secs(5),
-            ..Timing::default()
-        };
-        let client = within("connect", CTraderClient::connect(config))
-            .await
-            .unwrap();
+        let client = common::connect(&sim).await;
         Real {
             client,
             sim,

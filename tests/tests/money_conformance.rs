@@ -8,32 +8,25 @@
 // Test helpers panic on purpose: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
+mod common;
+
+use common::within;
+
 use std::time::Duration;
 
-use ctrader_client::{
-    Broker, CTraderClient, CTraderConfig, Credentials, ExtraCa, OrderOutcome, Timing,
-};
+use ctrader_client::{Broker, CTraderClient, OrderOutcome};
 use ctrader_sim::{
-    AccountCurrency, CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials,
-    SimHandle, Simulator, USD_MYR_SYMBOL_ID,
+    AccountCurrency, CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimHandle,
+    Simulator, USD_MYR_SYMBOL_ID,
 };
 use domain::{
     ClientOrderId, OrderRequest, Quote, Side, SymbolId, Timestamp, Volume, realized_pnl,
     unrealized_pnl,
 };
 
-const LIMIT: Duration = Duration::from_secs(10);
 const PALM: SymbolId = SymbolId(PALM_OIL_SYMBOL_ID);
 /// Random cases per account.
 const CASES: u64 = 6;
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(LIMIT, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no result within {LIMIT:?}"),
-    }
-}
 
 /// SplitMix64, so a failing case can be replayed from its seed.
 struct Rng(u64);
@@ -71,28 +64,7 @@ async fn start(
     let sim = within("simulator start", Simulator::start(config))
         .await
         .unwrap();
-    let creds = SimCredentials::default();
-    let mut config = CTraderConfig::new(
-        "localhost",
-        sim.local_addr().port(),
-        Credentials {
-            client_id: creds.client_id,
-            client_secret: creds.client_secret,
-            access_token: creds.access_token,
-            refresh_token: None,
-        },
-        creds.account_id,
-    );
-    config.extra_ca = Some(ExtraCa::PemFile(sim.ca_cert_path().unwrap().to_path_buf()));
-    config.timing = Timing {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
-        order_timeout: Duration::from_secs(5),
-        ..Timing::default()
-    };
-    let client = within("connect", CTraderClient::connect(config))
-        .await
-        .unwrap();
+    let client = common::connect(&sim).await;
     (sim, client, dir)
 }
 

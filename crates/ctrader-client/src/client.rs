@@ -630,6 +630,22 @@ impl Inner {
         Ok(())
     }
 
+    /// The light list of the account's tradable symbols (names, asset ids).
+    async fn symbols_list(&self, link: &Link) -> Result<ProtoOaSymbolsListRes, BrokerError> {
+        self.call(
+            link,
+            ProtoOaSymbolsListReq {
+                ctid_trader_account_id: self.account(),
+                include_archived_symbols: Some(false),
+                ..Default::default()
+            }
+            .into(),
+            "symbols list",
+            RequestClass::Ordinary,
+        )
+        .await
+    }
+
     /// The account's trader record (balance, deposit asset, money digits).
     async fn trader(&self, link: &Link) -> Result<ProtoOaTrader, BrokerError> {
         let req = ProtoOaTraderReq {
@@ -1187,19 +1203,7 @@ impl Broker for CTraderClient {
             ));
         }
         let link = inner.live_link()?;
-        let list: ProtoOaSymbolsListRes = inner
-            .call(
-                &link,
-                ProtoOaSymbolsListReq {
-                    ctid_trader_account_id: inner.account(),
-                    include_archived_symbols: Some(false),
-                    ..Default::default()
-                }
-                .into(),
-                "symbols list",
-                RequestClass::Ordinary,
-            )
-            .await?;
+        let list = inner.symbols_list(&link).await?;
         let found = candidates.iter().find_map(|c| {
             list.symbol.iter().find(|s| {
                 s.enabled != Some(false)
@@ -1448,19 +1452,7 @@ impl Broker for CTraderClient {
     async fn conversion_chain(&self, symbol: SymbolId) -> Result<ConversionChain, BrokerError> {
         let inner = &self.inner;
         let link = inner.live_link()?;
-        let list: ProtoOaSymbolsListRes = inner
-            .call(
-                &link,
-                ProtoOaSymbolsListReq {
-                    ctid_trader_account_id: inner.account(),
-                    include_archived_symbols: Some(false),
-                    ..Default::default()
-                }
-                .into(),
-                "symbols list",
-                RequestClass::Ordinary,
-            )
-            .await?;
+        let list = inner.symbols_list(&link).await?;
         let light = list
             .symbol
             .iter()

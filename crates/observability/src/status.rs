@@ -652,7 +652,12 @@ mod tests {
         });
         let r = status.readiness();
         assert_eq!(failing(&r), ["kill_switch_off"]);
-        assert_eq!(r.checks[5].detail, "engaged: drawdown 12%");
+        let kill = r
+            .checks
+            .iter()
+            .find(|c| c.name == "kill_switch_off")
+            .unwrap();
+        assert_eq!(kill.detail, "engaged: drawdown 12%");
     }
 
     #[test]
