@@ -39,8 +39,6 @@ const EXIT_MID: Price = Price(4_060 * MYR);
 const STOP_DISTANCE: Price = Price(100 * MYR);
 const TARGET_DISTANCE: Price = Price(200 * MYR);
 
-/// Fails the test when `fut` takes longer than [`LIMIT`].
-
 /// A broker plus the means to move its market, so one scenario drives both implementations.
 trait Venue {
     /// The broker under test.

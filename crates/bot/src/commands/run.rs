@@ -254,6 +254,7 @@ pub async fn close_store(held: TradingStore, code: u8) -> u8 {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the session's collaborators, each distinct
 async fn trade_session(
     config: &Config,
     broker: CTraderConfig,
