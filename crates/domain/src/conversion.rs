@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::{DealCloseDetail, Money, Price, Quote, Side, SymbolId, Timestamp, Volume};
+use crate::{DealCloseDetail, Money, Price, Quote, Side, SymbolId, Volume};
 
 /// The account's deposit currency as the broker names it (`ProtoOATrader.depositAssetId`, the
 /// asset list's name) and the precision of its money (`moneyDigits`).
@@ -213,15 +213,6 @@ impl NotionalCommission {
     }
 }
 
-/// A conversion rate and the time of the oldest quote it was computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DatedRate {
-    /// The rate.
-    pub rate: ConversionRate,
-    /// When the oldest quote behind it was priced (`None` for a same-currency symbol: always fresh).
-    pub as_of: Option<Timestamp>,
-}
-
 /// The value of moving `volume` from `entry` to `exit` on `side`, in quote currency, 1/10^7 units.
 pub fn price_move_e7(side: Side, entry: Price, exit: Price, volume: Volume) -> Option<i128> {
     let delta = i128::from(exit.raw()) - i128::from(entry.raw());
@@ -327,6 +318,7 @@ fn div_round(n: i128, d: i128) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Timestamp;
     use proptest::prelude::*;
 
     fn quote(symbol: i64, bid: i64, ask: i64) -> Quote {

@@ -18,9 +18,8 @@ mod time;
 mod trading;
 
 pub use conversion::{
-    AccountCurrency, ConversionChain, ConversionRate, ConversionStep, DatedRate,
-    NotionalCommission, closing_price, loss_at_distance, price_move_e7, realized_pnl,
-    unrealized_pnl, volume_for_loss,
+    AccountCurrency, ConversionChain, ConversionRate, ConversionStep, NotionalCommission,
+    closing_price, loss_at_distance, price_move_e7, realized_pnl, unrealized_pnl, volume_for_loss,
 };
 pub use error::DomainError;
 pub use market::{
