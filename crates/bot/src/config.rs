@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use domain::{Price, Secret, Timeframe, Volume};
+use domain::{AcceleratedClock, Price, Secret, Timeframe, Volume};
 
 use crate::settings::{RawSettings, SettingProblem};
 
@@ -63,7 +63,7 @@ pub enum SentimentSourceKind {
 }
 
 /// Where the broker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerEndpoint {
     /// Demo or live as CTRADER_ENV says; `None` when unset: the account's kind decides.
     pub env: Option<TradingEnv>,
@@ -76,6 +76,8 @@ pub struct BrokerEndpoint {
     pub port: u16,
     /// Extra trusted CA (simulators only).
     pub ca_file: Option<PathBuf>,
+    /// An accelerated simulator's clock to follow instead of this machine's (simulators only).
+    pub simulator_clock: Option<AcceleratedClock>,
 }
 
 /// Strategy parameters, in the bot's terms.
@@ -370,6 +372,26 @@ impl Config {
                 );
             }
         }
+        // An accelerated simulator's time runs away from ours: the bot must read time as the
+        // simulator keeps it, or reconciliation asks for the wrong days. Never for a real broker.
+        let simulator_clock =
+            r.text("SIMULATOR_CLOCK")
+                .and_then(|text| match text.parse::<AcceleratedClock>() {
+                    Ok(_) if is_official_host(&host) => {
+                        r.problem(
+                            "SIMULATOR_CLOCK",
+                            format!(
+                                "a simulated clock is refused for the official cTrader host {host}"
+                            ),
+                        );
+                        None
+                    }
+                    Ok(clock) => Some(clock),
+                    Err(e) => {
+                        r.problem("SIMULATOR_CLOCK", e);
+                        None
+                    }
+                });
         let symbol_candidates = r.list("SYMBOL_CANDIDATES");
         if symbol_candidates.is_empty() {
             r.problem("SYMBOL_CANDIDATES", "needs at least one symbol name");
@@ -552,6 +574,7 @@ impl Config {
                 host_set,
                 port,
                 ca_file,
+                simulator_clock,
             },
             symbol_candidates,
             strategy: StrategySettings {
@@ -874,6 +897,36 @@ mod tests {
         assert!(doc("RISK_PER_TRADE").contains("at most 0.1"));
         assert!(doc("SENTIMENT_REFRESH").contains("at least 60"));
         assert!(doc("CTRADER_PORT").contains("1 to 65535"));
+    }
+
+    /// A simulator's clock is followed only for a simulator, and a bad one is named.
+    #[test]
+    fn a_simulated_clock_is_for_simulators_only() {
+        let local = [
+            ("CTRADER_HOST", "127.0.0.1"),
+            ("CTRADER_CA_FILE", "Cargo.toml"),
+            ("SIMULATOR_CLOCK", "1736121600000,1764693550000,300"),
+        ];
+        let c = config(&local).unwrap();
+        assert_eq!(
+            c.broker.simulator_clock.map(|k| k.speed),
+            Some(300.0),
+            "{c:?}"
+        );
+        refused(
+            &[("SIMULATOR_CLOCK", "1736121600000,1764693550000,300")],
+            "SIMULATOR_CLOCK",
+            "refused for the official cTrader host",
+        );
+        refused(
+            &[
+                ("CTRADER_HOST", "127.0.0.1"),
+                ("CTRADER_CA_FILE", "Cargo.toml"),
+                ("SIMULATOR_CLOCK", "tomorrow"),
+            ],
+            "SIMULATOR_CLOCK",
+            "SIM_MS,WALL_MS,SPEED",
+        );
     }
 
     /// Issue 14, report 3: credentials would go wherever CTRADER_HOST points.

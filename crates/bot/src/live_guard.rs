@@ -129,6 +129,7 @@ mod tests {
             host_set: host.is_some(),
             port: 5035,
             ca_file: None,
+            simulator_clock: None,
         }
     }
 

@@ -59,6 +59,11 @@ pub const SETTINGS: &[SettingSpec] = &[
         "PEM file of a private CA to trust in addition to the public roots (simulators only; refused for the official hosts)",
     ),
     spec(
+        "SIMULATOR_CLOCK",
+        None,
+        "an accelerated simulator's clock as SIM_MS,WALL_MS,SPEED (simulate writes it to client.env): the bot keeps time as the simulator does (simulators only; refused for the official hosts)",
+    ),
+    spec(
         "SYMBOL_CANDIDATES",
         Some("PALMOIL,FCPO,CPO"),
         "symbol names to look up, in order (comma-separated)",

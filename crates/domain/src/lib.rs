@@ -29,7 +29,7 @@ pub use money::{Money, PRICE_SCALE, Price, VOLUME_SCALE, Volume};
 pub use risk::KillSwitchState;
 pub use secret::Secret;
 pub use sentiment::{SentimentReading, SentimentUnavailable};
-pub use time::{Clock, FixedClock, SystemClock, Timestamp};
+pub use time::{AcceleratedClock, Clock, FixedClock, SystemClock, Timestamp};
 pub use trading::{
     BrokerDeal, BrokerPosition, BrokerSnapshot, ClientOrderId, CloseReason, DealCloseDetail, Fill,
     IntentStatus, OrderIntent, OrderRequest, PendingOrder, Position, PositionId, PositionStatus,

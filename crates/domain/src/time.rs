@@ -99,6 +99,75 @@ impl Clock for SystemClock {
     }
 }
 
+/// An accelerated simulator's clock, as a client outside its process can follow it: simulated
+/// time `sim` stood at wall-clock moment `wall`, and advances `speed` simulated seconds per real
+/// second. Written `SIM_MS,WALL_MS,SPEED` (epoch milliseconds, then a number), the form
+/// `palm-oil-bot simulate` writes to its `client.env` as `SIMULATOR_CLOCK`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AcceleratedClock {
+    /// Simulated time at the anchor.
+    pub sim: Timestamp,
+    /// Wall-clock time at the anchor.
+    pub wall: Timestamp,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+}
+
+impl AcceleratedClock {
+    /// Simulated time at wall-clock moment `wall`.
+    #[must_use]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)] // ms of a few centuries fit
+    pub fn at(&self, wall: Timestamp) -> Timestamp {
+        let elapsed = (wall.0 - self.wall.0) as f64 * self.speed;
+        self.sim.plus_millis(elapsed as i64)
+    }
+}
+
+impl Clock for AcceleratedClock {
+    fn now(&self) -> Timestamp {
+        self.at(SystemClock.now())
+    }
+}
+
+impl std::fmt::Display for AcceleratedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{}", self.sim.0, self.wall.0, self.speed)
+    }
+}
+
+impl std::str::FromStr for AcceleratedClock {
+    type Err = String;
+
+    /// `SIM_MS,WALL_MS,SPEED`; the speed above 0 and at most 1,000,000.
+    fn from_str(s: &str) -> Result<AcceleratedClock, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [sim, wall, speed] = parts.as_slice() else {
+            return Err(format!(
+                "{s:?} is not SIM_MS,WALL_MS,SPEED (two epoch milliseconds and a speed)"
+            ));
+        };
+        let ms = |what: &str, v: &str| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Timestamp)
+                .ok_or_else(|| {
+                    format!("{what} {v:?} is not a positive number of epoch milliseconds")
+                })
+        };
+        let speed = speed
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0 && *x <= 1_000_000.0)
+            .ok_or_else(|| format!("speed {speed:?} must be above 0 and at most 1000000"))?;
+        Ok(AcceleratedClock {
+            sim: ms("simulated time", sim)?,
+            wall: ms("wall-clock time", wall)?,
+            speed,
+        })
+    }
+}
+
 /// A clock that says what it was last told, for tests and replays.
 #[derive(Debug, Default)]
 pub struct FixedClock(AtomicI64);
@@ -129,6 +198,34 @@ impl Clock for FixedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accelerated_clock_runs_speed_times_the_wall_clock_and_round_trips_its_text() {
+        let clock: AcceleratedClock = "1736121600000,1764693550000,20000".parse().unwrap();
+        assert_eq!(
+            clock.at(Timestamp(1_764_693_550_000)),
+            Timestamp(1_736_121_600_000)
+        );
+        // One real second is 20,000 simulated seconds.
+        assert_eq!(
+            clock.at(Timestamp(1_764_693_551_000)),
+            Timestamp(1_736_121_600_000 + 20_000_000)
+        );
+        assert_eq!(clock.to_string().parse::<AcceleratedClock>(), Ok(clock));
+        for bad in [
+            "",
+            "1,2",
+            "1,2,3,4",
+            "x,2,3",
+            "1,-2,3",
+            "1,2,0",
+            "1,2,NaN",
+            "1,2,2000000",
+        ] {
+            let err = bad.parse::<AcceleratedClock>().unwrap_err();
+            assert!(!err.is_empty(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339_utc() {

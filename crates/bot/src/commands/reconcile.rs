@@ -112,8 +112,11 @@ async fn reconcile_once(
     identity: StoreIdentity,
     dry_run: bool,
 ) -> Result<(ReconcileReport, Vec<AuditEntry>), Failure> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, held) = store_for(config, identity, clock.as_ref(), dry_run).await?;
+    let clock: Arc<dyn Clock> = match config.broker.simulator_clock {
+        Some(simulated) => Arc::new(simulated),
+        None => Arc::new(SystemClock),
+    };
+    let (store, held) = store_for(config, identity, &SystemClock, dry_run).await?;
     let outcome = reconcile_with(config, broker, &store, &clock, dry_run).await;
     let open = match &outcome {
         Ok(_) => store.open_findings().await.unwrap_or_default(),

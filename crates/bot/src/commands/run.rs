@@ -213,7 +213,16 @@ async fn session(
     allow: NetworkAllowList,
     args: RunArgs,
 ) -> u8 {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Trading keeps the broker's time: this machine's, or an accelerated simulator's when
+    // SIMULATOR_CLOCK says so. The store's lease stays on this machine's clock, which other
+    // processes on it share.
+    let clock: Arc<dyn Clock> = match config.broker.simulator_clock {
+        Some(simulated) => {
+            tracing::info!(clock = %simulated, now = %simulated.now(), "keeping the simulator's time");
+            Arc::new(simulated)
+        }
+        None => Arc::new(SystemClock),
+    };
     let bound_live = identity.live;
     let request = StoreRequest {
         url: &config.database_url,
@@ -221,7 +230,7 @@ async fn session(
         command: "run",
         new_store: args.new_store,
     };
-    let held = match open_trading_store(&request, clock.as_ref()).await {
+    let held = match open_trading_store(&request, &SystemClock).await {
         Ok(held) => held,
         Err(e) => {
             tracing::error!("{e}");

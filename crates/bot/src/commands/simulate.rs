@@ -13,7 +13,7 @@ use ctrader_sim::{
     AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PriceSource,
     SimConfig, SimCredentials, SimError, Simulator,
 };
-use domain::Secret;
+use domain::{AcceleratedClock, Secret};
 use tokio::sync::watch;
 
 use crate::commands::check_config::load_settings;
@@ -31,7 +31,8 @@ Example: trade against the simulator within a minute (two terminals):
   TIMEFRAME=M1 DATABASE_URL=sqlite://sim/bot.db palm-oil-bot run
 
 client.env (mode 0600) holds CTRADER_HOST, CTRADER_PORT, CTRADER_CA_FILE, the credentials the
-simulator accepts and SYMBOL_CANDIDATES. With --market-hours realistic (Bursa Malaysia sessions)
+simulator accepts, SYMBOL_CANDIDATES and SIMULATOR_CLOCK (so `run` keeps the simulator's time at
+any --speed, across its own restarts). With --market-hours realistic (Bursa Malaysia sessions)
 and --speed 1 the market is closed most of the day; the bot logs when it opens next.";
 
 /// Options of `simulate`.
@@ -264,7 +265,13 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
         return EXIT_RUNTIME;
     };
     let env_file = ca.with_file_name(CLIENT_ENV_FILE);
-    let text = client_env(&credentials, sim.local_addr().port(), &ca, &symbol);
+    let text = client_env(
+        &credentials,
+        sim.local_addr().port(),
+        &ca,
+        &symbol,
+        &sim.clock(),
+    );
     if let Err(e) = write_private(&env_file, &text) {
         eprintln!("cannot write {}: {e}", env_file.display());
         sim.shutdown().await;
@@ -296,8 +303,15 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
 
 /// The settings and secrets `run` needs for this simulator, as `NAME='value'` lines a shell can
 /// load (`set -a; . client.env; set +a`).
-fn client_env(credentials: &SimCredentials, port: u16, ca: &Path, symbol: &str) -> String {
+fn client_env(
+    credentials: &SimCredentials,
+    port: u16,
+    ca: &Path,
+    symbol: &str,
+    clock: &AcceleratedClock,
+) -> String {
     let ca = ca.display().to_string();
+    let clock = clock.to_string();
     let port = port.to_string();
     let account = credentials.account_id.to_string();
     let lines = [
@@ -310,6 +324,8 @@ fn client_env(credentials: &SimCredentials, port: u16, ca: &Path, symbol: &str) 
         ("CTRADER_REFRESH_TOKEN", credentials.refresh_token.expose()),
         ("CTRADER_ACCOUNT_ID", account.as_str()),
         ("SYMBOL_CANDIDATES", symbol),
+        // At any --speed but 1 the simulator's time runs away from this machine's: `run` keeps it.
+        ("SIMULATOR_CLOCK", clock.as_str()),
     ];
     let mut text = String::from(
         "# Written by `palm-oil-bot simulate`: what a client needs to connect to it. Holds secrets.\n\
@@ -368,6 +384,7 @@ fn start_failure_code(error: &SimError) -> u8 {
 mod tests {
     use super::*;
     use clap::Parser;
+    use domain::Timestamp;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -462,7 +479,22 @@ mod tests {
             client_secret: Secret::new("it's-secret"),
             ..SimCredentials::default()
         };
-        let text = client_env(&credentials, 5035, Path::new("/tmp/c a/ca.pem"), "PALMOIL");
+        let clock = AcceleratedClock {
+            sim: Timestamp(1_736_121_600_000),
+            wall: Timestamp(1_764_693_550_000),
+            speed: 300.0,
+        };
+        let text = client_env(
+            &credentials,
+            5035,
+            Path::new("/tmp/c a/ca.pem"),
+            "PALMOIL",
+            &clock,
+        );
+        assert!(
+            text.contains("SIMULATOR_CLOCK='1736121600000,1764693550000,300'\n"),
+            "{text}"
+        );
         assert!(
             text.contains("CTRADER_CLIENT_SECRET='it'\\''s-secret'\n"),
             "{text}"

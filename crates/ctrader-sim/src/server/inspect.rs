@@ -41,6 +41,11 @@ pub struct DealRecord {
     pub executed: Timestamp,
     /// True when it closed (part of) a position.
     pub closing: bool,
+    /// A closing deal's net profit, `grossProfit + swap + commission` of its closePositionDetail,
+    /// minor units of the deposit currency; `None` for an opening deal.
+    pub net_pnl: Option<i64>,
+    /// The account's balance after a closing deal, minor units; `None` for an opening deal.
+    pub balance_after: Option<i64>,
 }
 
 /// One open position in the broker's books.
@@ -89,6 +94,11 @@ impl SimHandle {
                 price: d.execution_price,
                 executed: d.executed,
                 closing: d.close.is_some(),
+                net_pnl: d
+                    .close
+                    .as_ref()
+                    .map(|c| c.gross_profit + c.swap + c.commission),
+                balance_after: d.close.as_ref().map(|c| c.balance),
             })
             .collect()
     }

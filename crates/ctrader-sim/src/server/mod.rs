@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use domain::{Clock, Secret, SystemClock, Timestamp};
+use domain::{AcceleratedClock, Clock, Secret, SystemClock, Timestamp};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) open_connections: AtomicUsize,
     /// The end of the maintenance window in force, in seconds since the Unix epoch.
     maintenance_end: Mutex<Option<i64>>,
+    /// Where simulated time stood at a wall-clock moment, and its pace: the market follows it.
+    pub(crate) clock: AcceleratedClock,
 }
 
 impl Shared {
@@ -163,7 +165,13 @@ impl Simulator {
             source,
         })?;
         let (pushes, _) = broadcast::channel(PUSH_BUFFER);
+        let clock = AcceleratedClock {
+            sim: exchange.now(),
+            wall: SystemClock.now(),
+            speed: config.speed,
+        };
         let shared = Arc::new(Shared {
+            clock,
             faults: Mutex::new(config.faults.clone()),
             config,
             exchange: Mutex::new(exchange),
@@ -220,6 +228,11 @@ impl SimHandle {
     /// The fault-injection handle (cheap to clone).
     pub fn faults(&self) -> &FaultControl {
         &self.control
+    }
+
+    /// The simulated clock's anchor and pace, for a client to follow (`SIMULATOR_CLOCK`).
+    pub fn clock(&self) -> AcceleratedClock {
+        self.shared.clock
     }
 
     /// Simulated now.
@@ -374,8 +387,6 @@ async fn accept_loop(
 /// positions to market, and publishes spots and the execution reports prices triggered.
 async fn run_market(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let started = tokio::time::Instant::now();
-    let sim_start = lock(&shared.exchange).now();
-    let speed = shared.config.speed;
     let mut ticker = tokio::time::interval(shared.config.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_external_close = started;
@@ -397,10 +408,9 @@ async fn run_market(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 reason: "Access token expired",
             });
         }
-        let elapsed = started.elapsed().as_secs_f64() * speed;
-        let sim_elapsed = Duration::try_from_secs_f64(elapsed).unwrap_or(Duration::MAX);
-        let target =
-            sim_start.plus_millis(i64::try_from(sim_elapsed.as_millis()).unwrap_or(i64::MAX));
+        // Simulated time follows the wall clock through the anchor, so a client given the same
+        // anchor (`SIMULATOR_CLOCK`) keeps the same time across its own restarts.
+        let target = shared.clock.at(SystemClock.now());
         let (mut reports, spots) = lock(&shared.exchange).advance(target);
 
         let close_every = lock(&shared.faults).external_close_every;
