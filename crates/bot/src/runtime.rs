@@ -264,7 +264,7 @@ pub struct SessionOptions {
 #[allow(clippy::too_many_arguments)] // the session's collaborators, each distinct
 pub async fn trade(
     config: &Config,
-    mut broker: CTraderConfig,
+    broker: CTraderConfig,
     store: Arc<dyn TradeStore>,
     clock: Arc<dyn Clock>,
     obs: Observers,
@@ -279,20 +279,134 @@ pub async fn trade(
         TokenVault::new(store.clone(), account_id, &broker.credentials.client_secret)
             .map_err(SessionError::Failed)?,
     );
-    let start = vault
-        .start_tokens(
-            &broker.credentials.access_token,
-            broker.credentials.refresh_token.as_ref(),
-        )
-        .await
-        .map_err(SessionError::Failed)?;
-    if start.origin == TokenOrigin::Stored {
-        broker.token_expiry = start.expiry;
+    // A broker that drops the link or goes silent while the session starts is the same blip it
+    // would be later: wait and start again, as a reconnect would, instead of exiting for a person.
+    let mut pause = START_RETRY_FIRST;
+    let mut reached = false;
+    let (client, engine, events) = loop {
+        // Asked at every attempt: an attempt may have refreshed (and spent) the tokens before.
+        let start = vault
+            .start_tokens(
+                &broker.credentials.access_token,
+                broker.credentials.refresh_token.as_ref(),
+            )
+            .await
+            .map_err(SessionError::Failed)?;
+        let mut broker = broker.clone();
+        if start.origin == TokenOrigin::Stored {
+            broker.token_expiry = start.expiry;
+        }
+        broker.credentials.access_token = start.access;
+        broker.credentials.refresh_token = start.refresh;
+        let session = SessionParts {
+            config,
+            broker,
+            store: store.clone(),
+            clock: clock.clone(),
+            obs: obs.clone(),
+            sentiment: sentiment.clone(),
+            options,
+            vault: vault.clone(),
+        };
+        match start_session(session, shutdown.clone()).await {
+            Ok(Some(started)) => break started,
+            Ok(None) => return Ok(()),
+            Err(StartFailure::Fatal(e)) => return Err(e),
+            // A broker never reached since this process started is more likely a wrong host or
+            // port than a blip: say so and exit, for the operator or the supervisor.
+            Err(StartFailure::Transient(
+                e @ (BrokerError::Io { .. } | BrokerError::Tls { .. }),
+            )) if !reached => return Err(SessionError::Failed(e.to_string())),
+            Err(StartFailure::Transient(why)) => {
+                reached = true;
+                tracing::warn!(
+                    reason = %why,
+                    retry_in_secs = pause.as_secs(),
+                    "the session did not start; starting again"
+                );
+                obs.status
+                    .update(|s| s.connection = observability::ConnectionState::Connecting);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = wait_for(shutdown.clone()) => return Ok(()),
+                }
+                pause = (pause * 2).min(START_RETRY_MAX);
+            }
+        }
+    };
+    let outcome = engine.run(events, wait_for(shutdown)).await;
+    client.shutdown();
+    match outcome {
+        Ok(_) => Ok(()),
+        // Refused credentials (a spent refresh token) need a person: refusing, not failing.
+        Err(e)
+            if client
+                .stop_reason()
+                .is_some_and(|s| s.is_credentials_problem()) =>
+        {
+            Err(SessionError::Refused(e.to_string()))
+        }
+        Err(e) => Err(SessionError::Failed(e.to_string())),
     }
-    broker.credentials.access_token = start.access;
-    broker.credentials.refresh_token = start.refresh;
+}
+
+/// First wait before starting a failed session again; it doubles up to [`START_RETRY_MAX`].
+const START_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two session starts.
+const START_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// What one session start needs.
+struct SessionParts<'a> {
+    config: &'a Config,
+    broker: CTraderConfig,
+    store: Arc<dyn TradeStore>,
+    clock: Arc<dyn Clock>,
+    obs: Observers,
+    sentiment: watch::Receiver<Option<SentimentReading>>,
+    options: SessionOptions,
+    vault: Arc<TokenVault>,
+}
+
+/// Why a session did not start.
+enum StartFailure {
+    /// The broker blinked (a dropped link, a timeout): start again.
+    Transient(BrokerError),
+    /// Nothing will change without a person.
+    Fatal(SessionError),
+}
+
+impl From<SessionError> for StartFailure {
+    fn from(e: SessionError) -> StartFailure {
+        StartFailure::Fatal(e)
+    }
+}
+
+/// A started session: the client, the engine and the broker's event stream.
+type Started = (
+    Arc<CTraderClient>,
+    Engine<CTraderClient>,
+    ctrader_client::BrokerEvents,
+);
+
+/// Connects, checks the account, and starts the engine (which reconciles). `None` when a
+/// shutdown came first.
+async fn start_session(
+    parts: SessionParts<'_>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<Started>, StartFailure> {
+    let SessionParts {
+        config,
+        broker,
+        store,
+        clock,
+        obs,
+        sentiment,
+        options,
+        vault,
+    } = parts;
+    let account_id = broker.account_id;
     let Some(client) = connect(broker, &clock, &vault, options, shutdown.clone()).await? else {
-        return Ok(());
+        return Ok(None);
     };
     // Before anything is subscribed or sent: a live account needs the operator's consent.
     live_guard::check_account(account_id, client.account_is_live(), options.consent)
@@ -305,9 +419,9 @@ pub async fn trade(
         } else {
             ("demo", "live")
         };
-        return Err(SessionError::Refused(format!(
+        return Err(StartFailure::Fatal(SessionError::Refused(format!(
             "account {account_id} is a {is} account, but the store (DATABASE_URL) was bound as {bound} before connecting: set CTRADER_ENV={is} so the {is} account gets a store of its own"
-        )));
+        ))));
     }
     let client = Arc::new(client);
     let events = client.take_events().ok_or_else(|| {
@@ -336,25 +450,25 @@ pub async fn trade(
         risk,
         sentiment,
     )
-    .await
-    .map_err(|e| match e {
-        EngineError::Broker(b) => refused_or_failed(&b),
-        other => SessionError::Refused(other.to_string()),
-    })?;
-    let outcome = engine.run(events, wait_for(shutdown)).await;
-    client.shutdown();
-    match outcome {
-        Ok(_) => Ok(()),
-        // Refused credentials (a spent refresh token) need a person: refusing, not failing.
-        Err(e)
-            if client
-                .stop_reason()
-                .is_some_and(|s| s.is_credentials_problem()) =>
-        {
-            Err(SessionError::Refused(e.to_string()))
+    .await;
+    let engine = match engine {
+        Ok(engine) => engine,
+        Err(EngineError::Broker(b)) if b.is_transient() => {
+            client.shutdown();
+            return Err(StartFailure::Transient(b));
         }
-        Err(e) => Err(SessionError::Failed(e.to_string())),
-    }
+        Err(EngineError::Broker(b)) => {
+            client.shutdown();
+            return Err(StartFailure::Fatal(refused_or_failed(&b)));
+        }
+        Err(other) => {
+            client.shutdown();
+            return Err(StartFailure::Fatal(SessionError::Refused(
+                other.to_string(),
+            )));
+        }
+    };
+    Ok(Some((client, engine, events)))
 }
 
 /// Connects with the chosen tokens; refreshed pairs go to the vault before use. When the
@@ -366,7 +480,7 @@ async fn connect(
     vault: &Arc<TokenVault>,
     options: SessionOptions,
     shutdown: watch::Receiver<bool>,
-) -> Result<Option<CTraderClient>, SessionError> {
+) -> Result<Option<CTraderClient>, StartFailure> {
     let account_id = broker.account_id;
     for attempt in 0..2 {
         let connecting = CTraderClient::connect_with(broker.clone(), clock.clone(), vault.clone());
@@ -390,14 +504,16 @@ async fn connect(
                 });
             }
             Err(e @ BrokerError::WrongEnvironment { .. }) => {
-                return Err(SessionError::Usage(e.to_string()));
+                return Err(SessionError::Usage(e.to_string()).into());
             }
-            Err(e) => return Err(refused_or_failed(&e)),
+            Err(e) if e.is_transient() => return Err(StartFailure::Transient(e)),
+            Err(e) => return Err(refused_or_failed(&e).into()),
         }
     }
-    Err(SessionError::Failed(
-        "the account's kind changed between two connections".to_owned(),
-    ))
+    Err(
+        SessionError::Failed("the account's kind changed between two connections".to_owned())
+            .into(),
+    )
 }
 
 fn refused_or_failed(error: &BrokerError) -> SessionError {

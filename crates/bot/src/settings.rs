@@ -107,7 +107,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     spec(
         "RISK_PER_TRADE",
         None,
-        "fraction of equity, in the account's currency, that a stop-loss hit may lose, the round trip's commission included (above 0, at most 0.1, e.g. 0.01); overrides ORDER_VOLUME",
+        "fraction of equity, in the account's currency, that a stop-loss hit may lose, the round trip's commission and one spread of slippage included (above 0, at most 0.1, e.g. 0.01); overrides ORDER_VOLUME",
     ),
     spec(
         "DAILY_LOSS_LIMIT",

@@ -15,6 +15,13 @@
 
 // Test code: a broken expectation panics, which is how the test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Figures for the report: simulated days, fractions and kibibytes, far from any precision limit.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 mod common;
 #[path = "common/http.rs"]
@@ -35,7 +42,6 @@ const START: Timestamp = Timestamp(1_736_121_600_000);
 /// The risk a stop-loss may take, as a fraction of equity in the account's currency.
 const RISK_PER_TRADE: f64 = 0.01;
 const DAILY_LOSS_LIMIT: f64 = 0.04;
-const MAX_DRAWDOWN: f64 = 0.30;
 /// Kills in a simulated year: the issue asks for at least 50.
 const KILLS_PER_YEAR: i64 = 56;
 
@@ -184,6 +190,14 @@ struct Soak {
     maintenances: usize,
     equity_samples: usize,
     process: Vec<ProcessSample>,
+    /// The broker's equity (balance + its own net unrealized PnL) as the run went: `(sim ms, minor)`.
+    broker_equity: Vec<(i64, i64)>,
+    /// How often each log message appeared at warn or error level, over every life.
+    warnings: BTreeMap<String, usize>,
+    /// The balance each kill switch engagement acted on, in minor units, from its log line.
+    engagement_balances: Vec<i64>,
+    /// Every log line of every life, when `SOAK_LOG` names a file to keep them in.
+    log: Option<std::fs::File>,
 }
 
 impl Soak {
@@ -213,6 +227,12 @@ impl Soak {
             maintenances: 0,
             equity_samples: 0,
             process: Vec::new(),
+            warnings: BTreeMap::new(),
+            broker_equity: Vec::new(),
+            engagement_balances: Vec::new(),
+            log: std::env::var("SOAK_LOG")
+                .ok()
+                .map(|path| std::fs::File::create(path).unwrap()),
         }
     }
 
@@ -229,12 +249,12 @@ impl Soak {
             // The bot keeps the simulator's time, as it keeps a real broker's.
             ("SIMULATOR_CLOCK", &clock),
             ("CTRADER_REFRESH_TOKEN", &refresh),
-            ("TIMEFRAME", "H1"),
+            ("TIMEFRAME", "M15"),
             ("RSI_PERIOD", "2"),
             ("RSI_OVERSOLD", "40"),
             ("RSI_OVERBOUGHT", "60"),
-            ("STOP_LOSS", "25"),
-            ("TAKE_PROFIT", "50"),
+            ("STOP_LOSS", "15"),
+            ("TAKE_PROFIT", "30"),
             ("RISK_PER_TRADE", "0.01"),
             ("DAILY_LOSS_LIMIT", "0.04"),
             ("MAX_DRAWDOWN", "0.30"),
@@ -270,8 +290,34 @@ impl Soak {
         }
         self.restarts_ready.push(started.elapsed());
         self.lives += 1;
+        self.tally();
         self.bot = Some(bot);
         self.check_books(&context);
+    }
+
+    /// Takes the ended life's log into the tallies (and the log file).
+    fn tally(&mut self) {
+        let Some(bot) = &self.bot else { return };
+        for line in bot.lines() {
+            if let Some(log) = &mut self.log {
+                use std::io::Write as _;
+                writeln!(log, "{}", line.raw).unwrap();
+            }
+            let level = line.field("level").unwrap_or_default();
+            if line.message.as_deref() == Some("kill switch figures")
+                && let Some(balance) = line.field("balance")
+            {
+                let units: f64 = balance.parse().unwrap();
+                self.engagement_balances
+                    .push((units * 100.0).round() as i64);
+            }
+            let message = line.message.clone().unwrap_or_default();
+            if level == "WARN" || level == "ERROR" || message.starts_with("entry not taken") {
+                // Group by the message's head: figures vary, the kind does not.
+                let head: String = message.chars().take(60).collect();
+                *self.warnings.entry(format!("{level} {head}")).or_default() += 1;
+            }
+        }
     }
 
     fn bot(&self) -> &Bot {
@@ -294,7 +340,44 @@ impl Soak {
             "{context}: findings wait for a person: {findings:?}\n{}",
             bot.transcript()
         );
+        self.assert_net_pnl_per_deal(context);
         self.sample_equity(context);
+    }
+
+    /// Every closing deal the store holds carries the broker's own net profit (gross + swap +
+    /// commission) and balance, to the minor unit.
+    fn assert_net_pnl_per_deal(&self, context: &str) {
+        let broker: BTreeMap<i64, (Option<i64>, Option<i64>)> = self
+            .world
+            .sim
+            .deals()
+            .into_iter()
+            .map(|d| (d.deal_id, (d.net_pnl, d.balance_after)))
+            .collect();
+        let fills = self
+            .world
+            .read_store(async |store| store.fills(usize::MAX).await)
+            .unwrap()
+            .unwrap();
+        for fill in fills {
+            let stored = fill.close.as_ref().map(|c| {
+                let net = c.gross_profit.minor + c.swap.minor + c.commission.minor;
+                (net, c.balance.minor)
+            });
+            let (net, balance) = broker[&fill.deal_id];
+            assert_eq!(
+                stored.map(|(n, _)| n),
+                net,
+                "{context}: deal {} stored with another net profit than the broker's",
+                fill.deal_id
+            );
+            assert_eq!(
+                stored.map(|(_, b)| b),
+                balance,
+                "{context}: deal {} stored with another balance than the broker's",
+                fill.deal_id
+            );
+        }
     }
 
     /// With prices held, waits until the bot has seen the broker's last quotes, then checks that
@@ -355,6 +438,15 @@ impl Soak {
         self.equity_samples += 1;
     }
 
+    fn sample_broker_equity(&mut self) {
+        let now = self.world.sim.sim_time().millis();
+        let open = self.world.sim.open_positions();
+        let net: Option<i64> = open.iter().map(|p| p.unrealized.map(|u| u.1)).sum();
+        if let (Some(net), Some(balance)) = (net, self.world.sim.balance()) {
+            self.broker_equity.push((now, balance + net));
+        }
+    }
+
     fn sample_process(&mut self) {
         if let Some(bot) = &self.bot
             && let Some(s) = sample_process(bot.pid(), self.sim_day(), self.lives)
@@ -368,6 +460,7 @@ impl Soak {
         let mut last_sample = Instant::now();
         while self.world.sim.sim_time() < at {
             std::thread::sleep(Duration::from_millis(5));
+            self.sample_broker_equity();
             if last_sample.elapsed() >= Duration::from_millis(500) {
                 self.sample_process();
                 last_sample = Instant::now();
@@ -465,6 +558,14 @@ fn losses_as_fraction_of_equity(world: &World, opening_balance: i64) -> Vec<(i64
             at_open.entry(d.position_id).or_insert(balance);
         }
     }
+    if std::env::var("SOAK_DEBUG").is_ok() {
+        for d in &deals {
+            eprintln!(
+                "deal {} position {} closing {} net {:?} balance {:?} at {}",
+                d.deal_id, d.position_id, d.closing, d.net_pnl, d.balance_after, d.executed
+            );
+        }
+    }
     net.into_iter()
         .filter(|(_, n)| *n < 0)
         .map(|(p, n)| {
@@ -474,6 +575,99 @@ fn losses_as_fraction_of_equity(world: &World, opening_balance: i64) -> Vec<(i64
             )
         })
         .collect()
+}
+
+/// Slack for the kill switch checks: prices move between the broker's equity samples and the
+/// bot's equity marks (at bar closes and fills).
+const KILL_SLACK: f64 = 0.0075;
+/// Simulated time an order may take from the bot's decision to the broker on a busy machine.
+const LATENCY_MS: i64 = 10 * 60_000;
+/// The bars the bot marks equity at (M15).
+const BAR_MS: i64 = 15 * 60_000;
+
+/// Checks the kill switch against the broker's own equity through the run: by the next bar after
+/// the broker's equity at a bar close fell past the daily limit (plus slack) from the day's first
+/// bar-close equity, the kill switch must have engaged; when it engaged, the balance it acted on
+/// must be the broker's at that moment and the day start it recorded an equity the broker had that
+/// day; no position may open after it. Returns the engagement's reason, if any.
+fn assert_kill_switch_kept_its_limits(
+    world: &World,
+    equity: &[(i64, i64)],
+    engagement_balances: &[i64],
+    opening_balance: i64,
+) -> Option<String> {
+    let kill = world
+        .read_store(async |store| store.kill_switch().await)
+        .unwrap()
+        .unwrap();
+    let engaged_at = kill.engaged_at.filter(|_| kill.engaged).map(|t| t.millis());
+    // Samples taken just after a bar closed: what the bot's marks see.
+    let at_bar_close: Vec<(i64, i64)> = equity
+        .iter()
+        .copied()
+        .filter(|(t, _)| t.rem_euclid(BAR_MS) < BAR_MS / 5)
+        .collect();
+    let mut day_start: BTreeMap<i64, i64> = BTreeMap::new();
+    for (t, e) in &at_bar_close {
+        let day = t.div_euclid(DAY_MS);
+        let start = *day_start.entry(day).or_insert(*e);
+        let fall = (start - e) as f64 / start as f64;
+        if fall >= DAILY_LOSS_LIMIT + KILL_SLACK {
+            assert!(
+                engaged_at.is_some_and(|at| at <= t + BAR_MS),
+                "at {}: the broker's equity fell {fall:.4} from the day's start {start}, past the daily limit {DAILY_LOSS_LIMIT}, yet the kill switch stayed off: {kill:?}",
+                Timestamp(*t)
+            );
+        }
+    }
+    let at = engaged_at?;
+    let reason = kill.reason.clone().unwrap_or_default();
+    let late: Vec<_> = world
+        .sim
+        .received_orders()
+        .into_iter()
+        .filter(|o| o.position_id.is_none() && o.received_at.millis() > at + LATENCY_MS)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "positions opened after the kill switch engaged at {}: {late:?}",
+        Timestamp(at)
+    );
+    if reason.starts_with("daily loss") {
+        let start = kill
+            .day_start_equity
+            .expect("a daily-loss engagement has a day start")
+            .minor;
+        let day = at.div_euclid(DAY_MS);
+        let that_day: Vec<i64> = equity
+            .iter()
+            .filter(|(t, _)| t.div_euclid(DAY_MS) == day)
+            .map(|(_, e)| *e)
+            .collect();
+        let (low, high) = (
+            that_day.iter().copied().min().unwrap_or(i64::MAX),
+            that_day.iter().copied().max().unwrap_or(i64::MIN),
+        );
+        let tolerance = (start as f64 * KILL_SLACK) as i64;
+        assert!(
+            low - tolerance <= start && start <= high + tolerance,
+            "the kill switch's day start {start} is no equity the broker had that day ({low} to {high})"
+        );
+        // The balance it acted on is the broker's at that moment, to the minor unit.
+        let broker_balance = world
+            .sim
+            .deals()
+            .iter()
+            .filter(|d| d.closing && d.executed.millis() <= at)
+            .last()
+            .and_then(|d| d.balance_after)
+            .unwrap_or(opening_balance);
+        assert!(
+            engagement_balances.contains(&broker_balance),
+            "the kill switch engaged ({reason}) on a balance of {engagement_balances:?}, the broker's was {broker_balance}"
+        );
+    }
+    Some(reason)
 }
 
 /// Median of a sample.
@@ -519,6 +713,12 @@ fn the_bot_runs_unattended_through_simulated_months() {
     let closes = deals.iter().filter(|d| d.closing).count();
     let losses = losses_as_fraction_of_equity(&soak.world, 1_000_000);
     let worst = losses.iter().map(|(_, f)| *f).fold(0.0, f64::max);
+    let kill_switch = assert_kill_switch_kept_its_limits(
+        &soak.world,
+        &soak.broker_equity,
+        &soak.engagement_balances,
+        1_000_000,
+    );
     let rss: Vec<u64> = soak.process.iter().map(|s| s.rss_kib).collect();
     let fds: Vec<u64> = soak.process.iter().map(|s| s.fds as u64).collect();
     let tenth = (rss.len() / 10).max(1);
@@ -558,11 +758,13 @@ fn the_bot_runs_unattended_through_simulated_months() {
         "closes": closes,
         "losing_positions": losses.len(),
         "worst_loss_fraction": worst,
+        "kill_switch": kill_switch,
         "median_ms_to_ready": ready,
         "rss_kib_early_median": early_rss,
         "rss_kib_late_median": late_rss,
         "fds_early_max": early_fds,
         "fds_late_max": late_fds,
+        "warnings": soak.warnings,
         "process_curve": soak.process.iter().map(|s| [s.sim_day, s.life as f64, s.rss_kib as f64, s.fds as f64]).collect::<Vec<_>>(),
     });
     if let Ok(path) = std::env::var("SOAK_REPORT") {
@@ -579,7 +781,7 @@ fn the_bot_runs_unattended_through_simulated_months() {
     );
     assert!(closes >= 5, "only {closes} positions closed");
     assert!(
-        worst <= RISK_PER_TRADE * 1.05,
+        worst <= RISK_PER_TRADE * 1.02,
         "a position lost {worst:.4} of equity, above the risk per trade {RISK_PER_TRADE}: {losses:?}"
     );
     assert!(
@@ -590,5 +792,4 @@ fn the_bot_runs_unattended_through_simulated_months() {
         late_fds <= early_fds + 8,
         "open files grew from {early_fds} to {late_fds}"
     );
-    let _ = (DAILY_LOSS_LIMIT, MAX_DRAWDOWN);
 }

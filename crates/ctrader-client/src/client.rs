@@ -1177,7 +1177,13 @@ fn maintenance_end(payload: &Payload) -> Option<Timestamp> {
 
 /// Stops for good: no link, every later request fails, the owner is told why.
 fn stop(inner: &Inner, error: BrokerError) {
-    tracing::error!(%error, "cTrader client stopped");
+    // A stop the owner asked for is no error: an operator reading a clean SIGTERM's log must not
+    // see one.
+    if inner.shutdown.is_cancelled() {
+        tracing::info!("cTrader client shut down");
+    } else {
+        tracing::error!(%error, "cTrader client stopped");
+    }
     *lock(&inner.link) = None;
     *lock(&inner.stopped) = Some(error.clone());
     if matches!(

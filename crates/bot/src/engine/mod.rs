@@ -478,7 +478,10 @@ impl<B: Broker + 'static> Engine<B> {
             self.obs.metrics.set_rsi(rsi);
         }
         self.obs.status.update(|s| s.rsi = self.last_rsi);
-        self.observe_equity(ctx.now).await?;
+        // Marked at the broker's latest time: a bar closed late (a gap, a reconnect) must not
+        // stamp the kill switch with a moment long past.
+        let marked_at = self.last_quote.map_or(ctx.now, |q| q.time.max(ctx.now));
+        self.observe_equity(marked_at).await?;
         let action = action_name(&decision.action);
         let reason = decision.reason.to_string();
         self.obs.status.push_decision(DecisionRecord {
@@ -666,6 +669,15 @@ impl<B: Broker + 'static> Engine<B> {
         self.obs.status.push_equity(at, equity.to_f64());
         if engaged {
             let reason = self.kill.reason.clone().unwrap_or_default();
+            // The figures it acted on, so an operator can check them against the broker's.
+            tracing::info!(
+                equity = %equity,
+                balance = %self.money.balance,
+                unrealized = %unrealized.map(|u| u.to_string()).unwrap_or_default(),
+                position_id = self.position.as_ref().map_or(0, |p| p.id.0),
+                at = %at,
+                "kill switch figures"
+            );
             self.event(
                 EventLevel::Error,
                 format!(

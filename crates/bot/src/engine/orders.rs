@@ -5,7 +5,7 @@ use std::time::Instant;
 use ctrader_client::{Broker, OrderFill, OrderOutcome};
 use domain::{
     Bar, ClientOrderId, CloseReason, IntentStatus, OrderIntent, OrderRequest, Position,
-    PositionStatus, Side, Timestamp,
+    PositionStatus, Price, Side, Timestamp,
 };
 use observability::{EventLevel, OrderOutcome as OrderMetric, TradeOutcome};
 use persistence::{OrderAnswer, StoreError};
@@ -23,9 +23,12 @@ impl<B: Broker + 'static> Engine<B> {
         entry: &Entry,
         reason: &str,
     ) -> Result<(), EngineError> {
+        // The order leaves now, not when the bar closed: a bar closed by the first quote after a
+        // gap (a disconnect, a session's end) must not send an order into a closed market.
+        let leaves_at = self.last_quote.map_or(now, |q| q.time.max(now));
         if let Err(refusal) = self
             .risk
-            .check_entry(&self.kill, now, self.position.is_some())
+            .check_entry(&self.kill, leaves_at, self.position.is_some())
         {
             self.obs.metrics.record_entry_refused(refusal.label());
             self.event(EventLevel::Info, format!("entry not taken: {refusal}"));
@@ -46,7 +49,20 @@ impl<B: Broker + 'static> Engine<B> {
             (Side::Sell, Some(q)) => q.bid,
             (_, None) => bar.close,
         };
-        let volume = match self.risk.size(entry, self.equity(), price, rate) {
+        // A stop fills at the first price through it, which is often a spread beyond it: size for
+        // the stop plus today's spread, so a stop-out stays within the risk per trade.
+        let sizing = Entry {
+            stop_loss: entry.stop_loss.map(|d| {
+                let spread = self
+                    .last_quote
+                    .and_then(|q| q.ask.checked_sub(q.bid))
+                    .filter(|s| s.raw() > 0)
+                    .unwrap_or(Price::ZERO);
+                d.checked_add(spread).unwrap_or(d)
+            }),
+            ..*entry
+        };
+        let volume = match self.risk.size(&sizing, self.equity(), price, rate) {
             Ok(v) => v,
             Err(refusal) => {
                 self.obs.metrics.record_entry_refused(refusal.label());
@@ -54,6 +70,13 @@ impl<B: Broker + 'static> Engine<B> {
                 return Ok(());
             }
         };
+        tracing::info!(
+            equity = %self.equity(),
+            balance = %self.money.balance,
+            volume = %volume,
+            price = %price,
+            "position sized"
+        );
         let purpose = match entry.side {
             Side::Buy => OrderPurpose::OpenLong,
             Side::Sell => OrderPurpose::OpenShort,
