@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use domain::{AcceleratedClock, Price, Secret, Timeframe, Volume};
+use domain::{AcceleratedClock, LabelPrefix, Price, Secret, Timeframe, Volume};
 
 use crate::settings::{RawSettings, SettingProblem};
 
@@ -159,7 +159,7 @@ pub struct Config {
     /// Log filter.
     pub log_filter: String,
     /// Label prefix marking our positions.
-    pub label_prefix: String,
+    pub label_prefix: LabelPrefix,
 }
 
 /// Credentials for the cTrader Open API, from the environment only.
@@ -508,18 +508,14 @@ impl Config {
         if let Err(e) = observability::parse_filter(Some(&log_filter)) {
             r.problem("RUST_LOG", e.to_string());
         }
-        let label_prefix = r.text("LABEL_PREFIX").unwrap_or_default();
-        if label_prefix.is_empty()
-            || label_prefix.len() > 20
-            || !label_prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            r.problem(
-                "LABEL_PREFIX",
-                "must be 1 to 20 ASCII letters, digits, '-' or '_'",
-            );
-        }
+        let label_prefix = LabelPrefix::new(r.text("LABEL_PREFIX").unwrap_or_default())
+            .map_err(|_| {
+                r.problem(
+                    "LABEL_PREFIX",
+                    "must be 1 to 20 ASCII letters, digits, '-' or '_'",
+                );
+            })
+            .ok();
 
         let problems = r.problems;
         let (
@@ -541,6 +537,7 @@ impl Config {
             Some(http_port),
             Some(perplexity_base_url),
             Some(x_base_url),
+            Some(label_prefix),
         ) = (
             timeframe,
             rsi_period,
@@ -560,6 +557,7 @@ impl Config {
             http_port,
             perplexity_base_url,
             x_base_url,
+            label_prefix,
         )
         else {
             return Err(ConfigErrors(problems));

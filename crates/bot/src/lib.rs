@@ -14,7 +14,6 @@ pub mod config;
 pub mod engine;
 pub mod live_guard;
 pub mod market_hours;
-pub mod order_id;
 pub mod reconcile;
 pub mod runtime;
 pub mod sentiment_setup;

@@ -16,11 +16,25 @@ pub fn next_open(schedule: &TradingSchedule, from: Timestamp) -> Option<Timestam
     // second of its day, or at midnight for a whole-day closure.
     let week_start = from.millis() - from.second_of_week() * 1000 - from.millis().rem_euclid(1000);
     let mut candidates = Vec::new();
-    for week in 0..=HORIZON_DAYS / 7 {
-        for session in &schedule.sessions {
-            let start =
-                week_start + week * 7 * Timestamp::DAY_MS + i64::from(session.start_second) * 1000;
-            candidates.push(start);
+    // The sessions in force now, and those from each change of the broker's zone offset within
+    // the horizon (which can open the market by itself).
+    let horizon_end = from.plus_millis(HORIZON_DAYS * Timestamp::DAY_MS);
+    let coming: Vec<_> = schedule
+        .changes
+        .iter()
+        .filter(|c| c.from > from && c.from <= horizon_end)
+        .collect();
+    candidates.extend(coming.iter().map(|c| c.from.millis()));
+    let lists = std::iter::once(schedule.sessions_at(from))
+        .chain(coming.iter().map(|c| c.sessions.as_slice()));
+    for sessions in lists {
+        for week in 0..=HORIZON_DAYS / 7 {
+            for session in sessions {
+                let start = week_start
+                    + week * 7 * Timestamp::DAY_MS
+                    + i64::from(session.start_second) * 1000;
+                candidates.push(start);
+            }
         }
     }
     let first_day = from.epoch_day();
@@ -78,6 +92,7 @@ mod tests {
                 })
                 .collect(),
             holidays: Vec::new(),
+            changes: Vec::new(),
         }
     }
 

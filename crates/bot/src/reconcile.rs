@@ -2,7 +2,7 @@
 //! dry run), and tell logs and metrics. Anything that fails here stops trading (fail closed).
 
 use ctrader_client::{Broker, BrokerError};
-use domain::{BrokerSnapshot, Clock, Timestamp};
+use domain::{BrokerSnapshot, Clock, LabelPrefix, Timestamp};
 use persistence::{
     AuditEntry, ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore,
 };
@@ -45,7 +45,7 @@ pub async fn reconcile<B: Broker>(
     broker: &B,
     store: &dyn TradeStore,
     clock: &dyn Clock,
-    label_prefix: &str,
+    label_prefix: &LabelPrefix,
     apply: bool,
 ) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
     if apply {
@@ -74,7 +74,7 @@ pub async fn reconcile_and_report<B: Broker>(
     broker: &B,
     store: &dyn TradeStore,
     clock: &dyn Clock,
-    label_prefix: &str,
+    label_prefix: &LabelPrefix,
     apply: bool,
 ) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
     let now = clock.now();

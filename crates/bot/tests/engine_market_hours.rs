@@ -26,6 +26,7 @@ async fn a_closed_market_says_when_it_opens_next() {
             end_second: start + 3_600,
         }],
         holidays: Vec::new(),
+        changes: Vec::new(),
     };
     let broker = Arc::new(FakeBroker::new(h.clock.clone(), Money::new(1_000_000, 2)));
     broker.add_symbol(closed);

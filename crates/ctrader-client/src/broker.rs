@@ -191,7 +191,7 @@ impl BrokerEvents {
 }
 
 /// The operations the bot trades through. Implemented by the cTrader client and by
-/// [`crate::FakeBroker`]. Futures are `Send`, so hold the broker generically (`B: Broker`, shared as
+/// `FakeBroker` (feature `test-util`). Futures are `Send`, so hold the broker generically (`B: Broker`, shared as
 /// `Arc<B>`); the trait is not object-safe and is not meant to be used as `dyn Broker`.
 pub trait Broker: Send + Sync {
     /// Finds the first candidate name (case-insensitive) that is an enabled symbol, and loads its

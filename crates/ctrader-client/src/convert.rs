@@ -534,12 +534,20 @@ mod tests {
         };
         let err = symbol_spec("PALMOIL", &no_step).unwrap_err();
         assert!(err.to_string().contains("stepVolume"), "{err}");
+        // A zone with daylight saving is converted, not refused: one set of sessions per offset.
         let dst = ProtoOaSymbol {
             schedule_time_zone: Some("Europe/London".into()),
+            ..s.clone()
+        };
+        let london = symbol_spec("PALMOIL", &dst).unwrap();
+        assert_eq!(london.schedule.sessions[0].start_second, 86_400 + 37_800);
+        assert_eq!(london.schedule.changes.len(), 200);
+        let unknown = ProtoOaSymbol {
+            schedule_time_zone: Some("Atlantis/Capital".into()),
             ..s
         };
         assert!(matches!(
-            symbol_spec("PALMOIL", &dst),
+            symbol_spec("PALMOIL", &unknown),
             Err(BrokerError::UnsupportedTimeZone { .. })
         ));
     }

@@ -134,10 +134,11 @@ pub enum BrokerError {
         /// How many symbols the broker listed.
         listed: usize,
     },
-    /// A symbol's trading schedule uses a time zone we cannot convert without guessing.
+    /// A symbol's trading schedule uses a time zone neither a fixed offset nor the time-zone
+    /// database explains: converting it would be a guess.
     #[error(
-        "symbol {symbol}: schedule time zone {zone:?} is not supported (only UTC, fixed offsets like \
-         UTC+08:00 and zones without daylight saving are)"
+        "symbol {symbol}: schedule time zone {zone:?} is unknown (expected an IANA name such as \
+         Europe/London, UTC, or a fixed offset such as UTC+08:00)"
     )]
     UnsupportedTimeZone {
         /// The symbol's name.

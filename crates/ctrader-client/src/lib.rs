@@ -3,7 +3,8 @@
 //! one reader and one writer task per link, replies matched by `clientMsgId`, heartbeats, client-side
 //! rate limits, reconnection with capped exponential backoff and full jitter, token refresh, and the
 //! conversion of protocol integers into the domain's fixed-point types at its edge; beside it sits
-//! [`FakeBroker`], an in-memory broker with the same behaviour for tests. It must never decide to
+//! `FakeBroker`, an in-memory broker with the same behaviour for tests (feature `test-util`, never
+//! in a production build). It must never decide to
 //! trade and never retry an order: an order is sent once, and an unknown outcome is reported so
 //! the owner reconciles.
 
@@ -13,6 +14,7 @@ mod client;
 mod config;
 mod convert;
 mod error;
+#[cfg(any(test, feature = "test-util"))]
 mod fake;
 mod history;
 mod limits;
@@ -32,5 +34,6 @@ pub use config::{
     RateLimits, ReconnectPolicy, Timing, TokenExpiry,
 };
 pub use error::BrokerError;
+#[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeBroker, FakeOrderScript};
 pub use tokens::{InMemoryTokens, KeepFuture, RefreshedTokens, TokenKeeper};

@@ -115,6 +115,10 @@ pub struct SimConfig {
     pub credentials: SimCredentials,
     /// When the symbols trade.
     pub market_hours: MarketHours,
+    /// The zone the symbols' schedules are reported in (`scheduleTimeZone`, an IANA name or
+    /// `UTC`): the hours are kept in UTC and sent in this zone's local time at the offset in
+    /// force when asked, as a broker in that zone would send them. Holidays stay in UTC.
+    pub schedule_time_zone: String,
     /// Simulated time at start; `None` means the wall clock at start (synthetic prices) or the
     /// CSV file's first bar plus [`SimConfig::history`] (replay).
     pub start_time: Option<Timestamp>,
@@ -159,6 +163,7 @@ impl Default for SimConfig {
             palm_oil_symbol: "PALMOIL".to_owned(),
             credentials: SimCredentials::default(),
             market_hours: MarketHours::Realistic,
+            schedule_time_zone: "UTC".to_owned(),
             start_time: None,
             history: Duration::from_secs(3 * 86_400),
             tick_interval: Duration::from_millis(100),
@@ -191,6 +196,12 @@ impl SimConfig {
             return bad(format!(
                 "speed {} must be above 0 and at most 1000000",
                 self.speed
+            ));
+        }
+        if crate::wire::zone_offset(&self.schedule_time_zone, Timestamp(0)).is_none() {
+            return bad(format!(
+                "schedule time zone {:?} is not UTC or a zone of the time-zone database",
+                self.schedule_time_zone
             ));
         }
         let name = self.palm_oil_symbol.trim();
@@ -327,6 +338,10 @@ mod tests {
         check(|c| c.speed = f64::NAN, "speed");
         check(|c| c.listen = "0.0.0.0:5035".parse().unwrap(), "loopback");
         check(|c| c.palm_oil_symbol = "PALM OIL".into(), "symbol name");
+        check(
+            |c| c.schedule_time_zone = "Mars/Olympus_Mons".into(),
+            "schedule time zone",
+        );
         check(|c| c.palm_oil_symbol = "eurusd".into(), "taken");
         check(|c| c.palm_oil_symbol = "USDMYR".into(), "taken");
         check(|c| c.credentials.account_id = 0, "account id");

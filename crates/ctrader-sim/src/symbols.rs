@@ -194,6 +194,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
         MarketHours::PalmSessions(sessions) => TradingSchedule {
             sessions: sessions.clone(),
             holidays: Vec::new(),
+            changes: Vec::new(),
         },
     };
     vec![
@@ -440,6 +441,7 @@ fn bursa_palm_oil_schedule() -> TradingSchedule {
             holiday("National Day", 20_696),
             holiday("Christmas Day", 20_812),
         ],
+        changes: Vec::new(),
     }
 }
 
@@ -479,6 +481,7 @@ fn weekday_schedule(
     TradingSchedule {
         sessions,
         holidays: Vec::new(),
+        changes: Vec::new(),
     }
 }
 

@@ -6,15 +6,65 @@ use ctrader_proto::openapi::{
     ProtoOaExecutionEvent, ProtoOaHoliday, ProtoOaInterval, ProtoOaLightSymbol, ProtoOaNewOrderReq,
     ProtoOaOrder, ProtoOaPosition, ProtoOaSymbol, ProtoOaTradeData, ProtoOaTrader, ProtoOaTrendbar,
 };
-use domain::{Price, Side};
+use std::sync::LazyLock;
+
+use domain::{Price, Side, Timestamp, WeeklySession};
+use jiff::tz::TimeZoneDatabase;
 
 use crate::bars::{BarPeriod, Trendbar};
 use crate::broker::{Account, Deal, Execution, NewOrder, Order, OrderKind, Position};
 use crate::rollover::{ROLLOVER_MINUTE_UTC, ROLLOVER_PERIOD_HOURS};
 use crate::symbols::{SimAsset, SimSymbol};
 
-/// The time zone every simulated schedule is expressed in.
-const SCHEDULE_TIME_ZONE: &str = "UTC";
+/// The time zone the simulated holidays are expressed in (each holiday carries its own).
+const HOLIDAY_TIME_ZONE: &str = "UTC";
+
+/// The IANA time-zone database compiled into the binary.
+static ZONES: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);
+
+/// Seconds east of UTC in `zone` at `at`: 0 for `UTC`, the database's offset for an IANA name,
+/// `None` for a name it does not know.
+pub(crate) fn zone_offset(zone: &str, at: Timestamp) -> Option<i64> {
+    if zone.eq_ignore_ascii_case("utc") {
+        return Some(0);
+    }
+    let tz = ZONES.get(zone).ok()?;
+    let at = jiff::Timestamp::from_millisecond(at.millis()).ok()?;
+    Some(i64::from(tz.to_offset(at).seconds()))
+}
+
+/// The zone a symbol's schedule is reported in, with its offset at the moment of the report.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReportedZone<'a> {
+    /// The zone's name, as sent in `scheduleTimeZone`.
+    pub(crate) name: &'a str,
+    /// Seconds east of UTC now.
+    pub(crate) offset_seconds: i64,
+}
+
+/// UTC weekly sessions as local intervals at `offset` seconds east, split where they wrap.
+fn local_intervals(sessions: &[WeeklySession], offset: i64) -> Vec<ProtoOaInterval> {
+    const WEEK: i64 = 7 * 86_400;
+    let second = |s: i64| u32::try_from(s).unwrap_or(0);
+    let mut out = Vec::with_capacity(sessions.len() + 1);
+    for s in sessions {
+        let start = (i64::from(s.start_second) + offset).rem_euclid(WEEK);
+        let end = start + i64::from(s.end_second) - i64::from(s.start_second);
+        let mut push = |a: i64, b: i64| {
+            out.push(ProtoOaInterval {
+                start_second: second(a),
+                end_second: second(b),
+            });
+        };
+        if end > WEEK {
+            push(start, WEEK);
+            push(0, end - WEEK);
+        } else {
+            push(start, end);
+        }
+    }
+    out
+}
 
 /// A 1/100000 price as the protocol's double.
 #[allow(clippy::cast_precision_loss)] // prices are far below 2^53
@@ -67,8 +117,9 @@ pub(crate) fn light_symbol(symbol: &SimSymbol) -> ProtoOaLightSymbol {
     }
 }
 
-/// A full symbol for `ProtoOASymbolByIdRes`: digits, volumes, weekly schedule and holidays.
-pub(crate) fn full_symbol(symbol: &SimSymbol) -> ProtoOaSymbol {
+/// A full symbol for `ProtoOASymbolByIdRes`: digits, volumes, weekly schedule (in `zone`) and
+/// holidays.
+pub(crate) fn full_symbol(symbol: &SimSymbol, zone: ReportedZone<'_>) -> ProtoOaSymbol {
     let digits = i32::try_from(symbol.digits).unwrap_or(5);
     ProtoOaSymbol {
         symbol_id: symbol.id,
@@ -79,21 +130,13 @@ pub(crate) fn full_symbol(symbol: &SimSymbol) -> ProtoOaSymbol {
         max_volume: Some(symbol.max_volume),
         min_volume: Some(symbol.min_volume),
         step_volume: Some(symbol.step_volume),
-        schedule: symbol
-            .schedule
-            .sessions
-            .iter()
-            .map(|s| ProtoOaInterval {
-                start_second: s.start_second,
-                end_second: s.end_second,
-            })
-            .collect(),
+        schedule: local_intervals(&symbol.schedule.sessions, zone.offset_seconds),
         // USD_PER_MILLION_USD; the precise rate is the amount × 10^8.
         commission_type: Some(1),
         precise_trading_commission_rate: Some(
             symbol.commission_per_million.saturating_mul(100_000_000),
         ),
-        schedule_time_zone: Some(SCHEDULE_TIME_ZONE.to_owned()),
+        schedule_time_zone: Some(zone.name.to_owned()),
         trading_mode: Some(0),
         lot_size: Some(symbol.lot_size),
         holiday: symbol
@@ -105,7 +148,7 @@ pub(crate) fn full_symbol(symbol: &SimSymbol) -> ProtoOaSymbol {
                 holiday_id: id,
                 name: h.name.clone(),
                 description: None,
-                schedule_time_zone: SCHEDULE_TIME_ZONE.to_owned(),
+                schedule_time_zone: HOLIDAY_TIME_ZONE.to_owned(),
                 holiday_date: h.epoch_day,
                 is_recurring: h.recurring,
                 start_second: h.seconds.and_then(|(s, _)| i32::try_from(s).ok()),

@@ -11,6 +11,7 @@ mod conversion;
 mod error;
 mod market;
 mod money;
+mod order_label;
 mod risk;
 mod secret;
 mod sentiment;
@@ -23,9 +24,11 @@ pub use conversion::{
 };
 pub use error::DomainError;
 pub use market::{
-    Bar, Holiday, Quote, Side, SymbolId, SymbolSpec, Timeframe, TradingSchedule, WeeklySession,
+    Bar, Holiday, Quote, ScheduleChange, Side, SymbolId, SymbolSpec, Timeframe, TradingSchedule,
+    WeeklySession,
 };
 pub use money::{Money, PRICE_SCALE, Price, VOLUME_SCALE, Volume};
+pub use order_label::{DecisionId, LabelPrefix, OrderPurpose};
 pub use risk::KillSwitchState;
 pub use secret::Secret;
 pub use sentiment::{SentimentReading, SentimentUnavailable};

@@ -82,12 +82,29 @@ pub struct Holiday {
 }
 
 /// When a symbol can be traded: weekly sessions (UTC) minus holidays.
+///
+/// A broker keeps its sessions in a local zone; where that zone has daylight saving, the UTC
+/// sessions move twice a year. `changes` then holds the UTC sessions from each instant the
+/// zone's offset changes, worked out from a time-zone database when the symbol is loaded, so the
+/// schedule answers from data alone.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TradingSchedule {
-    /// Weekly sessions in UTC seconds of the week. Empty means "no schedule known": never open.
+    /// Weekly sessions in UTC seconds of the week, before the first of `changes` (or always,
+    /// when there is none). Empty means "no schedule known": never open.
     pub sessions: Vec<WeeklySession>,
     /// Closures that override the weekly sessions.
     pub holidays: Vec<Holiday>,
+    /// The UTC sessions from each offset change of the broker's zone on, oldest first.
+    pub changes: Vec<ScheduleChange>,
+}
+
+/// The weekly sessions in UTC from an instant on: the broker's zone changed its offset then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleChange {
+    /// The first instant of the new offset.
+    pub from: Timestamp,
+    /// The weekly sessions in UTC seconds of the week from then on.
+    pub sessions: Vec<WeeklySession>,
 }
 
 impl TradingSchedule {
@@ -99,6 +116,19 @@ impl TradingSchedule {
                 end_second: 7 * 86_400,
             }],
             holidays: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The weekly sessions (UTC) in force at `at`.
+    pub fn sessions_at(&self, at: Timestamp) -> &[WeeklySession] {
+        // `changes` is oldest first; the last one that started by `at` is in force.
+        match self.changes.partition_point(|c| c.from <= at) {
+            0 => &self.sessions,
+            n => self
+                .changes
+                .get(n - 1)
+                .map_or(&self.sessions, |c| &c.sessions),
         }
     }
 
@@ -106,7 +136,7 @@ impl TradingSchedule {
     pub fn is_open(&self, at: Timestamp) -> bool {
         let second = at.second_of_week();
         let in_session = self
-            .sessions
+            .sessions_at(at)
             .iter()
             .any(|s| i64::from(s.start_second) <= second && second < i64::from(s.end_second));
         in_session && !self.holidays.iter().any(|h| h.covers(at))
@@ -322,6 +352,7 @@ mod tests {
                 end_second: monday + 16_200,
             }],
             holidays: vec![],
+            changes: vec![],
         };
         let monday_0300 = Timestamp(1_763_942_400_000 + 3 * 3_600_000); // 2025-11-24 03:00 UTC
         assert!(schedule.is_open(monday_0300));
@@ -334,5 +365,38 @@ mod tests {
             seconds: None,
         });
         assert!(!closed.is_open(monday_0300));
+    }
+
+    #[test]
+    fn the_sessions_in_force_follow_the_zone_changes() {
+        // Monday 08:00-16:00 local in a zone one hour ahead part of the year: 08:00-16:00 UTC
+        // before the change, 07:00-15:00 UTC from it on.
+        let monday = 86_400;
+        let session = |start: u32, end: u32| WeeklySession {
+            start_second: monday + start * 3_600,
+            end_second: monday + end * 3_600,
+        };
+        // Sunday 2026-03-29 01:00 UTC, and the Monday after it.
+        let change = Timestamp(1_774_746_000_000);
+        let next_monday = Timestamp(1_774_828_800_000);
+        let schedule = TradingSchedule {
+            sessions: vec![session(8, 16)],
+            holidays: vec![],
+            changes: vec![ScheduleChange {
+                from: change,
+                sessions: vec![session(7, 15)],
+            }],
+        };
+        let hour = Timestamp::HOUR_MS;
+        let monday_before = next_monday.plus_millis(-7 * Timestamp::DAY_MS);
+        assert!(!schedule.is_open(monday_before.plus_millis(7 * hour)));
+        assert!(schedule.is_open(monday_before.plus_millis(8 * hour)));
+        assert!(schedule.is_open(next_monday.plus_millis(7 * hour)));
+        assert!(!schedule.is_open(next_monday.plus_millis(15 * hour)));
+        assert_eq!(
+            schedule.sessions_at(change.plus_millis(-1)),
+            &[session(8, 16)]
+        );
+        assert_eq!(schedule.sessions_at(change), &[session(7, 15)]);
     }
 }

@@ -5,17 +5,19 @@
 // A benchmark's report is its output.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use domain::{
-    BrokerPosition, BrokerSnapshot, ClientOrderId, IntentStatus, Money, OrderIntent, OrderRequest,
-    Position, PositionId, Price, Side, SymbolId, Timestamp, Volume,
+    BrokerPosition, BrokerSnapshot, ClientOrderId, IntentStatus, LabelPrefix, Money, OrderIntent,
+    OrderRequest, Position, PositionId, Price, Side, SymbolId, Timestamp, Volume,
 };
 use persistence::{Correction, ReconcilePlan, SqliteTradeStore, StoredIntent, TradeStore, plan};
 use tokio::runtime::Runtime;
 
-const PREFIX: &str = "pob";
+static PREFIX: LazyLock<LabelPrefix> =
+    LazyLock::new(|| LabelPrefix::new("pob").expect("a valid prefix"));
 const POSITIONS: i64 = 10_000;
 
 fn runtime() -> Runtime {
@@ -92,7 +94,7 @@ async fn seeded_store(dir: &std::path::Path) -> SqliteTradeStore {
         .await
         .unwrap();
     // Adopt all 10,000 positions in one transaction (reconciliation of an empty store).
-    let seed = plan(&[], &[], &snapshot(1), PREFIX).unwrap();
+    let seed = plan(&[], &[], &snapshot(1), &PREFIX).unwrap();
     assert!(
         seed.corrections
             .iter()
@@ -107,7 +109,7 @@ async fn reconcile_round(store: &SqliteTradeStore, round: i64) -> (Duration, Dur
     let start = Instant::now();
     let stored: Vec<Position> = store.open_positions().await.unwrap();
     let in_flight: Vec<StoredIntent> = store.intents_in_flight().await.unwrap();
-    let the_plan: ReconcilePlan = plan(&stored, &in_flight, &snap, PREFIX).unwrap();
+    let the_plan: ReconcilePlan = plan(&stored, &in_flight, &snap, &PREFIX).unwrap();
     let planned = start.elapsed();
     let n = store
         .apply(&the_plan, Timestamp(2_000_000 + round))

@@ -1,5 +1,6 @@
 //! An in-memory [`TradeStore`] that behaves like the SQLite one (same checks, same ordering,
-//! all-or-nothing writes), for tests, backtests and dry runs. Nothing survives the process.
+//! all-or-nothing writes), for tests (feature `test-util`, never in a production build). Nothing
+//! survives the process.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,12 +11,13 @@ use domain::{
 };
 
 use crate::StoreError;
+use crate::intent::StoredIntent;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::FillRow;
 use crate::store::{
     Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery,
-    SealedTokens, StoreFuture, StoredIntent, TradeStore, check_answer, check_fill,
-    check_new_intent, check_resolution, check_same_deal, check_sentiment, next_status,
+    SealedTokens, StoreFuture, TradeStore, check_answer, check_fill, check_new_intent,
+    check_resolution, check_same_deal, check_sentiment, next_status,
 };
 
 #[derive(Debug, Clone, Default)]

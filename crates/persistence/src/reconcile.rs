@@ -6,18 +6,16 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use domain::{
-    BrokerPosition, BrokerSnapshot, ClientOrderId, CloseReason, Fill, IntentStatus, Money,
-    PendingOrder, Position, PositionId, PositionStatus, Price, Side, SymbolId, Timestamp, Volume,
+    BrokerPosition, BrokerSnapshot, ClientOrderId, CloseReason, Fill, IntentStatus, LabelPrefix,
+    Money, PendingOrder, Position, PositionId, PositionStatus, Price, Side, SymbolId, Timestamp,
+    Volume,
 };
 
-use crate::store::StoredIntent;
+use crate::intent::StoredIntent;
 
 /// Why no safe plan could be made; the bot must not trade until this is resolved (fail closed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReconcileError {
-    /// An empty label prefix would make every position look like ours.
-    #[error("the label prefix is empty: every position would look like the bot's")]
-    EmptyLabelPrefix,
     /// The broker listed one position id twice.
     #[error("the broker snapshot lists position {0} twice")]
     DuplicateBrokerPosition(PositionId),
@@ -65,22 +63,6 @@ impl ReconcileError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ReconcileError::StaleSnapshot { .. })
     }
-}
-
-/// True when a position or order label marks it as the bot's: `{prefix}-…`. The bot labels
-/// each order with its client order id, which starts that way.
-pub fn is_our_label(prefix: &str, label: &str) -> bool {
-    label
-        .strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with('-'))
-}
-
-/// The client order id a label of ours carries (the label is the id itself), if it is ours.
-pub fn client_order_id_in_label(prefix: &str, label: &str) -> Option<ClientOrderId> {
-    if prefix.is_empty() || !is_our_label(prefix, label) {
-        return None;
-    }
-    ClientOrderId::new(label).ok()
 }
 
 /// Where the next deal-list request must start: the older of the reconciliation watermark and
@@ -448,91 +430,157 @@ struct Evidence<'a> {
 /// `in_flight` its unresolved intents, `snapshot` the broker's positions, pending orders and the
 /// deals since [`deal_history_start`], `label_prefix` the bot's prefix (labels `{prefix}-…`).
 ///
+/// The steps, in order (each a function below, each appending to the plan):
+/// 0. `Views::index`: both sides indexed, refusing duplicates that would make "the" position
+///    ambiguous, and the broker's evidence gathered per in-flight intent;
+/// 1. `sync_or_close_stored`: stored open positions still open (sync) or closed while away;
+/// 2. `adopt_unknown_positions`: broker positions the store does not hold, ours or foreign;
+/// 3. `resolve_intents`: what became of each intent left in flight;
+/// 4. `warn_unexplained_orders`: pending orders of ours no intent explains.
+///
 /// Errors when the data cannot be reconciled safely; the caller must then not trade.
 pub fn plan(
     stored_open: &[Position],
     in_flight: &[StoredIntent],
     snapshot: &BrokerSnapshot,
-    label_prefix: &str,
+    label_prefix: &LabelPrefix,
 ) -> Result<ReconcilePlan, ReconcileError> {
-    if label_prefix.is_empty() {
-        return Err(ReconcileError::EmptyLabelPrefix);
-    }
-
-    // Index the broker's view, refusing duplicates that would make "the" position ambiguous.
-    let mut broker: HashMap<PositionId, &BrokerPosition> =
-        HashMap::with_capacity(snapshot.positions.len());
-    for p in &snapshot.positions {
-        if broker.insert(p.id, p).is_some() {
-            return Err(ReconcileError::DuplicateBrokerPosition(p.id));
-        }
-    }
-    let mut deal_by_id: HashMap<i64, &Fill> = HashMap::with_capacity(snapshot.deals.len());
-    for d in &snapshot.deals {
-        if let Some(seen) = deal_by_id.insert(d.deal_id, d)
-            && seen != d
-        {
-            return Err(ReconcileError::ConflictingDeal(d.deal_id));
-        }
-    }
-    let mut deals: Vec<&Fill> = deal_by_id.values().copied().collect();
-    deals.sort_by_key(|d| (d.time, d.deal_id));
-    let mut deals_by_position: HashMap<PositionId, Vec<&Fill>> = HashMap::new();
-    for d in &deals {
-        deals_by_position.entry(d.position_id).or_default().push(d);
-    }
-
-    let mut stored: HashMap<PositionId, &Position> = HashMap::with_capacity(stored_open.len());
-    for p in stored_open {
-        if stored.insert(p.id, p).is_some() {
-            return Err(ReconcileError::DuplicateStoredPosition(p.id));
-        }
-    }
-
-    let intent_ids: HashSet<&ClientOrderId> = in_flight.iter().map(StoredIntent::id).collect();
-    let broker_coid = |coid: &Option<ClientOrderId>, label: &Option<String>| {
-        coid.clone().or_else(|| {
-            label
-                .as_deref()
-                .and_then(|l| client_order_id_in_label(label_prefix, l))
-        })
-    };
-
-    let mut evidence: HashMap<ClientOrderId, Evidence<'_>> = HashMap::new();
-    for p in &snapshot.positions {
-        if let Some(id) = broker_coid(&p.client_order_id, &p.label)
-            && intent_ids.contains(&id)
-        {
-            evidence.entry(id).or_default().positions.push(p);
-        }
-    }
-    for o in &snapshot.orders {
-        if let Some(id) = broker_coid(&o.client_order_id, &o.label)
-            && intent_ids.contains(&id)
-        {
-            evidence.entry(id).or_default().orders.push(o);
-        }
-    }
-    for d in &deals {
-        if let Some(id) = &d.client_order_id
-            && intent_ids.contains(id)
-        {
-            evidence.entry(id.clone()).or_default().deals.push(d);
-        }
-    }
-
+    let mut views = Views::index(stored_open, in_flight, snapshot, label_prefix)?;
     let mut out = ReconcilePlan {
         taken_at: snapshot.taken_at,
-        deals_until: deals.iter().map(|d| d.time).max(),
+        deals_until: views.deals.iter().map(|d| d.time).max(),
         ..ReconcilePlan::default()
     };
+    sync_or_close_stored(&views, stored_open, snapshot.taken_at, &mut out)?;
+    let adopted = adopt_unknown_positions(&views, snapshot, label_prefix, &mut out);
+    resolve_intents(&mut views, in_flight, snapshot.taken_at, adopted, &mut out)?;
+    warn_unexplained_orders(&views, snapshot, label_prefix, &mut out);
+    Ok(out)
+}
 
-    // 1. Stored open positions: still open (sync), or closed while we were away.
+/// Both sides of the diff, indexed once for the steps of [`plan`].
+struct Views<'a> {
+    /// The broker's open positions by id.
+    broker: HashMap<PositionId, &'a BrokerPosition>,
+    /// The snapshot's deals, each id once, by time then id.
+    deals: Vec<&'a Fill>,
+    /// The same deals per position, in that order.
+    deals_by_position: HashMap<PositionId, Vec<&'a Fill>>,
+    /// The store's open positions by id.
+    stored: HashMap<PositionId, &'a Position>,
+    /// The client order ids of the intents in flight.
+    intent_ids: HashSet<&'a ClientOrderId>,
+    /// What the broker holds about each in-flight intent (taken out as step 3 resolves it).
+    evidence: HashMap<ClientOrderId, Evidence<'a>>,
+}
+
+impl<'a> Views<'a> {
+    /// Step 0: indexes the snapshot and the store, refusing a position listed twice on either
+    /// side and two different deals with one id, and gathers each in-flight intent's evidence.
+    fn index(
+        stored_open: &'a [Position],
+        in_flight: &'a [StoredIntent],
+        snapshot: &'a BrokerSnapshot,
+        label_prefix: &LabelPrefix,
+    ) -> Result<Views<'a>, ReconcileError> {
+        let mut broker: HashMap<PositionId, &BrokerPosition> =
+            HashMap::with_capacity(snapshot.positions.len());
+        for p in &snapshot.positions {
+            if broker.insert(p.id, p).is_some() {
+                return Err(ReconcileError::DuplicateBrokerPosition(p.id));
+            }
+        }
+        let mut deal_by_id: HashMap<i64, &Fill> = HashMap::with_capacity(snapshot.deals.len());
+        for d in &snapshot.deals {
+            if let Some(seen) = deal_by_id.insert(d.deal_id, d)
+                && seen != d
+            {
+                return Err(ReconcileError::ConflictingDeal(d.deal_id));
+            }
+        }
+        let mut deals: Vec<&Fill> = deal_by_id.values().copied().collect();
+        deals.sort_by_key(|d| (d.time, d.deal_id));
+        let mut deals_by_position: HashMap<PositionId, Vec<&Fill>> = HashMap::new();
+        for d in &deals {
+            deals_by_position.entry(d.position_id).or_default().push(d);
+        }
+
+        let mut stored: HashMap<PositionId, &Position> = HashMap::with_capacity(stored_open.len());
+        for p in stored_open {
+            if stored.insert(p.id, p).is_some() {
+                return Err(ReconcileError::DuplicateStoredPosition(p.id));
+            }
+        }
+
+        let intent_ids: HashSet<&ClientOrderId> = in_flight.iter().map(StoredIntent::id).collect();
+        let mut evidence: HashMap<ClientOrderId, Evidence<'_>> = HashMap::new();
+        for p in &snapshot.positions {
+            if let Some(id) = broker_client_order_id(&p.client_order_id, &p.label, label_prefix)
+                && intent_ids.contains(&id)
+            {
+                evidence.entry(id).or_default().positions.push(p);
+            }
+        }
+        for o in &snapshot.orders {
+            if let Some(id) = broker_client_order_id(&o.client_order_id, &o.label, label_prefix)
+                && intent_ids.contains(&id)
+            {
+                evidence.entry(id).or_default().orders.push(o);
+            }
+        }
+        for d in &deals {
+            if let Some(id) = &d.client_order_id
+                && intent_ids.contains(id)
+            {
+                evidence.entry(id.clone()).or_default().deals.push(d);
+            }
+        }
+        Ok(Views {
+            broker,
+            deals,
+            deals_by_position,
+            stored,
+            intent_ids,
+            evidence,
+        })
+    }
+
+    /// The snapshot's deals of one position (none when it has none).
+    fn deals_of(&self, id: PositionId) -> &[&'a Fill] {
+        self.deals_by_position
+            .get(&id)
+            .map_or(&[][..], Vec::as_slice)
+    }
+}
+
+/// The client order id the broker holds for a position or order: its `clientOrderId`, or else
+/// the one our label carries.
+fn broker_client_order_id(
+    coid: &Option<ClientOrderId>,
+    label: &Option<String>,
+    label_prefix: &LabelPrefix,
+) -> Option<ClientOrderId> {
+    coid.clone().or_else(|| {
+        label
+            .as_deref()
+            .and_then(|l| label_prefix.client_order_id_in(l))
+    })
+}
+
+/// Step 1: each stored open position, by id: in sync, synced to the broker's volume and stops,
+/// closed from its closing deals, or (no closing deal) closed unexplained for a person to check.
+/// A position whose side or symbol differs at the broker is a contradiction: no plan.
+fn sync_or_close_stored(
+    views: &Views<'_>,
+    stored_open: &[Position],
+    taken_at: Timestamp,
+    out: &mut ReconcilePlan,
+) -> Result<(), ReconcileError> {
     let mut stored_sorted: Vec<&Position> = stored_open.iter().collect();
     stored_sorted.sort_by_key(|p| p.id);
     for s in stored_sorted {
         let before = PositionLevels::of(s);
-        if let Some(b) = broker.get(&s.id) {
+        if let Some(b) = views.broker.get(&s.id) {
             if b.side != s.side || b.symbol != s.symbol {
                 return Err(ReconcileError::Contradiction {
                     id: s.id,
@@ -550,22 +598,19 @@ pub fn plan(
                     id: s.id,
                     before,
                     after,
-                    deals: deals_by_position
-                        .get(&s.id)
-                        .map(|ds| ds.iter().map(|d| (*d).clone()).collect())
-                        .unwrap_or_default(),
+                    deals: views.deals_of(s.id).iter().map(|d| (*d).clone()).collect(),
                 });
             }
             continue;
         }
-        let position_deals = deals_by_position.get(&s.id).map_or(&[][..], Vec::as_slice);
+        let position_deals = views.deals_of(s.id);
         match exit_from_deals(
             s.id,
             s.side,
             s.stop_loss,
             s.take_profit,
             position_deals,
-            &intent_ids,
+            &views.intent_ids,
         )? {
             Some(exit) => out.corrections.push(Correction::ClosePosition {
                 id: s.id,
@@ -580,26 +625,33 @@ pub fn plan(
             None => out.corrections.push(Correction::CloseUnexplained {
                 id: s.id,
                 before,
-                noticed_at: snapshot.taken_at,
+                noticed_at: taken_at,
             }),
         }
     }
+    Ok(())
+}
 
-    // 2. Broker positions the store does not hold: ours (adopt) or someone else's (report only).
+/// Step 2: broker positions the store does not hold, by id: ours (our label, or opened by an
+/// in-flight intent) are adopted with their deals; anyone else's are only reported as foreign.
+/// Returns the ids adopted.
+fn adopt_unknown_positions(
+    views: &Views<'_>,
+    snapshot: &BrokerSnapshot,
+    label_prefix: &LabelPrefix,
+    out: &mut ReconcilePlan,
+) -> HashSet<PositionId> {
     let mut adopted: HashSet<PositionId> = HashSet::new();
     let mut unknown: Vec<&BrokerPosition> = snapshot
         .positions
         .iter()
-        .filter(|p| !stored.contains_key(&p.id))
+        .filter(|p| !views.stored.contains_key(&p.id))
         .collect();
     unknown.sort_by_key(|p| p.id);
     for b in unknown {
-        let coid = broker_coid(&b.client_order_id, &b.label);
-        let labelled = b
-            .label
-            .as_deref()
-            .is_some_and(|l| is_our_label(label_prefix, l));
-        let from_intent = coid.as_ref().is_some_and(|c| intent_ids.contains(c));
+        let coid = broker_client_order_id(&b.client_order_id, &b.label, label_prefix);
+        let labelled = b.label.as_deref().is_some_and(|l| label_prefix.is_ours(l));
+        let from_intent = coid.as_ref().is_some_and(|c| views.intent_ids.contains(c));
         if !(labelled || from_intent) {
             out.foreign.push(b.clone());
             continue;
@@ -628,37 +680,45 @@ pub fn plan(
                 pnl: None,
                 close_reason: None,
             },
-            deals: deals_by_position
-                .get(&b.id)
-                .map(|ds| ds.iter().map(|d| (*d).clone()).collect())
-                .unwrap_or_default(),
+            deals: views.deals_of(b.id).iter().map(|d| (*d).clone()).collect(),
             why,
         });
     }
+    adopted
+}
 
-    // 3. Intents left in flight: what became of each order, from the broker's evidence.
+/// Step 3: each intent left in flight, oldest first, resolved from the broker's evidence
+/// ([`resolve_in_flight`]'s rule); a position it opened that closed again while we were away is
+/// rebuilt from its deals and adopted. A snapshot older than an intent's last change: no plan.
+fn resolve_intents(
+    views: &mut Views<'_>,
+    in_flight: &[StoredIntent],
+    taken_at: Timestamp,
+    mut adopted: HashSet<PositionId>,
+    out: &mut ReconcilePlan,
+) -> Result<(), ReconcileError> {
     let mut intents: Vec<&StoredIntent> = in_flight.iter().collect();
     intents.sort_by(|a, b| (a.intent.created_at, a.id()).cmp(&(b.intent.created_at, b.id())));
     for i in intents {
-        if snapshot.taken_at < i.updated_at {
+        if taken_at < i.updated_at {
             return Err(ReconcileError::StaleSnapshot {
                 id: i.id().clone(),
-                taken_at: snapshot.taken_at,
+                taken_at,
                 updated_at: i.updated_at,
             });
         }
-        let ev = evidence.remove(i.id()).unwrap_or_default();
+        let ev = views.evidence.remove(i.id()).unwrap_or_default();
         let resolution = resolve_intent(i, &ev)?;
         if let IntentResolution::Filled { position, .. } = &resolution
             && let Some(pid) = position
             && i.intent.request.position_to_close.is_none()
-            && !stored.contains_key(pid)
-            && !broker.contains_key(pid)
+            && !views.stored.contains_key(pid)
+            && !views.broker.contains_key(pid)
             && !adopted.contains(pid)
         {
             // Opened and closed again while we were away: rebuild it from its deals.
-            let position_deals = deals_by_position.get(pid).map_or(&[][..], Vec::as_slice);
-            if let Some(position) = closed_from_deals(*pid, i, position_deals, &intent_ids)? {
+            let position_deals = views.deals_of(*pid);
+            if let Some(position) = closed_from_deals(*pid, i, position_deals, &views.intent_ids)? {
                 adopted.insert(*pid);
                 out.corrections.push(Correction::AdoptPosition {
                     position,
@@ -698,15 +758,21 @@ pub fn plan(
             });
         }
     }
+    Ok(())
+}
 
-    // 4. Pending orders of ours that no in-flight intent explains: nothing to change, but odd.
+/// Step 4: pending orders of ours that no in-flight intent explains: nothing to change, but odd,
+/// so a warning.
+fn warn_unexplained_orders(
+    views: &Views<'_>,
+    snapshot: &BrokerSnapshot,
+    label_prefix: &LabelPrefix,
+    out: &mut ReconcilePlan,
+) {
     for o in &snapshot.orders {
-        let ours = o
-            .label
-            .as_deref()
-            .is_some_and(|l| is_our_label(label_prefix, l));
-        let explained =
-            broker_coid(&o.client_order_id, &o.label).is_some_and(|c| intent_ids.contains(&c));
+        let ours = o.label.as_deref().is_some_and(|l| label_prefix.is_ours(l));
+        let explained = broker_client_order_id(&o.client_order_id, &o.label, label_prefix)
+            .is_some_and(|c| views.intent_ids.contains(&c));
         if ours && !explained {
             out.warnings.push(format!(
                 "pending order {} carries our label but no in-flight intent explains it",
@@ -714,7 +780,6 @@ pub fn plan(
             ));
         }
     }
-    Ok(out)
 }
 
 /// What became of one in-flight intent.
@@ -751,11 +816,8 @@ pub enum IntentResolution {
 pub fn resolve_in_flight(
     intent: &StoredIntent,
     snapshot: &BrokerSnapshot,
-    label_prefix: &str,
+    label_prefix: &LabelPrefix,
 ) -> Result<IntentResolution, ReconcileError> {
-    if label_prefix.is_empty() {
-        return Err(ReconcileError::EmptyLabelPrefix);
-    }
     if snapshot.taken_at < intent.updated_at {
         return Err(ReconcileError::StaleSnapshot {
             id: intent.id().clone(),
@@ -767,7 +829,7 @@ pub fn resolve_in_flight(
         coid.as_ref() == Some(intent.id())
             || label
                 .as_deref()
-                .and_then(|l| client_order_id_in_label(label_prefix, l))
+                .and_then(|l| label_prefix.client_order_id_in(l))
                 .as_ref()
                 == Some(intent.id())
     };

@@ -8,7 +8,7 @@ use domain::{
 };
 
 use crate::StoreError;
-use crate::store::StoredIntent;
+use crate::intent::StoredIntent;
 
 /// Splits optional money into its two columns.
 pub(crate) fn money_parts(m: Option<Money>) -> (Option<i64>, Option<i64>) {

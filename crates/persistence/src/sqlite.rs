@@ -17,12 +17,13 @@ use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::StoreError;
 use crate::error::open_error;
+use crate::intent::StoredIntent;
 use crate::reconcile::{Correction, ReconcilePlan};
 use crate::rows::{FillRow, IntentRow, PositionRow, SentimentRow, money_parts};
 use crate::store::{
     Acknowledge, AnswerRecorded, AuditEntry, FillRecorded, OrderAnswer, PositionQuery,
-    SealedTokens, StoreFuture, StoredIntent, TradeStore, check_fill, check_new_intent,
-    check_same_deal, check_sentiment, next_status,
+    SealedTokens, StoreFuture, TradeStore, check_fill, check_new_intent, check_same_deal,
+    check_sentiment, next_status,
 };
 
 /// Where a store opened without a path goes (the bot's own default names the environment and
@@ -123,6 +124,35 @@ impl SqliteTradeStore {
     /// Opens (creating when missing) the database at `path` with default settings.
     pub async fn open_path(path: impl Into<PathBuf>) -> Result<SqliteTradeStore, StoreError> {
         SqliteTradeStore::open(SqliteStoreConfig::new(path)).await
+    }
+
+    /// An empty store that lives in memory and is gone when dropped: the same schema and code as
+    /// a file, for planning against "nothing stored yet" (`reconcile --dry-run` before the first
+    /// run) without creating a file. Never for trading: nothing in it survives the process.
+    pub async fn open_scratch() -> Result<SqliteTradeStore, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        // Each connection to `:memory:` is a database of its own: one connection serves all.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(&path, e))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| migrate_error(&path, e))?;
+        Ok(SqliteTradeStore {
+            writer: pool.clone(),
+            reader: pool,
+            path,
+            read_only: false,
+        })
     }
 
     /// Opens the store: checks the file is ours and not from a newer build (without writing to

@@ -18,38 +18,12 @@ use domain::{
 };
 
 use crate::StoreError;
+use crate::intent::StoredIntent;
 use crate::reconcile::ReconcilePlan;
 
 /// What every store method returns: a boxed future, so the trait is dyn-compatible and the bot
 /// can hold an `Arc<dyn TradeStore>`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// An order intent as stored, with what the broker said about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredIntent {
-    /// The intent (its `status` is the stored one).
-    pub intent: OrderIntent,
-    /// When the status last changed.
-    pub updated_at: Timestamp,
-    /// The broker's order id, once known.
-    pub broker_order_id: Option<i64>,
-    /// The position it opened or closed, once known.
-    pub position_id: Option<PositionId>,
-    /// Why it ended as it did (rejection text, reconciliation finding).
-    pub note: Option<String>,
-}
-
-impl StoredIntent {
-    /// The client order id.
-    pub fn id(&self) -> &ClientOrderId {
-        &self.intent.request.client_order_id
-    }
-
-    /// The stored status.
-    pub fn status(&self) -> IntentStatus {
-        self.intent.status
-    }
-}
 
 /// The broker's answer to an order, recorded by [`TradeStore::record_answer`].
 // Answers are short-lived values passed by reference; boxing the fill would only add an allocation.
@@ -218,7 +192,7 @@ impl std::fmt::Debug for SealedTokens {
 }
 
 /// Durable trading records. Implementations: [`crate::SqliteTradeStore`] (production) and
-/// [`crate::MemoryTradeStore`] (tests, backtests, dry runs); both pass one conformance suite.
+/// `MemoryTradeStore` (tests, feature `test-util`); both pass one conformance suite.
 pub trait TradeStore: Send + Sync + std::fmt::Debug {
     /// Step 1 of an order: commits a new intent with status `pending`. Refuses a second intent
     /// with the same client order id ([`StoreError::DuplicateIntent`]) and any status but pending.

@@ -1,4 +1,6 @@
-//! One suite, two stores: the SQLite store and the in-memory fake must behave the same.
+//! One suite, three stores: the SQLite store on a file, the same in memory (`open_scratch`, what
+//! `reconcile --dry-run` plans against before a first run) and the in-memory fake must behave the
+//! same.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,7 +17,8 @@ use persistence::{
     SealedTokens, StoreError, TradeStore,
 };
 
-/// Declares `$name` twice: once on a fresh SQLite file, once on the in-memory store.
+/// Declares `$name` three times: on a fresh SQLite file, on a scratch SQLite store in memory, and
+/// on the in-memory store.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -33,6 +36,14 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     super::within(super::$name(super::memory_store())).await;
+                }
+            )*
+        }
+        mod on_scratch {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::within(super::$name(super::scratch_store().await)).await;
                 }
             )*
         }

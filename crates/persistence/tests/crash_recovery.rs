@@ -23,7 +23,7 @@ async fn restart_and_reconcile(
     let store = within(SqliteTradeStore::open_path(path)).await.unwrap();
     let open = store.open_positions().await.unwrap();
     let in_flight = store.intents_in_flight().await.unwrap();
-    let the_plan = plan(&open, &in_flight, snap, PREFIX).unwrap();
+    let the_plan = plan(&open, &in_flight, snap, &PREFIX).unwrap();
     store.apply(&the_plan, snap.taken_at).await.unwrap();
     (store, the_plan)
 }
@@ -44,7 +44,7 @@ async fn assert_converged(store: &SqliteTradeStore, snap: &BrokerSnapshot) {
     later.taken_at = Timestamp(snap.taken_at.0 + 1_000);
     let open = store.open_positions().await.unwrap();
     let in_flight = store.intents_in_flight().await.unwrap();
-    let again = plan(&open, &in_flight, &later, PREFIX).unwrap();
+    let again = plan(&open, &in_flight, &later, &PREFIX).unwrap();
     assert!(again.corrections.is_empty(), "{:?}", again.corrections);
 }
 

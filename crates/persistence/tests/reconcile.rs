@@ -11,8 +11,7 @@ use domain::{
 };
 use persistence::{
     Correction, IntentResolution, MemoryTradeStore, ReasonBasis, ReconcileError, ReconcileReport,
-    SqliteTradeStore, StoredIntent, TradeStore, client_order_id_in_label, deal_history_start,
-    is_our_label, plan, resolve_in_flight,
+    SqliteTradeStore, StoredIntent, TradeStore, deal_history_start, plan, resolve_in_flight,
 };
 
 /// Both stores, so every applied case runs on each.
@@ -38,20 +37,7 @@ async fn plan_for(
 ) -> persistence::ReconcilePlan {
     let open = store.open_positions().await.unwrap();
     let in_flight = store.intents_in_flight().await.unwrap();
-    plan(&open, &in_flight, snap, PREFIX).unwrap()
-}
-
-#[test]
-fn labels_of_ours_are_recognised_exactly() {
-    assert!(is_our_label("pob", "pob-41-29399166-L"));
-    assert!(!is_our_label("pob", "pobx-1"));
-    assert!(!is_our_label("pob", "manual"));
-    assert_eq!(
-        client_order_id_in_label("pob", "pob-7"),
-        Some(coid("pob-7"))
-    );
-    assert_eq!(client_order_id_in_label("pob", "other-7"), None);
-    assert_eq!(client_order_id_in_label("", "pob-7"), None);
+    plan(&open, &in_flight, snap, &PREFIX).unwrap()
 }
 
 #[tokio::test]
@@ -460,7 +446,7 @@ async fn intents_in_flight_are_resolved_from_the_broker_evidence() {
         let open = store.open_positions().await.unwrap();
         let flight = store.intents_in_flight().await.unwrap();
         assert!(matches!(
-            plan(&open, &flight, &snap, PREFIX),
+            plan(&open, &flight, &snap, &PREFIX),
             Err(ReconcileError::StaleSnapshot { .. })
         ));
         let mut later = snap.clone();
@@ -540,15 +526,10 @@ fn stored_intent(id: &str, status: IntentStatus, updated_at: i64) -> StoredInten
 #[test]
 fn unsafe_inputs_fail_closed() {
     let p = open_position(1, Some("pob-1"), 1_000);
-    let empty = snapshot(vec![], vec![], vec![], 5_000);
-    assert_eq!(
-        plan(&[], &[], &empty, ""),
-        Err(ReconcileError::EmptyLabelPrefix)
-    );
 
     let twice = snapshot(vec![broker_of(&p), broker_of(&p)], vec![], vec![], 5_000);
     assert_eq!(
-        plan(&[], &[], &twice, PREFIX),
+        plan(&[], &[], &twice, &PREFIX),
         Err(ReconcileError::DuplicateBrokerPosition(PositionId(1)))
     );
 
@@ -556,7 +537,7 @@ fn unsafe_inputs_fail_closed() {
     flipped.side = Side::Sell;
     let snap = snapshot(vec![flipped], vec![], vec![], 5_000);
     assert!(matches!(
-        plan(std::slice::from_ref(&p), &[], &snap, PREFIX),
+        plan(std::slice::from_ref(&p), &[], &snap, &PREFIX),
         Err(ReconcileError::Contradiction { .. })
     ));
 
@@ -571,12 +552,12 @@ fn unsafe_inputs_fail_closed() {
         5_000,
     );
     assert!(matches!(
-        plan(&[], std::slice::from_ref(&i), &two, PREFIX),
+        plan(&[], std::slice::from_ref(&i), &two, &PREFIX),
         Err(ReconcileError::AmbiguousIntent { .. })
     ));
 
     let stale = snapshot(vec![], vec![], vec![], 1_000);
-    let err = plan(&[], &[i], &stale, PREFIX).unwrap_err();
+    let err = plan(&[], &[i], &stale, &PREFIX).unwrap_err();
     assert!(matches!(err, ReconcileError::StaleSnapshot { .. }) && err.is_transient());
 
     let a = closing_fill(1, 1, price(4000), 10, None);
@@ -584,12 +565,15 @@ fn unsafe_inputs_fail_closed() {
     b.price = price(4001);
     let conflicting = snapshot(vec![], vec![], vec![a.clone(), b], 5_000);
     assert_eq!(
-        plan(std::slice::from_ref(&p), &[], &conflicting, PREFIX),
+        plan(std::slice::from_ref(&p), &[], &conflicting, &PREFIX),
         Err(ReconcileError::ConflictingDeal(1))
     );
     // The same deal listed twice is harmless.
     let same = snapshot(vec![], vec![], vec![a.clone(), a], 5_000);
-    assert_eq!(plan(&[p], &[], &same, PREFIX).unwrap().corrections.len(), 1);
+    assert_eq!(
+        plan(&[p], &[], &same, &PREFIX).unwrap().corrections.len(),
+        1
+    );
 }
 
 #[test]
@@ -613,7 +597,7 @@ fn the_recovery_rule_for_one_intent() {
     let sent = stored_intent("pob-r", IntentStatus::Sent, 1_100);
     let nothing = snapshot(vec![], vec![], vec![], 5_000);
     assert!(matches!(
-        resolve_in_flight(&sent, &nothing, PREFIX).unwrap(),
+        resolve_in_flight(&sent, &nothing, &PREFIX).unwrap(),
         IntentResolution::Lost { .. }
     ));
     // Found by label alone (the broker did not echo the client order id).
@@ -624,7 +608,7 @@ fn the_recovery_rule_for_one_intent() {
         5_000,
     );
     assert!(matches!(
-        resolve_in_flight(&sent, &by_label, PREFIX).unwrap(),
+        resolve_in_flight(&sent, &by_label, &PREFIX).unwrap(),
         IntentResolution::Filled {
             position: Some(PositionId(3)),
             ..
@@ -632,7 +616,7 @@ fn the_recovery_rule_for_one_intent() {
     ));
     let waiting = snapshot(vec![], vec![pending_order(12, "pob-r")], vec![], 5_000);
     assert_eq!(
-        resolve_in_flight(&sent, &waiting, PREFIX).unwrap(),
+        resolve_in_flight(&sent, &waiting, &PREFIX).unwrap(),
         IntentResolution::Accepted {
             broker_order_id: 12,
             evidence: "pending order 12 at the broker carries this order's id".to_owned()
@@ -645,7 +629,7 @@ fn the_recovery_rule_for_one_intent() {
         5_000,
     );
     assert!(matches!(
-        resolve_in_flight(&sent, &by_deal, PREFIX).unwrap(),
+        resolve_in_flight(&sent, &by_deal, &PREFIX).unwrap(),
         IntentResolution::Filled {
             position: Some(PositionId(4)),
             broker_order_id: Some(1_005),
@@ -660,12 +644,12 @@ fn the_recovery_rule_for_one_intent() {
         5_000,
     );
     assert!(matches!(
-        resolve_in_flight(&sent, &other, PREFIX).unwrap(),
+        resolve_in_flight(&sent, &other, &PREFIX).unwrap(),
         IntentResolution::Lost { .. }
     ));
     let stale = snapshot(vec![], vec![], vec![], 1_000);
     assert!(matches!(
-        resolve_in_flight(&sent, &stale, PREFIX),
+        resolve_in_flight(&sent, &stale, &PREFIX),
         Err(ReconcileError::StaleSnapshot { .. })
     ));
 }

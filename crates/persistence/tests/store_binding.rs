@@ -163,7 +163,7 @@ async fn conflicting_deal_is_refused(store: Arc<dyn TradeStore>) {
         10_000,
     );
     let open = store.open_positions().await.unwrap();
-    let plan = persistence::plan(&open, &[], &snap, PREFIX).unwrap();
+    let plan = persistence::plan(&open, &[], &snap, &PREFIX).unwrap();
     let err = store.apply(&plan, Timestamp(10_000)).await.unwrap_err();
     assert!(
         matches!(err, StoreError::ConflictingFill { deal_id: 900, .. }),
@@ -191,8 +191,13 @@ async fn findings_wait_for_an_acknowledgement(store: Arc<dyn TradeStore>) {
         .await
         .unwrap();
     let open = store.open_positions().await.unwrap();
-    let plan =
-        persistence::plan(&open, &[], &snapshot(vec![], vec![], vec![], 5_000), PREFIX).unwrap();
+    let plan = persistence::plan(
+        &open,
+        &[],
+        &snapshot(vec![], vec![], vec![], 5_000),
+        &PREFIX,
+    )
+    .unwrap();
     assert_eq!(plan.flagged(), 1);
     store.apply(&plan, Timestamp(5_000)).await.unwrap();
     let waiting = store.open_findings().await.unwrap();

@@ -191,7 +191,7 @@ impl SentimentService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::FakeSource;
+    use crate::fakes::FakeSource;
     use domain::FixedClock;
 
     fn reading(source: &str, score: f64) -> SentimentReading {

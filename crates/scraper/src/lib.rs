@@ -9,6 +9,8 @@
 mod chain;
 mod config;
 mod error;
+#[cfg(any(test, feature = "test-util"))]
+mod fakes;
 mod http;
 mod lexicon;
 mod limits;
@@ -24,13 +26,15 @@ pub use chain::{CHAIN, FallbackChain, SentimentService, SentimentStats};
 pub use config::{HttpSettings, SentimentConfig, SourceInputs, SourceKind};
 pub use domain::Secret;
 pub use error::{ConfigError, HttpError, ReplayError, SourceError};
+#[cfg(any(test, feature = "test-util"))]
+pub use fakes::{FakeSource, RecordingSleeper};
 pub use http::{HttpClient, HttpPolicy, HttpRequest, HttpResponse};
 pub use lexicon::{PalmOilLexicon, aggregate};
 pub use limits::{CircuitBreaker, SlidingBudget};
 pub use nitter::{MAX_QUERY_CHARS, NITTER, NitterConfig, NitterSource};
 pub use perplexity::{PERPLEXITY, PerplexityConfig, PerplexitySource};
 pub use replay::{BUNDLED_SERIES, REPLAY, ReplayConfig, ReplaySource};
-pub use retry::{RecordingSleeper, RetryPolicy, Sleeper, TokioSleeper, full_jitter, server_wait};
+pub use retry::{RetryPolicy, Sleeper, TokioSleeper, full_jitter, server_wait};
 pub use rss::{FeedItem, parse_rss};
-pub use source::{FakeSource, SentimentFuture, SentimentSource};
+pub use source::{SentimentFuture, SentimentSource};
 pub use x_api::{X, XConfig, XSearchSource};

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -23,33 +22,6 @@ pub struct TokioSleeper;
 impl Sleeper for TokioSleeper {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(tokio::time::sleep(duration))
-    }
-}
-
-/// Returns at once and records each requested wait, for tests.
-#[derive(Debug, Clone, Default)]
-pub struct RecordingSleeper {
-    waits: Arc<Mutex<Vec<Duration>>>,
-}
-
-impl RecordingSleeper {
-    /// A sleeper with no recorded waits.
-    pub fn new() -> RecordingSleeper {
-        RecordingSleeper::default()
-    }
-
-    /// The waits requested so far, in order.
-    pub fn waits(&self) -> Vec<Duration> {
-        self.waits.lock().map(|w| w.clone()).unwrap_or_default()
-    }
-}
-
-impl Sleeper for RecordingSleeper {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        if let Ok(mut waits) = self.waits.lock() {
-            waits.push(duration);
-        }
-        Box::pin(std::future::ready(()))
     }
 }
 

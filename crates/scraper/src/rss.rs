@@ -64,7 +64,7 @@ pub fn parse_rss(text: &str) -> Result<Vec<FeedItem>, String> {
             .map_err(|e| format!("XML error at byte {}: {e}", reader.error_position()))?;
         match event {
             Event::Start(start) => {
-                let name = String::from_utf8_lossy(start.name().as_ref()).to_lowercase();
+                let name = start.name().as_ref().to_lowercase();
                 depth += 1;
                 if root.is_none() {
                     if name != "rss" {
@@ -91,12 +91,12 @@ pub fn parse_rss(text: &str) -> Result<Vec<FeedItem>, String> {
                 }
             }
             Event::Empty(start) if root.is_none() => {
-                let name = String::from_utf8_lossy(start.name().as_ref()).to_lowercase();
+                let name = start.name().as_ref().to_lowercase();
                 return Err(format!("root element is <{name}/>, not <rss>"));
             }
             Event::End(end) => {
                 depth = depth.saturating_sub(1);
-                let name = String::from_utf8_lossy(end.name().as_ref()).to_lowercase();
+                let name = end.name().as_ref().to_lowercase();
                 if name == "item"
                     && let Some(item) = current.take()
                 {
@@ -105,19 +105,20 @@ pub fn parse_rss(text: &str) -> Result<Vec<FeedItem>, String> {
                 field = None;
             }
             Event::Text(t) => {
-                let decoded = t.xml_content().map_err(|e| format!("bad text: {e}"))?;
+                // RSS is XML 1.0: line ends normalised as 1.0 says.
+                let decoded = t.xml10_content();
                 append(&mut current, field, &decoded);
             }
             Event::CData(t) => {
-                let decoded = t.decode().map_err(|e| format!("bad CDATA: {e}"))?;
+                let decoded = t.xml10_content();
                 append(&mut current, field, &decoded);
             }
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
                     Ok(None) => {
-                        let name = r.decode().map_err(|e| format!("bad entity: {e}"))?;
-                        match quick_xml::escape::resolve_predefined_entity(&name) {
+                        let name: &str = r.as_ref();
+                        match quick_xml::escape::resolve_predefined_entity(name) {
                             Some(s) => s.to_owned(),
                             None => return Err(format!("unknown entity &{name};")),
                         }

@@ -1,10 +1,7 @@
-//! The boundary every sentiment source implements, and an in-memory fake beside it.
+//! The boundary every sentiment source implements.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use domain::SentimentReading;
 
@@ -22,56 +19,6 @@ pub trait SentimentSource: Send + Sync + std::fmt::Debug {
 
     /// Fetches one reading now.
     fn fetch(&self) -> SentimentFuture<'_>;
-}
-
-/// An in-memory source for tests: replays queued outcomes, then repeats the last one.
-#[derive(Debug)]
-pub struct FakeSource {
-    name: String,
-    outcomes: Mutex<VecDeque<Result<SentimentReading, SourceError>>>,
-    calls: AtomicU32,
-}
-
-impl FakeSource {
-    /// A fake named `name` that gives `outcomes` in order; the last one repeats.
-    pub fn new(
-        name: impl Into<String>,
-        outcomes: impl IntoIterator<Item = Result<SentimentReading, SourceError>>,
-    ) -> FakeSource {
-        FakeSource {
-            name: name.into(),
-            outcomes: Mutex::new(outcomes.into_iter().collect()),
-            calls: AtomicU32::new(0),
-        }
-    }
-
-    /// How many times `fetch` was called.
-    pub fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl SentimentSource for FakeSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn fetch(&self) -> SentimentFuture<'_> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let outcome = match self.outcomes.lock() {
-            Ok(mut queue) => {
-                if queue.len() > 1 {
-                    queue.pop_front()
-                } else {
-                    queue.front().cloned()
-                }
-            }
-            Err(_) => None,
-        };
-        let outcome = outcome
-            .unwrap_or_else(|| Err(SourceError::NoData("fake source has no outcomes".into())));
-        Box::pin(async move { outcome })
-    }
 }
 
 /// Checks a reading's ranges before it leaves a source.
@@ -119,18 +66,6 @@ mod tests {
             item_count: 1,
             summary: "s".into(),
         }
-    }
-
-    #[tokio::test]
-    async fn fake_replays_then_repeats_last() {
-        let fake = FakeSource::new(
-            "fake",
-            [Err(SourceError::NoData("x".into())), Ok(reading(0.2))],
-        );
-        assert!(fake.fetch().await.is_err());
-        assert_eq!(fake.fetch().await.unwrap().score, 0.2);
-        assert_eq!(fake.fetch().await.unwrap().score, 0.2);
-        assert_eq!(fake.calls(), 3);
     }
 
     #[test]

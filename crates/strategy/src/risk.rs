@@ -546,6 +546,7 @@ mod tests {
                 end_second: monday + 16_200,
             }],
             holidays: vec![],
+            changes: vec![],
         };
         let g = RiskGate::new(RiskConfig::default(), spec(schedule.clone())).unwrap();
         let kill = KillSwitchState::default();

@@ -140,11 +140,22 @@ fn sentiment_warnings(
     }
 }
 
+/// Secrets come from the environment only: a `.env` file is never read, and saying so saves an
+/// operator from wondering why its values are ignored. Every command that reads settings calls it.
+#[allow(clippy::print_stderr)] // a start-up note for the operator's terminal
+pub fn warn_about_dotenv() {
+    if Path::new(".env").exists() {
+        eprintln!(
+            "note: a .env file is present but is never read; export its variables in the environment instead"
+        );
+    }
+}
+
 #[allow(clippy::print_stdout, clippy::print_stderr)] // this command's output is the point
 /// Runs `check-config`: exit status 0 when valid (warnings on stderr), 2 with every problem
 /// listed otherwise.
 pub fn run(path: Option<&Path>) -> ExitCode {
-    super::run::warn_about_dotenv();
+    warn_about_dotenv();
     let env = |name: &str| std::env::var(name).ok();
     match validate_trading(path, &env) {
         Ok(checked) => {

@@ -65,7 +65,7 @@ pub fn run(config_path: Option<&std::path::Path>, args: &DemoArgs) -> ExitCode {
     config.database_url = format!("sqlite://{}", args.data_dir.join("demo.db").display());
     // The bundled sentiment series has about one reading a day: judge it fresh for two days.
     config.strategy.sentiment_max_age_secs = config.strategy.sentiment_max_age_secs.max(2 * 86_400);
-    crate::commands::run::warn_about_dotenv();
+    crate::commands::check_config::warn_about_dotenv();
     // Offline unless asked: without --live-sentiment no key is even read.
     let secrets = if args.live_sentiment {
         let secrets = SentimentSecrets::from_env(&|name: &str| std::env::var(name).ok());

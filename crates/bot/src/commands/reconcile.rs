@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ctrader_client::{BrokerError, CTraderClient, CTraderConfig};
 use domain::{Clock, SystemClock};
-use persistence::{AuditEntry, MemoryTradeStore, ReconcileReport, StoreIdentity, TradeStore};
+use persistence::{AuditEntry, ReconcileReport, SqliteTradeStore, StoreIdentity, TradeStore};
 
 use crate::commands::positions::{StoreAccessError, open_read_only};
 use crate::commands::run::{TradingSetup, broker_config, prepare_trading, store_identity};
@@ -223,7 +223,10 @@ async fn store_for(
                 "no database at {}: planning against an empty store",
                 path.display()
             );
-            Ok((Arc::new(MemoryTradeStore::new()), None))
+            let empty = SqliteTradeStore::open_scratch()
+                .await
+                .map_err(|e| Failure::Runtime(format!("cannot make an empty store: {e}")))?;
+            Ok((Arc::new(empty), None))
         }
         Err(e @ StoreAccessError::BadUrl(_)) => Err(Failure::Config(e.to_string())),
         Err(e) => Err(Failure::Refused(e.to_string())),

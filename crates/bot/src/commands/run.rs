@@ -11,7 +11,7 @@ use persistence::{StoreIdentity, TradeStore};
 use tokio::sync::watch;
 
 use crate::allowlist::NetworkAllowList;
-use crate::commands::check_config::validate_trading;
+use crate::commands::check_config::{TradingSettings, validate_trading, warn_about_dotenv};
 use crate::config::{BrokerCredentials, Config};
 use crate::live_guard::{self, LiveConsent};
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
@@ -82,7 +82,7 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     warn_about_dotenv();
     // The same validation `check-config` runs: settings and credentials together, so one run
     // names every problem.
-    let crate::commands::check_config::TradingSettings {
+    let TradingSettings {
         config,
         credentials,
         sentiment,
@@ -115,17 +115,6 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
         sentiment,
         allow,
     })
-}
-
-/// Secrets come from the environment only: a `.env` file is never read, and saying so saves an
-/// operator from wondering why its values are ignored.
-#[allow(clippy::print_stderr)] // a start-up note for the operator's terminal
-pub fn warn_about_dotenv() {
-    if Path::new(".env").exists() {
-        eprintln!(
-            "note: a .env file is present but is never read; export its variables in the environment instead"
-        );
-    }
 }
 
 /// Runs `run`; the exit status says how it ended (see the README).

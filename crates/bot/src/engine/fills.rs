@@ -33,7 +33,7 @@ impl<B: Broker + 'static> Engine<B> {
                 .position
                 .as_ref()
                 .and_then(|p| p.label.as_deref())
-                .is_some_and(|l| persistence::is_our_label(&self.settings.label_prefix, l));
+                .is_some_and(|l| self.settings.label_prefix.is_ours(l));
             if ours && self.store.position(fill.position_id).await?.is_none() {
                 // A fill of ours we have no record of (e.g. the answer to an order was lost).
                 self.pause(super::Pause::NeedsReconcile(format!(

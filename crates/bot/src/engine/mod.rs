@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use ctrader_client::{Broker, BrokerError, BrokerEvent, BrokerEvents};
 use domain::{
-    Bar, Clock, KillSwitchState, Money, Position, PositionStatus, Quote, SentimentReading,
-    SymbolSpec, Timestamp,
+    Bar, Clock, KillSwitchState, LabelPrefix, Money, Position, PositionStatus, Quote,
+    SentimentReading, SymbolSpec, Timestamp,
 };
 
 use self::money::AccountMoney;
@@ -38,7 +38,7 @@ use crate::reconcile::{ReconcileFailure, reconcile};
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Prefix of our order labels and client order ids.
-    pub label_prefix: String,
+    pub label_prefix: LabelPrefix,
     /// Decide and record, but send no order.
     pub dry_run: bool,
     /// Symbol names to look up, in order.
@@ -600,7 +600,7 @@ impl<B: Broker + 'static> Engine<B> {
                 && p.status == PositionStatus::Open
                 && p.label
                     .as_deref()
-                    .is_some_and(|l| persistence::is_our_label(&self.settings.label_prefix, l))
+                    .is_some_and(|l| self.settings.label_prefix.is_ours(l))
         });
         self.publish_position();
         Ok(())

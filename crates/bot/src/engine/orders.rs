@@ -4,15 +4,14 @@ use std::time::Instant;
 
 use ctrader_client::{Broker, OrderFill, OrderOutcome};
 use domain::{
-    Bar, ClientOrderId, CloseReason, IntentStatus, OrderIntent, OrderRequest, Position,
-    PositionStatus, Price, Side, Timestamp,
+    Bar, ClientOrderId, CloseReason, DecisionId, IntentStatus, OrderIntent, OrderPurpose,
+    OrderRequest, Position, PositionStatus, Price, Side, Timestamp,
 };
 use observability::{EventLevel, OrderOutcome as OrderMetric, TradeOutcome};
 use persistence::{OrderAnswer, StoreError};
 use strategy::Entry;
 
 use super::{Engine, EngineError};
-use crate::order_id::{OrderPurpose, decision_order_id};
 
 impl<B: Broker + 'static> Engine<B> {
     /// Opens a position for `entry`, if the risk rules allow it.
@@ -120,15 +119,14 @@ impl<B: Broker + 'static> Engine<B> {
     }
 
     fn order_id(&self, bar: &Bar, purpose: OrderPurpose) -> Result<ClientOrderId, EngineError> {
-        // A dry run's intents get ids of their own, so a real run on the same bar is not taken
-        // for a repeat of a decision that was never sent.
-        let prefix = if self.settings.dry_run {
-            format!("{}-dry", self.settings.label_prefix)
-        } else {
-            self.settings.label_prefix.clone()
-        };
-        decision_order_id(&prefix, self.symbol.id, bar.start, purpose)
-            .map_err(|e| EngineError::Stopped(format!("cannot name the order: {e}")))
+        DecisionId {
+            symbol: self.symbol.id,
+            bar_start: bar.start,
+            purpose,
+            dry_run: self.settings.dry_run,
+        }
+        .client_order_id(&self.settings.label_prefix)
+        .map_err(|e| EngineError::Stopped(format!("cannot name the order: {e}")))
     }
 
     /// The intent protocol: commit (pending) → mark sent → send once → record the answer.

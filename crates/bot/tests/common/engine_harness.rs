@@ -49,7 +49,6 @@ pub fn spec() -> SymbolSpec {
     }
 }
 
-/// The id the engine derives for a decision on bar `i` (see `bot::order_id`).
 /// The client order id a dry run derives for the same decision (its own prefix).
 pub fn dry_run_decision_id(bar: i64, letter: char) -> ClientOrderId {
     ClientOrderId::new(format!(
@@ -59,6 +58,7 @@ pub fn dry_run_decision_id(bar: i64, letter: char) -> ClientOrderId {
     .unwrap()
 }
 
+/// The id the engine derives for a decision on bar `i` (see `domain::DecisionId`).
 pub fn decision_id(bar: i64, letter: char) -> ClientOrderId {
     ClientOrderId::new(format!(
         "{PREFIX}-{PALM}-{}-{letter}",
@@ -171,7 +171,7 @@ impl Harness {
             clock,
             self.obs.clone(),
             EngineSettings {
-                label_prefix: PREFIX.to_owned(),
+                label_prefix: domain::LabelPrefix::new(PREFIX).unwrap(),
                 dry_run: self.dry_run,
                 symbol_candidates: vec!["FCPO".to_owned(), "PALMOIL".to_owned()],
                 warmup_bars: 20,

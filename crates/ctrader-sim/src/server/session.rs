@@ -558,10 +558,16 @@ impl Session {
         reply_to: Option<&str>,
     ) -> Vec<ProtoMessage> {
         let exchange = lock(&self.shared.exchange);
+        let zone_name = self.shared.config.schedule_time_zone.as_str();
+        let zone = wire::ReportedZone {
+            name: zone_name,
+            // Checked at start (`SimConfig::validate`).
+            offset_seconds: wire::zone_offset(zone_name, exchange.now()).unwrap_or(0),
+        };
         let mut symbols = Vec::with_capacity(req.symbol_id.len());
         for id in &req.symbol_id {
             match exchange.broker.symbol(*id) {
-                Some(symbol) => symbols.push(wire::full_symbol(symbol)),
+                Some(symbol) => symbols.push(wire::full_symbol(symbol, zone)),
                 None => {
                     return vec![wrap(
                         &symbol_not_found(req.ctid_trader_account_id, *id),

@@ -8,16 +8,17 @@
 )]
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use domain::{
     BrokerPosition, BrokerSnapshot, ClientOrderId, CloseReason, DealCloseDetail, Fill,
-    IntentStatus, Money, OrderIntent, OrderRequest, PendingOrder, Position, PositionId,
-    PositionStatus, Price, Side, SymbolId, Timestamp, Volume,
+    IntentStatus, LabelPrefix, Money, OrderIntent, OrderRequest, PendingOrder, Position,
+    PositionId, PositionStatus, Price, Side, SymbolId, Timestamp, Volume,
 };
 use persistence::{MemoryTradeStore, SqliteTradeStore, TradeStore};
 
-pub const PREFIX: &str = "pob";
+pub static PREFIX: LazyLock<LabelPrefix> =
+    LazyLock::new(|| LabelPrefix::new("pob").expect("a valid prefix"));
 pub const SYMBOL: SymbolId = SymbolId(41);
 
 pub fn coid(s: &str) -> ClientOrderId {
@@ -183,6 +184,11 @@ pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data").join("bot.db");
     (dir, path)
+}
+
+/// An empty SQLite store in memory.
+pub async fn scratch_store() -> Arc<dyn TradeStore> {
+    Arc::new(SqliteTradeStore::open_scratch().await.unwrap())
 }
 
 pub fn memory_store() -> Arc<dyn TradeStore> {

@@ -403,6 +403,7 @@ fn entries_only_inside_the_session() {
             },
         ],
         holidays: vec![],
+        changes: vec![],
     };
     let bars = read_ohlc_csv(HAND_CSV.as_bytes(), &OhlcOptions::default()).unwrap();
     let config = BacktestConfig {
