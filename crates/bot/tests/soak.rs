@@ -2,7 +2,8 @@
 //!
 //! The short form (a simulated month) runs with the tests; `scripts/soak.sh` runs the long form (a
 //! year, release build). Both drive the real binary through the palm oil schedule (weekends and
-//! holidays closed), a weekly maintenance window, random disconnects several times a day, a
+//! holidays closed) kept in London's local hours (so its UTC hours move at each daylight-saving
+//! change; the month spans the spring one, the year both), a weekly maintenance window, random disconnects several times a day, a
 //! disconnect storm each month, the access token expiring every 30 simulated days, daily swaps,
 //! commission on every deal and a moving USDMYR rate, SIGKILLs at seeded moments (some with an
 //! order in flight) each followed by a restart with the original environment, and a redeploy
@@ -37,8 +38,11 @@ use http::{free_port, get};
 use persistence::TradeStore;
 
 const DAY_MS: i64 = 86_400_000;
-/// Monday 2025-01-06 00:00 UTC: a year from here stays behind this machine's clock.
-const START: Timestamp = Timestamp(1_736_121_600_000);
+/// Monday 2025-03-17 00:00 UTC: London's clocks go forward on day 13 (30 March) and back on
+/// day 223 (26 October); a year from here stays behind this machine's clock.
+const START: Timestamp = Timestamp(1_742_169_600_000);
+/// The zone the broker keeps the palm oil sessions in, with its daylight saving.
+const SESSION_ZONE: &str = "Europe/London";
 /// The risk a stop-loss may take, as a fraction of equity in the account's currency.
 const RISK_PER_TRADE: f64 = 0.01;
 const DAILY_LOSS_LIMIT: f64 = 0.04;
@@ -121,7 +125,7 @@ fn timetable(plan: &Plan, rng: &mut Rng) -> Vec<(Timestamp, Act)> {
             acts.push((at(day, 6 * 3_600_000), Act::Maintenance));
         }
         if day % 30 == 10 {
-            // Inside the palm oil morning session (02:30–04:30 UTC).
+            // Inside the palm oil morning session (02:30–04:30 London time).
             acts.push((at(day, 3 * 3_600_000), Act::Storm));
         }
         if day % 30 == 20 {
@@ -206,6 +210,8 @@ impl Soak {
         let world =
             World::start_configured(speed, plan.seed, FaultPlan::default(), Some(START), |c| {
                 c.market_hours = MarketHours::Realistic;
+                c.schedule_time_zone = SESSION_ZONE.to_owned();
+                c.sessions_follow_zone = true;
                 c.history = Duration::from_secs(3 * 86_400);
                 c.tick_interval = Duration::from_millis(10);
                 // cTrader's access token lasts about 30 days; here, 30 simulated days.

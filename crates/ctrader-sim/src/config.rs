@@ -119,6 +119,10 @@ pub struct SimConfig {
     /// `UTC`): the hours are kept in UTC and sent in this zone's local time at the offset in
     /// force when asked, as a broker in that zone would send them. Holidays stay in UTC.
     pub schedule_time_zone: String,
+    /// The weekly sessions are the zone's local hours (`--sessions-follow-zone`): their UTC hours
+    /// move an hour at each daylight-saving change, as a broker keeping local hours does. Off, the
+    /// sessions stay fixed in UTC whatever the zone.
+    pub sessions_follow_zone: bool,
     /// Simulated time at start; `None` means the wall clock at start (synthetic prices) or the
     /// CSV file's first bar plus [`SimConfig::history`] (replay).
     pub start_time: Option<Timestamp>,
@@ -164,6 +168,7 @@ impl Default for SimConfig {
             credentials: SimCredentials::default(),
             market_hours: MarketHours::Realistic,
             schedule_time_zone: "UTC".to_owned(),
+            sessions_follow_zone: false,
             start_time: None,
             history: Duration::from_secs(3 * 86_400),
             tick_interval: Duration::from_millis(100),

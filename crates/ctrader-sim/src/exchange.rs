@@ -117,7 +117,13 @@ impl Exchange {
     /// `wall_clock` is "now" for a synthetic start without a configured start time.
     pub(crate) fn new(config: &SimConfig, wall_clock: Timestamp) -> Result<Exchange, SimError> {
         config.validate()?;
-        let symbols = catalog(&config.palm_oil_symbol, &config.market_hours);
+        let mut symbols = catalog(&config.palm_oil_symbol, &config.market_hours);
+        if config.sessions_follow_zone {
+            let zone = crate::wire::time_zone(&config.schedule_time_zone);
+            for symbol in &mut symbols {
+                symbol.session_zone.clone_from(&zone);
+            }
+        }
         let history_ms = i64::try_from(config.history.as_millis()).unwrap_or(i64::MAX);
         let mut replay = None;
         if let PriceSource::Csv(path) = &config.prices {

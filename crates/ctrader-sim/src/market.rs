@@ -58,6 +58,7 @@ struct Feed {
 impl Feed {
     /// True when the symbol trades at `at` (weekly sessions minus holidays).
     fn open_at(&mut self, at: Timestamp) -> bool {
+        let at = self.symbol.session_time(at);
         let second = at.second_of_week();
         let in_session = self
             .symbol

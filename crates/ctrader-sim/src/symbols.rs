@@ -134,6 +134,8 @@ impl std::str::FromStr for MarketHours {
 pub(crate) struct SimSymbol {
     /// Broker id.
     pub(crate) id: i64,
+    /// The zone whose local hours the sessions are, when they follow one; `None`: UTC hours.
+    pub(crate) session_zone: Option<jiff::tz::TimeZone>,
     /// Name clients look it up by.
     pub(crate) name: String,
     /// Human description.
@@ -172,7 +174,17 @@ impl SimSymbol {
 
     /// True when the symbol trades at `at`.
     pub(crate) fn is_open(&self, at: Timestamp) -> bool {
-        self.schedule.is_open(at)
+        self.schedule.is_open(self.session_time(at))
+    }
+
+    /// `at` as the sessions read it: shifted to the zone's local time when they follow one.
+    pub(crate) fn session_time(&self, at: Timestamp) -> Timestamp {
+        let Some(zone) = &self.session_zone else {
+            return at;
+        };
+        jiff::Timestamp::from_millisecond(at.millis())
+            .map(|t| at.plus_millis(i64::from(zone.to_offset(t).seconds()) * 1000))
+            .unwrap_or(at)
     }
 
     /// Rounds a 1/100000 price to this symbol's grid.
@@ -199,6 +211,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
     };
     vec![
         SimSymbol {
+            session_zone: None,
             id: 1,
             name: "EURUSD".into(),
             description: "Euro vs US Dollar".into(),
@@ -237,6 +250,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             },
         },
         SimSymbol {
+            session_zone: None,
             id: 41,
             name: "XAUUSD".into(),
             description: "Gold vs US Dollar".into(),
@@ -280,6 +294,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             },
         },
         SimSymbol {
+            session_zone: None,
             id: 105,
             name: "BRENT".into(),
             description: "Brent Crude Oil CFD".into(),
@@ -322,6 +337,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             },
         },
         SimSymbol {
+            session_zone: None,
             id: USD_MYR_SYMBOL_ID,
             name: USD_MYR_NAME.into(),
             description: "US Dollar vs Malaysian Ringgit".into(),
@@ -363,6 +379,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             },
         },
         SimSymbol {
+            session_zone: None,
             id: PALM_OIL_SYMBOL_ID,
             name: palm_name.to_owned(),
             description: "Crude Palm Oil CFD".into(),
@@ -494,6 +511,31 @@ mod tests {
 
     fn at(day_offset: i64, hour: i64, minute: i64) -> Timestamp {
         Timestamp(MONDAY_MIDNIGHT + day_offset * 86_400_000 + hour * 3_600_000 + minute * 60_000)
+    }
+
+    /// Sessions kept in London's local hours open an hour earlier in UTC in summer.
+    #[test]
+    fn sessions_following_a_zone_move_with_its_daylight_saving() {
+        let mut palm = palm(&MarketHours::Realistic);
+        palm.session_zone = crate::wire::time_zone("Europe/London");
+        // Winter (GMT): the 02:30–04:30 session is 02:30–04:30 UTC.
+        assert!(
+            palm.is_open(Timestamp(1_736_131_500_000)),
+            "Mon 6 Jan 02:45 UTC"
+        );
+        assert!(
+            !palm.is_open(Timestamp(1_736_127_900_000)),
+            "Mon 6 Jan 01:45 UTC"
+        );
+        // Summer (BST, UTC+1): the same local session is 01:30–03:30 UTC.
+        assert!(
+            palm.is_open(Timestamp(1_751_852_700_000)),
+            "Mon 7 Jul 01:45 UTC"
+        );
+        assert!(
+            !palm.is_open(Timestamp(1_751_860_800_000)),
+            "Mon 7 Jul 04:00 UTC"
+        );
     }
 
     fn palm(hours: &MarketHours) -> SimSymbol {

@@ -22,6 +22,14 @@ const HOLIDAY_TIME_ZONE: &str = "UTC";
 /// The IANA time-zone database compiled into the binary.
 static ZONES: LazyLock<TimeZoneDatabase> = LazyLock::new(TimeZoneDatabase::bundled);
 
+/// The zone named `zone` from the bundled database (`UTC` included); `None` for an unknown name.
+pub(crate) fn time_zone(zone: &str) -> Option<jiff::tz::TimeZone> {
+    if zone.eq_ignore_ascii_case("utc") {
+        return Some(jiff::tz::TimeZone::UTC);
+    }
+    ZONES.get(zone).ok()
+}
+
 /// Seconds east of UTC in `zone` at `at`: 0 for `UTC`, the database's offset for an IANA name,
 /// `None` for a name it does not know.
 pub(crate) fn zone_offset(zone: &str, at: Timestamp) -> Option<i64> {
@@ -130,7 +138,15 @@ pub(crate) fn full_symbol(symbol: &SimSymbol, zone: ReportedZone<'_>) -> ProtoOa
         max_volume: Some(symbol.max_volume),
         min_volume: Some(symbol.min_volume),
         step_volume: Some(symbol.step_volume),
-        schedule: local_intervals(&symbol.schedule.sessions, zone.offset_seconds),
+        // Sessions kept in the zone's local hours go out as they are; UTC ones are translated.
+        schedule: local_intervals(
+            &symbol.schedule.sessions,
+            if symbol.session_zone.is_some() {
+                0
+            } else {
+                zone.offset_seconds
+            },
+        ),
         // USD_PER_MILLION_USD; the precise rate is the amount × 10^8.
         commission_type: Some(1),
         precise_trading_commission_rate: Some(
