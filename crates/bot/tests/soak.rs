@@ -664,8 +664,8 @@ fn assert_kill_switch_kept_its_limits(
             .sim
             .deals()
             .iter()
-            .filter(|d| d.closing && d.executed.millis() <= at)
-            .last()
+            .rev()
+            .find(|d| d.closing && d.executed.millis() <= at)
             .and_then(|d| d.balance_after)
             .unwrap_or(opening_balance);
         assert!(
