@@ -234,20 +234,18 @@ async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
     assert_eq!(position.take_profit, Some(Price(entry.raw() + 8_000_000)));
     assert_eq!(position.label.as_deref(), Some("pob pob-1"));
 
-    // The stream saw the same execution.
+    // The stream saw the order's progress; the fill reached only the call it answered.
     let exec = next_event(
         &mut events,
-        "fill event",
-        |e| matches!(e, BrokerEvent::Execution(r) if r.kind == ExecutionKind::Filled),
+        "acceptance event",
+        |e| matches!(e, BrokerEvent::Execution(r) if r.kind == ExecutionKind::Accepted),
     )
     .await;
     let BrokerEvent::Execution(report) = exec else {
         unreachable!()
     };
-    assert_eq!(
-        report.fill.as_ref().map(|f| f.deal_id),
-        Some(filled.fill.deal_id)
-    );
+    assert_eq!(report.order_id, Some(filled.fill.order_id));
+    assert!(report.fill.is_none());
 
     let open = within(LIMIT, "reconcile", client.open_state())
         .await

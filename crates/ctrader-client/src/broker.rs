@@ -123,6 +123,56 @@ pub struct ExecutionReport {
     pub error_code: Option<String>,
 }
 
+/// Whether a symbol trades now (cTrader `ProtoOATradingMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradingMode {
+    /// Orders are accepted.
+    Enabled,
+    /// Only closing orders are accepted.
+    CloseOnly,
+    /// Trading is suspended (`DISABLED_WITH_PENDINGS_EXECUTION` or `..._WITHOUT_...`).
+    Disabled,
+}
+
+impl TradingMode {
+    /// The broker's name of the mode, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingMode::Enabled => "ENABLED",
+            TradingMode::CloseOnly => "CLOSE_ONLY_MODE",
+            TradingMode::Disabled => "DISABLED",
+        }
+    }
+}
+
+/// A symbol's details and whether it trades, as the broker says right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolState {
+    /// The details (volume limits, schedule, commission).
+    pub spec: SymbolSpec,
+    /// Whether orders are accepted.
+    pub mode: TradingMode,
+}
+
+/// Which margin call event the broker sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarginCallKind {
+    /// A threshold's setting changed (`ProtoOAMarginCallUpdateEvent`).
+    Update,
+    /// The account's margin level crossed the threshold (`ProtoOAMarginCallTriggerEvent`).
+    Trigger,
+}
+
+impl MarginCallKind {
+    /// A short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginCallKind::Update => "update",
+            MarginCallKind::Trigger => "trigger",
+        }
+    }
+}
+
 /// Something the broker (or the link) tells the owner without being asked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BrokerEvent {
@@ -163,6 +213,34 @@ pub enum BrokerEvent {
     TokenInvalidated {
         /// Why.
         reason: String,
+    },
+    /// The account changed (`ProtoOATraderUpdatedEvent`): a deposit or withdrawal, or new money
+    /// digits. Money events after it use the new digits.
+    AccountChanged {
+        /// The balance now, in the account's (possibly new) money digits.
+        balance: Money,
+    },
+    /// The broker changed these symbols' details or trading mode (`ProtoOASymbolChangedEvent`):
+    /// read them again with [`Broker::symbol_state`].
+    SymbolChanged {
+        /// The symbols that changed.
+        symbols: Vec<SymbolId>,
+    },
+    /// A margin call: the account's margin level crossed a threshold, or a threshold changed.
+    MarginCall {
+        /// Trigger or update.
+        kind: MarginCallKind,
+        /// The broker's threshold name, e.g. `MARGIN_LEVEL_THRESHOLD_1`.
+        threshold: String,
+        /// The margin level (equity / used margin, in percent) of the threshold.
+        level: f64,
+    },
+    /// A position's used margin changed (`ProtoOAMarginChangedEvent`).
+    MarginChanged {
+        /// The position.
+        position: PositionId,
+        /// The margin it uses now, in the deposit currency.
+        used_margin: Money,
     },
     /// The client stopped for good after a permanent failure; no more events follow.
     Stopped(BrokerError),
@@ -270,6 +348,14 @@ pub trait Broker: Send + Sync {
         to: Timestamp,
     ) -> impl Future<Output = Result<Vec<Fill>, BrokerError>> + Send;
 
+    /// A symbol's details and trading mode as the broker gives them now (after a
+    /// [`BrokerEvent::SymbolChanged`]); `name` is the symbol's name, which the details lack.
+    fn symbol_state(
+        &self,
+        symbol: SymbolId,
+        name: &str,
+    ) -> impl Future<Output = Result<SymbolState, BrokerError>> + Send;
+
     /// The event stream; `None` after the first call (there is exactly one consumer).
     fn take_events(&self) -> Option<BrokerEvents>;
 
@@ -289,5 +375,45 @@ pub trait Broker: Send + Sync {
                 taken_at: now,
             })
         }
+    }
+}
+
+/// The checks made before an order leaves, by the cTrader client and the fake alike: a volume
+/// that is not positive, a label over cTrader's 100 characters, a protection distance that is
+/// not positive never reach the broker.
+pub(crate) fn check_order(order: &OrderRequest) -> Result<(), BrokerError> {
+    let id = &order.client_order_id;
+    if !order.volume.is_positive() {
+        return Err(BrokerError::InvalidRequest(format!(
+            "order {id}: volume {} is not positive",
+            order.volume
+        )));
+    }
+    if order.label.chars().count() > 100 {
+        return Err(BrokerError::InvalidRequest(format!(
+            "order {id}: label longer than 100 characters"
+        )));
+    }
+    for (what, distance) in [
+        ("stop-loss", order.relative_stop_loss),
+        ("take-profit", order.relative_take_profit),
+    ] {
+        if let Some(d) = distance.filter(|d| d.raw() <= 0) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "order {id}: {what} distance {d} is not positive"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The check made before a close leaves, by the cTrader client and the fake alike.
+pub(crate) fn check_close(position: PositionId, volume: Volume) -> Result<(), BrokerError> {
+    if volume.is_positive() {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidRequest(format!(
+            "close of position {position}: volume {volume} is not positive"
+        )))
     }
 }

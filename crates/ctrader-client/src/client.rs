@@ -32,8 +32,8 @@ use backon::BackoffBuilder as _;
 
 use crate::backoff::FullJitter;
 use crate::broker::{
-    Broker, BrokerEvent, BrokerEvents, ExecutionKind, OpenState, OrderFill, OrderOutcome,
-    OrderRejection, PositionPnl, Protection,
+    Broker, BrokerEvent, BrokerEvents, ExecutionKind, MarginCallKind, OpenState, OrderFill,
+    OrderOutcome, OrderRejection, PositionPnl, Protection, SymbolState, TradingMode,
 };
 use crate::config::{CTraderConfig, DEMO_HOST, LIVE_HOST, TokenExpiry};
 use crate::convert;
@@ -46,6 +46,14 @@ use crate::{BrokerError, tls};
 
 /// Attempts of a read request refused with `BLOCKED_PAYLOAD_TYPE` before giving up.
 const BLOCKED_ATTEMPTS: usize = 3;
+/// Attempts of a read request the broker could not route (`CANT_ROUTE_REQUEST`) before giving up.
+const ROUTE_ATTEMPTS: u32 = 5;
+/// The first wait after `CANT_ROUTE_REQUEST`; each retry doubles it.
+const ROUTE_BACKOFF: Duration = Duration::from_millis(200);
+/// The broker's error code for a request it could not route to the trading server.
+const CANT_ROUTE_CODE: &str = "CANT_ROUTE_REQUEST";
+/// Links lost in a row to a frame over the size cap before the client gives up.
+const OVERSIZED_LIMIT: u32 = 3;
 /// A link that stayed up this long resets the reconnection backoff.
 const STABLE_LINK: Duration = Duration::from_secs(60);
 /// The longest single wait for a maintenance window to end; after it the broker is asked again
@@ -646,6 +654,36 @@ impl Inner {
         .await
     }
 
+    /// One symbol's full details.
+    async fn symbol_by_id(
+        &self,
+        link: &Link,
+        symbol: SymbolId,
+        name: &str,
+    ) -> Result<ctrader_proto::openapi::ProtoOaSymbol, BrokerError> {
+        let full: ProtoOaSymbolByIdRes = self
+            .call(
+                link,
+                ProtoOaSymbolByIdReq {
+                    ctid_trader_account_id: self.account(),
+                    symbol_id: vec![symbol.0],
+                    ..Default::default()
+                }
+                .into(),
+                "symbol by id",
+                RequestClass::Ordinary,
+            )
+            .await?;
+        full.symbol
+            .into_iter()
+            .find(|s| s.symbol_id == symbol.0)
+            .ok_or_else(|| {
+                BrokerError::BadValue(format!(
+                    "symbol {name} ({symbol}) is listed but its details were not returned"
+                ))
+            })
+    }
+
     /// The account's trader record (balance, deposit asset, money digits).
     async fn trader(&self, link: &Link) -> Result<ProtoOaTrader, BrokerError> {
         let req = ProtoOaTraderReq {
@@ -705,6 +743,7 @@ impl Inner {
         class: RequestClass,
     ) -> Result<T, BrokerError> {
         let mut attempt = 0;
+        let mut unrouted = 0;
         loop {
             attempt += 1;
             self.limits.acquire(class).await;
@@ -728,6 +767,21 @@ impl Inner {
                         "rate limited by the broker; waiting"
                     );
                     self.limits.block_for(pause);
+                }
+                // Nothing was done and asking changes nothing: try again, waiting longer each time.
+                Some(BrokerError::Refused { ref code, .. })
+                    if code == CANT_ROUTE_CODE && unrouted + 1 < ROUTE_ATTEMPTS =>
+                {
+                    let pause = ROUTE_BACKOFF * 2_u32.pow(unrouted);
+                    unrouted += 1;
+                    attempt -= 1;
+                    tracing::warn!(
+                        request = name,
+                        attempt = unrouted,
+                        ?pause,
+                        "the broker could not route the request; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
                 }
                 Some(err) => return Err(err),
                 None => {
@@ -807,6 +861,14 @@ impl Inner {
             return match err {
                 // Refused before execution: definitely not executed.
                 BrokerError::RateLimited { .. } => Err(err),
+                // Never retried here: the owner reconciles and decides.
+                BrokerError::Refused { code, .. } if code == CANT_ROUTE_CODE => {
+                    Err(BrokerError::OrderOutcomeUnknown {
+                        what,
+                        client_order_id,
+                        reason: format!("the broker answered {CANT_ROUTE_CODE}"),
+                    })
+                }
                 BrokerError::Refused {
                     code, description, ..
                 } => Ok(OrderOutcome::Rejected(OrderRejection { code, description })),
@@ -906,6 +968,54 @@ impl Inbound for Dispatcher {
                     &event, digits,
                 ))));
             }
+            Payload::TraderUpdatedEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                let digits = match e.trader.money_digits {
+                    Some(d) => match u8::try_from(d).ok().filter(|d| *d <= 18) {
+                        Some(d) => d,
+                        None => {
+                            tracing::warn!(
+                                money_digits = d,
+                                "trader update with impossible moneyDigits ignored"
+                            );
+                            return;
+                        }
+                    },
+                    None => self.money_digits.load(Ordering::Relaxed),
+                };
+                // Every later money amount without its own digits is read with the new ones.
+                self.money_digits.store(digits, Ordering::Relaxed);
+                self.emit(BrokerEvent::AccountChanged {
+                    balance: Money::new(e.trader.balance, digits),
+                });
+            }
+            Payload::SymbolChangedEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                self.emit(BrokerEvent::SymbolChanged {
+                    symbols: e.symbol_id.into_iter().map(SymbolId).collect(),
+                });
+            }
+            Payload::MarginCallTriggerEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                self.emit(margin_call(MarginCallKind::Trigger, &e.margin_call));
+            }
+            Payload::MarginCallUpdateEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                self.emit(margin_call(MarginCallKind::Update, &e.margin_call));
+            }
+            Payload::MarginChangedEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                let digits = e
+                    .money_digits
+                    .and_then(|d| u8::try_from(d).ok())
+                    .filter(|d| *d <= 18)
+                    .unwrap_or_else(|| self.money_digits.load(Ordering::Relaxed));
+                match (i64::try_from(e.position_id), i64::try_from(e.used_margin)) {
+                    (Ok(position), Ok(used)) => self.emit(BrokerEvent::MarginChanged {
+                        position: PositionId(position),
+                        used_margin: Money::new(used, digits),
+                    }),
+                    _ => tracing::warn!(
+                        position_id = e.position_id,
+                        "margin change out of range ignored"
+                    ),
+                }
+            }
             Payload::OrderErrorEvent(e) if !answered => self.emit(BrokerEvent::OrderError {
                 order_id: e.order_id,
                 position_id: e.position_id.map(PositionId),
@@ -954,6 +1064,24 @@ impl Inbound for Dispatcher {
     }
 }
 
+/// A margin call event as the owner sees it.
+fn margin_call(
+    kind: MarginCallKind,
+    call: &ctrader_proto::openapi::ProtoOaMarginCall,
+) -> BrokerEvent {
+    let threshold =
+        ctrader_proto::openapi::ProtoOaNotificationType::try_from(call.margin_call_type)
+            .map_or_else(
+                |_| format!("MARGIN_LEVEL_THRESHOLD({})", call.margin_call_type),
+                |t| t.as_str_name().to_owned(),
+            );
+    BrokerEvent::MarginCall {
+        kind,
+        threshold,
+        level: call.margin_level_threshold,
+    }
+}
+
 /// Watches the live link; authorises the account again when asked; on a dead link reconnects with
 /// backoff, restores the session and says "reconnected: reconcile now"; stops on a permanent error.
 async fn supervise(
@@ -963,6 +1091,7 @@ async fn supervise(
 ) {
     let mut delays = FullJitter::new(inner.config.reconnect).build();
     let mut up_since = tokio::time::Instant::now();
+    let mut oversized_losses = 0;
     loop {
         let mut maintenance = None;
         let refresh_due = lock(&inner.tokens).refresh_due;
@@ -1045,6 +1174,33 @@ async fn supervise(
                     reason = format!("{reason}; the broker announced maintenance until {until}");
                 }
             }
+        }
+        if let Some(waiting) = link.lost_to_oversized_frame() {
+            // Asking again got the same answer before: a bounded number of tries, then a named stop.
+            if up_since.elapsed() >= STABLE_LINK {
+                oversized_losses = 0;
+            }
+            oversized_losses += 1;
+            let requests = if waiting.is_empty() {
+                "no request".to_owned()
+            } else {
+                waiting.join(", ")
+            };
+            tracing::warn!(losses = oversized_losses, %requests, "a frame over the size cap ended the cTrader link");
+            if oversized_losses >= OVERSIZED_LIMIT {
+                *lock(&inner.link) = None;
+                inner.emit(BrokerEvent::Disconnected { reason });
+                stop(
+                    &inner,
+                    BrokerError::OversizedFrames {
+                        losses: oversized_losses,
+                        requests,
+                    },
+                );
+                return;
+            }
+        } else {
+            oversized_losses = 0;
         }
         *lock(&inner.link) = None;
         tracing::warn!(%reason, "cTrader link lost; reconnecting");
@@ -1225,30 +1381,25 @@ impl Broker for CTraderClient {
             });
         };
         let name = light.symbol_name.clone().unwrap_or_default();
-        let full: ProtoOaSymbolByIdRes = inner
-            .call(
-                &link,
-                ProtoOaSymbolByIdReq {
-                    ctid_trader_account_id: inner.account(),
-                    symbol_id: vec![light.symbol_id],
-                    ..Default::default()
-                }
-                .into(),
-                "symbol by id",
-                RequestClass::Ordinary,
-            )
+        let symbol = inner
+            .symbol_by_id(&link, SymbolId(light.symbol_id), &name)
             .await?;
-        let symbol = full
-            .symbol
-            .iter()
-            .find(|s| s.symbol_id == light.symbol_id)
-            .ok_or_else(|| {
-                BrokerError::BadValue(format!(
-                    "symbol {name} ({}) is listed but its details were not returned",
-                    light.symbol_id
-                ))
-            })?;
-        convert::symbol_spec(&name, symbol)
+        convert::symbol_spec(&name, &symbol)
+    }
+
+    async fn symbol_state(&self, symbol: SymbolId, name: &str) -> Result<SymbolState, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let full = inner.symbol_by_id(&link, symbol, name).await?;
+        let mode = match full.trading_mode {
+            None | Some(0) => TradingMode::Enabled,
+            Some(3) => TradingMode::CloseOnly,
+            Some(_) => TradingMode::Disabled,
+        };
+        Ok(SymbolState {
+            spec: convert::symbol_spec(name, &full)?,
+            mode,
+        })
     }
 
     async fn subscribe_quotes(&self, symbol: SymbolId) -> Result<(), BrokerError> {
@@ -1324,25 +1475,7 @@ impl Broker for CTraderClient {
     }
 
     async fn place_order(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
-        if !order.volume.is_positive() {
-            return Err(BrokerError::InvalidRequest(format!(
-                "order {}: volume {} is not positive",
-                order.client_order_id, order.volume
-            )));
-        }
-        if order.label.chars().count() > 100 {
-            return Err(BrokerError::InvalidRequest(format!(
-                "order {}: label longer than 100 characters",
-                order.client_order_id
-            )));
-        }
-        let distance = |p: Option<domain::Price>, what: &str| match p {
-            Some(p) if p.raw() <= 0 => Err(BrokerError::InvalidRequest(format!(
-                "order {}: {what} distance {p} is not positive",
-                order.client_order_id
-            ))),
-            _ => Ok(p.map(domain::Price::raw)),
-        };
+        crate::broker::check_order(order)?;
         let req = ProtoOaNewOrderReq {
             ctid_trader_account_id: self.inner.account(),
             symbol_id: order.symbol.0,
@@ -1351,8 +1484,8 @@ impl Broker for CTraderClient {
             volume: order.volume.raw(),
             label: Some(order.label.clone()),
             client_order_id: Some(order.client_order_id.as_str().to_owned()),
-            relative_stop_loss: distance(order.relative_stop_loss, "stop-loss")?,
-            relative_take_profit: distance(order.relative_take_profit, "take-profit")?,
+            relative_stop_loss: order.relative_stop_loss.map(domain::Price::raw),
+            relative_take_profit: order.relative_take_profit.map(domain::Price::raw),
             position_id: order.position_to_close.map(|p| p.0),
             ..Default::default()
         };
@@ -1371,11 +1504,7 @@ impl Broker for CTraderClient {
         position: PositionId,
         volume: Volume,
     ) -> Result<OrderOutcome, BrokerError> {
-        if !volume.is_positive() {
-            return Err(BrokerError::InvalidRequest(format!(
-                "close of position {position}: volume {volume} is not positive"
-            )));
-        }
+        crate::broker::check_close(position, volume)?;
         let req = ProtoOaClosePositionReq {
             ctid_trader_account_id: self.inner.account(),
             position_id: position.0,

@@ -178,6 +178,17 @@ pub enum BrokerError {
     /// The caller asked for something that cannot be sent (e.g. an empty candidate list).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The broker kept sending frames over the size cap: each one drops the link, and asking again
+    /// got another, so the client gave up instead of reconnecting forever.
+    #[error(
+        "the broker sent frames over the size cap {losses} times in a row (waiting for: {requests}); giving up instead of reconnecting forever"
+    )]
+    OversizedFrames {
+        /// How many links were lost to one.
+        losses: u32,
+        /// The requests that were waiting when the last one arrived.
+        requests: String,
+    },
     /// The client stopped for good (a permanent failure or a shutdown); it will not reconnect.
     #[error("the cTrader client has stopped: {0}")]
     Stopped(String),
@@ -211,6 +222,7 @@ impl BrokerError {
             | BrokerError::OrderOutcomeUnknown { .. }
             | BrokerError::BadValue(_)
             | BrokerError::InvalidRequest(_)
+            | BrokerError::OversizedFrames { .. }
             | BrokerError::Stopped(_) => false,
         }
     }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::BrokerError;
 use crate::broker::{
     Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
-    OrderOutcome, OrderRejection, PositionPnl, Protection,
+    OrderOutcome, OrderRejection, PositionPnl, Protection, SymbolState, TradingMode,
 };
 
 /// What the fake does with the next order instead of executing it normally.
@@ -60,6 +60,11 @@ struct FakeState {
     chains: BTreeMap<SymbolId, ConversionChain>,
     next_id: i64,
     connected: bool,
+    /// Market orders fill in up to this many deals (0 or 1: whole), as the simulator's
+    /// `--partial-fills N` does.
+    partial_deals: u32,
+    /// Symbols whose trading is not enabled, and how.
+    modes: BTreeMap<SymbolId, TradingMode>,
 }
 
 impl FakeState {
@@ -106,6 +111,8 @@ impl FakeBroker {
                 chains: BTreeMap::new(),
                 next_id: 1,
                 connected: true,
+                partial_deals: 0,
+                modes: BTreeMap::new(),
             }),
             events: Mutex::new(events),
             receiver: Mutex::new(Some(receiver)),
@@ -237,6 +244,58 @@ impl FakeBroker {
         self.lock().positions.insert(position.id, position);
     }
 
+    /// Fills market orders (opening and closing) in up to `deals` deals of whole volume steps from
+    /// now on: the first answers the order as a partial fill, the others follow on the event
+    /// stream (`PartialFill`, then `Filled`). 0 or 1 fills whole.
+    pub fn set_partial_fills(&self, deals: u32) {
+        self.lock().partial_deals = deals;
+    }
+
+    /// Replaces a listed symbol's details (e.g. a higher minimum volume) and says so on the
+    /// stream, as the broker's `ProtoOASymbolChangedEvent` does.
+    pub fn change_symbol(&self, spec: SymbolSpec) {
+        let id = spec.id;
+        {
+            let mut st = self.lock();
+            st.symbols.retain(|s| s.id != id);
+            st.symbols.push(spec);
+        }
+        self.emit(BrokerEvent::SymbolChanged { symbols: vec![id] });
+    }
+
+    /// Sets a symbol's trading mode (orders are refused with `TRADING_DISABLED` unless it is
+    /// enabled) and says so on the stream.
+    pub fn set_trading_mode(&self, symbol: SymbolId, mode: TradingMode) {
+        {
+            let mut st = self.lock();
+            if mode == TradingMode::Enabled {
+                st.modes.remove(&symbol);
+            } else {
+                st.modes.insert(symbol, mode);
+            }
+        }
+        self.emit(BrokerEvent::SymbolChanged {
+            symbols: vec![symbol],
+        });
+    }
+
+    /// Deposits (positive) or withdraws (negative) money, and says so on the stream with the new
+    /// balance, as the broker's `ProtoOATraderUpdatedEvent` does.
+    pub fn deposit(&self, amount: Money) -> Result<Money, BrokerError> {
+        let balance = {
+            let mut st = self.lock();
+            let digits = st.balance.digits;
+            st.balance = st
+                .balance
+                .checked_add(amount)
+                .and_then(|b| b.rescale(digits))
+                .ok_or_else(|| BrokerError::BadValue("balance overflows".into()))?;
+            st.balance
+        };
+        self.emit(BrokerEvent::AccountChanged { balance });
+        Ok(balance)
+    }
+
     /// Makes the next order follow `script` instead of executing normally.
     pub fn script_next_order(&self, script: FakeOrderScript) {
         self.lock().scripts.push_back(script);
@@ -314,7 +373,7 @@ impl FakeBroker {
     }
 
     fn execute(&self, order: &OrderRequest) -> Result<OrderOutcome, BrokerError> {
-        check_order_fields(order)?;
+        crate::broker::check_order(order)?;
         self.check_connected()?;
         let now = self.clock.now();
         let script = self.lock().scripts.pop_front();
@@ -332,8 +391,11 @@ impl FakeBroker {
             st.sent.push(order.clone());
             execute_in_state(&mut st, order, now)
         };
-        for report in reports {
-            self.emit(BrokerEvent::Execution(Box::new(report)));
+        // Like the client: the answer goes to the caller only, unless it was lost on the way.
+        for (report, answer) in reports {
+            if !answer || lose_answer {
+                self.emit(BrokerEvent::Execution(Box::new(report)));
+            }
         }
         if lose_answer {
             return Err(BrokerError::OrderOutcomeUnknown {
@@ -415,11 +477,7 @@ impl Broker for FakeBroker {
         volume: Volume,
     ) -> Result<OrderOutcome, BrokerError> {
         // Like the client: a volume that is not positive is refused before anything is sent.
-        if !volume.is_positive() {
-            return Err(BrokerError::InvalidRequest(format!(
-                "close of position {position}: volume {volume} is not positive"
-            )));
-        }
+        crate::broker::check_close(position, volume)?;
         self.check_connected()?;
         let now = self.clock.now();
         let result = {
@@ -434,7 +492,7 @@ impl Broker for FakeBroker {
             let Some(quote) = st.quotes.get(&p.symbol).copied() else {
                 return Ok(rejection("NO_QUOTES"));
             };
-            close_in_state(
+            close_in_parts(
                 &mut st,
                 position,
                 volume,
@@ -443,16 +501,23 @@ impl Broker for FakeBroker {
                 None,
             )?
         };
-        // Like cTrader: the closing order is accepted, then filled.
+        // Like cTrader: the closing order is accepted, then filled (in parts, maybe); like the
+        // client, the first fill answers the call and only the others go on the stream.
+        let mut reports = result.into_iter();
+        let Some(answer) = reports.next() else {
+            return Ok(rejection("ORDER_REJECTED"));
+        };
         let accepted = ExecutionReport {
             kind: ExecutionKind::Accepted,
             fill: None,
             position_closed: false,
-            ..result.clone()
+            ..answer.clone()
         };
         self.emit(BrokerEvent::Execution(Box::new(accepted)));
-        self.emit(BrokerEvent::Execution(Box::new(result.clone())));
-        Ok(outcome_of(result))
+        for report in reports {
+            self.emit(BrokerEvent::Execution(Box::new(report)));
+        }
+        Ok(outcome_of(answer))
     }
 
     async fn amend_protection(
@@ -565,6 +630,29 @@ impl Broker for FakeBroker {
             .collect())
     }
 
+    async fn symbol_state(&self, symbol: SymbolId, name: &str) -> Result<SymbolState, BrokerError> {
+        self.check_connected()?;
+        let st = self.lock();
+        let spec = st
+            .symbols
+            .iter()
+            .find(|s| s.id == symbol)
+            .cloned()
+            .ok_or_else(|| {
+                BrokerError::BadValue(format!(
+                    "symbol {name} ({symbol}) is listed but its details were not returned"
+                ))
+            })?;
+        Ok(SymbolState {
+            spec,
+            mode: st
+                .modes
+                .get(&symbol)
+                .copied()
+                .unwrap_or(TradingMode::Enabled),
+        })
+    }
+
     fn take_events(&self) -> Option<BrokerEvents> {
         self.receiver
             .lock()
@@ -572,33 +660,6 @@ impl Broker for FakeBroker {
             .take()
             .map(BrokerEvents::new)
     }
-}
-
-/// The checks the cTrader client makes before an order leaves, with the same errors.
-fn check_order_fields(order: &OrderRequest) -> Result<(), BrokerError> {
-    let id = &order.client_order_id;
-    if !order.volume.is_positive() {
-        return Err(BrokerError::InvalidRequest(format!(
-            "order {id}: volume {} is not positive",
-            order.volume
-        )));
-    }
-    if order.label.chars().count() > 100 {
-        return Err(BrokerError::InvalidRequest(format!(
-            "order {id}: label longer than 100 characters"
-        )));
-    }
-    for (what, distance) in [
-        ("stop-loss", order.relative_stop_loss),
-        ("take-profit", order.relative_take_profit),
-    ] {
-        if let Some(d) = distance.filter(|d| d.raw() <= 0) {
-            return Err(BrokerError::InvalidRequest(format!(
-                "order {id}: {what} distance {d} is not positive"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// cTrader's rule for closing (part of) a position: a positive multiple of the symbol's volume
@@ -632,7 +693,7 @@ fn outcome_of(report: ExecutionReport) -> OrderOutcome {
             fill,
             position: report.position,
             position_closed: report.position_closed,
-            partial: false,
+            partial: report.kind == ExecutionKind::PartialFill,
         }),
         None => rejection(report.error_code.as_deref().unwrap_or("ORDER_REJECTED")),
     }
@@ -677,17 +738,72 @@ fn next_id(st: &mut FakeState) -> i64 {
     id
 }
 
-/// Validates and executes a market order; returns the outcome and the events it causes.
+/// The volumes of the deals a market order of `volume` fills in: up to `deals` whole volume steps
+/// each (the simulator's split), or one deal.
+fn split_volume(deals: u32, volume: Volume, step: Volume) -> Vec<Volume> {
+    let step = step.raw().max(1);
+    let steps = volume.raw() / step;
+    if deals < 2 || steps < 2 || volume.raw() % step != 0 {
+        return vec![volume];
+    }
+    let n = i64::from(deals).min(steps);
+    let (base, extra) = (steps / n, steps % n);
+    (0..n)
+        .map(|i| Volume((base + i64::from(i < extra)) * step))
+        .collect()
+}
+
+/// Closes `volume` of a position in the deals [`split_volume`] gives, under one order: the reports
+/// in order, the last `Filled`, those before it `PartialFill`.
+fn close_in_parts(
+    st: &mut FakeState,
+    id: PositionId,
+    volume: Volume,
+    price: Price,
+    now: Timestamp,
+    order: Option<(i64, Option<ClientOrderId>)>,
+) -> Result<Vec<ExecutionReport>, BrokerError> {
+    let step = st
+        .positions
+        .get(&id)
+        .and_then(|p| st.symbols.iter().find(|s| s.id == p.symbol))
+        .map_or(volume, |s| s.step_volume);
+    let parts = split_volume(st.partial_deals, volume, step);
+    let order = match order {
+        Some(order) => order,
+        None => (next_id(st), None),
+    };
+    let last = parts.len() - 1;
+    let mut reports = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        let mut report = close_in_state(st, id, part, price, now, Some(order.clone()))?;
+        if i < last {
+            report.kind = ExecutionKind::PartialFill;
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Validates and executes a market order; returns the outcome and the events it causes, each
+/// marked true when it is the one that answers the order.
 fn execute_in_state(
     st: &mut FakeState,
     order: &OrderRequest,
     now: Timestamp,
-) -> (OrderOutcome, Vec<ExecutionReport>) {
+) -> (OrderOutcome, Vec<(ExecutionReport, bool)>) {
     let Some(spec) = st.symbols.iter().find(|s| s.id == order.symbol).cloned() else {
         return (rejection("SYMBOL_NOT_FOUND"), Vec::new());
     };
     if !spec.schedule.is_open(now) {
         return (rejection("MARKET_CLOSED"), Vec::new());
+    }
+    match st.modes.get(&spec.id) {
+        Some(TradingMode::Disabled) => return (rejection("TRADING_DISABLED"), Vec::new()),
+        Some(TradingMode::CloseOnly) if order.position_to_close.is_none() => {
+            return (rejection("TRADING_DISABLED"), Vec::new());
+        }
+        _ => {}
     }
     let bad_volume = order.volume < spec.min_volume
         || order.volume > spec.max_volume
@@ -716,15 +832,20 @@ fn execute_in_state(
             return (rejection("TRADING_BAD_VOLUME"), Vec::new());
         }
         let price = exit_price(p.side, quote);
-        return match close_in_state(
+        return match close_in_parts(
             st,
             target,
             order.volume,
             price,
             now,
-            Some((order_id, order.client_order_id.clone())),
+            Some((order_id, Some(order.client_order_id.clone()))),
         ) {
-            Ok(report) => (outcome_of(report.clone()), vec![accepted, report]),
+            Ok(reports) => {
+                let outcome = outcome_of(reports[0].clone());
+                let mut all = vec![(accepted, false)];
+                all.extend(reports.into_iter().enumerate().map(|(i, r)| (r, i == 0)));
+                (outcome, all)
+            }
             Err(e) => (rejection(&e.to_string()), Vec::new()),
         };
     }
@@ -739,11 +860,11 @@ fn execute_in_state(
     let level = |distance: Option<Price>, direction: i64| {
         distance.map(|d| Price(price.0 + direction * d.0).round_to_digits(spec.digits))
     };
-    let position = BrokerPosition {
+    let mut position = BrokerPosition {
         id: PositionId(next_id(st)),
         symbol: order.symbol,
         side: order.side,
-        volume: order.volume,
+        volume: Volume::ZERO,
         entry_price: price,
         open_time: now,
         stop_loss: level(order.relative_stop_loss, -sign),
@@ -753,35 +874,45 @@ fn execute_in_state(
         swap: Money::zero(st.balance.digits),
         commission: Money::zero(st.balance.digits),
     };
-    let fill = Fill {
-        deal_id: next_id(st),
-        order_id,
-        position_id: position.id,
-        client_order_id: Some(order.client_order_id.clone()),
-        symbol: order.symbol,
-        side: order.side,
-        volume: order.volume,
-        price,
-        time: now,
-        commission: Money::zero(st.balance.digits),
-        close: None,
-    };
-    st.positions.insert(position.id, position.clone());
-    st.deals.push(fill.clone());
-    let filled = ExecutionReport {
-        kind: ExecutionKind::Filled,
-        fill: Some(fill.clone()),
-        position: Some(position.clone()),
-        ..accepted.clone()
-    };
+    let parts = split_volume(st.partial_deals, order.volume, spec.step_volume);
+    let last = parts.len() - 1;
+    let mut reports = vec![(accepted.clone(), false)];
+    let mut outcome = None;
+    for (i, part) in parts.into_iter().enumerate() {
+        position.volume = Volume(position.volume.raw() + part.raw());
+        let fill = Fill {
+            deal_id: next_id(st),
+            order_id,
+            position_id: position.id,
+            client_order_id: Some(order.client_order_id.clone()),
+            symbol: order.symbol,
+            side: order.side,
+            volume: part,
+            price,
+            time: now,
+            commission: Money::zero(st.balance.digits),
+            close: None,
+        };
+        st.positions.insert(position.id, position.clone());
+        st.deals.push(fill.clone());
+        let report = ExecutionReport {
+            kind: if i == last {
+                ExecutionKind::Filled
+            } else {
+                ExecutionKind::PartialFill
+            },
+            fill: Some(fill),
+            position: Some(position.clone()),
+            ..accepted.clone()
+        };
+        if i == 0 {
+            outcome = Some(outcome_of(report.clone()));
+        }
+        reports.push((report, i == 0));
+    }
     (
-        OrderOutcome::Filled(OrderFill {
-            fill,
-            position: Some(position),
-            position_closed: false,
-            partial: false,
-        }),
-        vec![accepted, filled],
+        outcome.unwrap_or_else(|| rejection("ORDER_REJECTED")),
+        reports,
     )
 }
 
@@ -792,7 +923,7 @@ fn close_in_state(
     volume: Volume,
     price: Price,
     now: Timestamp,
-    order: Option<(i64, ClientOrderId)>,
+    order: Option<(i64, Option<ClientOrderId>)>,
 ) -> Result<ExecutionReport, BrokerError> {
     let digits = st.balance.digits;
     let mut p = st
@@ -829,7 +960,7 @@ fn close_in_state(
         .and_then(|b| b.rescale(digits))
         .ok_or_else(|| BrokerError::BadValue("balance overflows".into()))?;
     let (order_id, client_order_id) = match order {
-        Some((o, c)) => (o, Some(c)),
+        Some((o, c)) => (o, c),
         None => (next_id(st), None),
     };
     let fill = Fill {
@@ -961,7 +1092,8 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(kinds, vec![ExecutionKind::Accepted, ExecutionKind::Filled]);
+        // Like the client: the fill answers the order and is not repeated on the stream.
+        assert_eq!(kinds, vec![ExecutionKind::Accepted]);
 
         // Price rises 10 MYR: closing half at the bid books 10 x 1 = +10.00.
         b.set_quote(PALM, Price(413_500_000), Price(413_700_000));
@@ -1059,24 +1191,100 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn partial_fills_answer_with_the_first_deal_and_stream_the_rest() {
+        let b = broker();
+        let mut events = b.take_events().unwrap();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        b.set_partial_fills(2);
+        let OrderOutcome::Filled(first) = b.place_order(&order(Side::Buy, 300)).await.unwrap()
+        else {
+            panic!("not filled")
+        };
+        assert!(first.partial);
+        assert_eq!(first.fill.volume, Volume(200));
+        assert_eq!(first.position.as_ref().unwrap().volume, Volume(200));
+        let reports: Vec<ExecutionReport> = std::iter::from_fn(|| events.try_next())
+            .filter_map(|e| match e {
+                BrokerEvent::Execution(r) => Some(*r),
+                _ => None,
+            })
+            .collect();
+        let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, vec![ExecutionKind::Accepted, ExecutionKind::Filled]);
+        assert_eq!(reports[1].fill.as_ref().unwrap().volume, Volume(100));
+        assert_eq!(reports[1].position.as_ref().unwrap().volume, Volume(300));
+        // The close fills in two deals too, under one order: the position shrinks, then closes.
+        let id = first.fill.position_id;
+        let OrderOutcome::Filled(close) = b.close_position(id, Volume(300)).await.unwrap() else {
+            panic!("close not filled")
+        };
+        assert!(close.partial && !close.position_closed);
+        let rest: Vec<ExecutionReport> = std::iter::from_fn(|| events.try_next())
+            .filter_map(|e| match e {
+                BrokerEvent::Execution(r) if r.fill.is_some() => Some(*r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rest.len(), 1);
+        assert!(rest[0].position_closed);
+        assert_eq!(rest[0].fill.as_ref().unwrap().order_id, close.fill.order_id);
+        assert!(b.positions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn symbol_changes_and_cash_movements_are_announced() {
+        let b = broker();
+        let mut events = b.take_events().unwrap();
+        b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
+        b.set_trading_mode(PALM, TradingMode::Disabled);
+        assert_eq!(
+            events.try_next(),
+            Some(BrokerEvent::SymbolChanged {
+                symbols: vec![PALM]
+            })
+        );
+        let state = b.symbol_state(PALM, "PALMOIL").await.unwrap();
+        assert_eq!(state.mode, TradingMode::Disabled);
+        let OrderOutcome::Rejected(r) = b.place_order(&order(Side::Buy, 100)).await.unwrap() else {
+            panic!("a suspended symbol traded")
+        };
+        assert_eq!(r.code, "TRADING_DISABLED");
+        b.set_trading_mode(PALM, TradingMode::Enabled);
+        b.change_symbol(SymbolSpec {
+            min_volume: Volume(200),
+            ..spec()
+        });
+        let state = b.symbol_state(PALM, "PALMOIL").await.unwrap();
+        assert_eq!(
+            (state.mode, state.spec.min_volume),
+            (TradingMode::Enabled, Volume(200))
+        );
+        let balance = b.deposit(Money::new(-5_000, 2)).unwrap();
+        assert_eq!(balance, Money::new(995_000, 2));
+        let last = std::iter::from_fn(|| events.try_next()).last();
+        assert_eq!(last, Some(BrokerEvent::AccountChanged { balance }));
+    }
+
+    #[tokio::test]
     async fn a_restarted_stream_gets_later_events_and_replays_are_exact() {
         let b = broker();
         let mut first = b.take_events().unwrap();
         b.set_quote(PALM, Price(412_300_000), Price(412_500_000));
         b.place_order(&order(Side::Buy, 100)).await.unwrap();
+        // The acceptance went on the stream; the fill answered the call.
         let reports = b.executions();
-        assert_eq!(reports.len(), 2);
+        assert_eq!(reports.len(), 1);
         b.restart_events();
         let mut second = b.take_events().unwrap();
         assert!(b.take_events().is_none());
-        b.inject_event(BrokerEvent::Execution(Box::new(reports[1].clone())));
+        b.inject_event(BrokerEvent::Execution(Box::new(reports[0].clone())));
         assert_eq!(
             second.try_next(),
-            Some(BrokerEvent::Execution(Box::new(reports[1].clone())))
+            Some(BrokerEvent::Execution(Box::new(reports[0].clone())))
         );
         // The old stream keeps what was queued before the restart, and nothing after.
-        assert_eq!(std::iter::from_fn(|| first.try_next()).count(), 2);
-        assert_eq!(b.executions().len(), 3);
+        assert_eq!(std::iter::from_fn(|| first.try_next()).count(), 1);
+        assert_eq!(b.executions().len(), 2);
     }
 
     #[tokio::test]

@@ -25,8 +25,8 @@ mod tls;
 mod tokens;
 
 pub use broker::{
-    Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, OpenState, OrderFill,
-    OrderOutcome, OrderRejection, PositionPnl, Protection,
+    Broker, BrokerEvent, BrokerEvents, ExecutionKind, ExecutionReport, MarginCallKind, OpenState,
+    OrderFill, OrderOutcome, OrderRejection, PositionPnl, Protection, SymbolState, TradingMode,
 };
 pub use client::CTraderClient;
 pub use config::{

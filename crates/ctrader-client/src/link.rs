@@ -53,8 +53,9 @@ impl RequestFailure {
     }
 }
 
-/// Receives every frame the reader does not consume as a plain reply: events, and execution events
-/// even when they answered a request (the owner's event stream must see every execution).
+/// Receives every frame the reader does not hand to a waiting request: events, progress of an
+/// order (`ORDER_ACCEPTED`), and answers whose request gave up waiting. An answer a request took is
+/// not handed over again: each execution reaches its owner exactly once.
 pub(crate) trait Inbound: Send + 'static {
     /// Handles one frame; `answered` is true when it also resolved a waiting request.
     fn on_frame(&mut self, envelope: Envelope, answered: bool);
@@ -62,13 +63,20 @@ pub(crate) trait Inbound: Send + 'static {
 
 struct Waiting {
     kind: ReplyKind,
+    /// The request's name, for errors.
+    name: &'static str,
     reply: oneshot::Sender<Envelope>,
+    /// The broker's order id, once an `ORDER_ACCEPTED` for this request named it: how a later
+    /// order error or execution without `clientMsgId` finds its request.
+    order_id: Option<i64>,
 }
 
 #[derive(Default)]
 struct Shared {
     waiting: HashMap<String, Waiting>,
     down_reason: Option<String>,
+    /// Set when a frame over the size cap ended the link: the requests that were waiting.
+    oversized: Option<Vec<&'static str>>,
 }
 
 /// Timing of one link.
@@ -151,6 +159,11 @@ impl Link {
             .unwrap_or_else(|| "link closed".to_owned())
     }
 
+    /// When a frame over the size cap ended the link: the names of the requests waiting then.
+    pub(crate) fn lost_to_oversized_frame(&self) -> Option<Vec<&'static str>> {
+        self.lock().oversized.clone()
+    }
+
     /// Takes the link down (idempotent): the first reason sticks, every waiting request fails.
     pub(crate) fn close(&self, reason: impl Into<String>) {
         let waiting = {
@@ -186,9 +199,15 @@ impl Link {
     ) -> Result<Envelope, RequestFailure> {
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (reply, answer) = oneshot::channel();
-        self.lock()
-            .waiting
-            .insert(id.clone(), Waiting { kind, reply });
+        self.lock().waiting.insert(
+            id.clone(),
+            Waiting {
+                kind,
+                name,
+                reply,
+                order_id: None,
+            },
+        );
         // Checked after registering: a close from now on drops our sender and wakes us.
         if self.is_down() {
             self.lock().waiting.remove(&id);
@@ -222,8 +241,9 @@ impl Link {
         }
     }
 
-    /// Hands `envelope` to the request it answers; gives it back when it answers none (or when the
-    /// owner's stream must also see it, a copy goes to the request).
+    /// Hands `envelope` to the request it answers, which then owns it; gives it back when it
+    /// answers none, is only progress (`ORDER_ACCEPTED`), or its request gave up waiting. The flag
+    /// is true when a request took it.
     fn resolve(&self, envelope: Envelope) -> (Option<Envelope>, bool) {
         let mut shared = self.lock();
         let key = envelope
@@ -231,13 +251,24 @@ impl Link {
             .as_ref()
             .filter(|id| shared.waiting.contains_key(*id))
             .cloned()
-            .or_else(|| by_client_order_id(&shared.waiting, &envelope));
+            .or_else(|| by_client_order_id(&shared.waiting, &envelope))
+            .or_else(|| by_order_id(&shared.waiting, &envelope));
         let Some(key) = key else {
             return (Some(envelope), false);
         };
-        let completes = match shared.waiting.get(&key).map(|w| &w.kind) {
-            Some(ReplyKind::Execution { .. }) => !is_accepted(&envelope),
-            Some(ReplyKind::Any) => true,
+        let completes = match shared.waiting.get_mut(&key) {
+            Some(w) if matches!(w.kind, ReplyKind::Execution { .. }) => {
+                if is_accepted(&envelope) {
+                    // Progress: remember the order id the broker gave, for errors that name only it.
+                    if let Payload::ExecutionEvent(e) = &envelope.payload {
+                        w.order_id = e.order.as_ref().map(|o| o.order_id).or(w.order_id);
+                    }
+                    false
+                } else {
+                    true
+                }
+            }
+            Some(_) => true,
             None => false,
         };
         if !completes {
@@ -247,16 +278,10 @@ impl Link {
             return (Some(envelope), false);
         };
         drop(shared);
-        let keep_for_stream = matches!(envelope.payload, Payload::ExecutionEvent(_));
-        if keep_for_stream {
-            // A waiter that gave up (timeout) is fine: the stream still gets the event.
-            let _ = waiting.reply.send(envelope.clone());
-            (Some(envelope), true)
-        } else {
-            match waiting.reply.send(envelope) {
-                Ok(()) => (None, true),
-                Err(envelope) => (Some(envelope), false),
-            }
+        // A waiter that gave up (timeout) no longer reads it: the owner's stream gets it instead.
+        match waiting.reply.send(envelope) {
+            Ok(()) => (None, true),
+            Err(envelope) => (Some(envelope), false),
         }
     }
 }
@@ -271,6 +296,22 @@ fn by_client_order_id(waiting: &HashMap<String, Waiting>, envelope: &Envelope) -
         .iter()
         .find(|(_, w)| {
             matches!(&w.kind, ReplyKind::Execution { client_order_id: Some(c) } if c == coid)
+        })
+        .map(|(id, _)| id.clone())
+}
+
+/// An order error (or execution) without `clientMsgId` answers the order the broker accepted
+/// under that order id.
+fn by_order_id(waiting: &HashMap<String, Waiting>, envelope: &Envelope) -> Option<String> {
+    let order_id = match &envelope.payload {
+        Payload::OrderErrorEvent(e) => e.order_id?,
+        Payload::ExecutionEvent(e) => e.order.as_ref()?.order_id,
+        _ => return None,
+    };
+    waiting
+        .iter()
+        .find(|(_, w)| {
+            matches!(w.kind, ReplyKind::Execution { .. }) && w.order_id == Some(order_id)
         })
         .map(|(id, _)| id.clone())
 }
@@ -315,7 +356,16 @@ async fn read_loop<R, I>(
         let message = match next {
             Err(_) => break format!("server silent for {silence_limit:?}: dead link"),
             Ok(None) => break "server closed the connection".to_owned(),
-            Ok(Some(Err(e))) => break format!("read failed: {e}"),
+            Ok(Some(Err(e))) => {
+                if matches!(e, ProtoError::FrameTooLarge { .. }) {
+                    let mut shared = link.lock();
+                    let mut waiting: Vec<&'static str> =
+                        shared.waiting.values().map(|w| w.name).collect();
+                    waiting.sort_unstable();
+                    shared.oversized = Some(waiting);
+                }
+                break format!("read failed: {e}");
+            }
             Ok(Some(Ok(message))) => message,
         };
         let envelope = match message.and_then(Envelope::from_proto) {
@@ -453,7 +503,58 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_order_waits_past_accepted_and_the_stream_sees_both() {
+    async fn an_order_error_without_client_msg_id_finds_its_order_by_order_id() {
+        let (link, collect, mut server) = pair();
+        let waiter = {
+            let link = Arc::clone(&link);
+            tokio::spawn(async move {
+                link.request(
+                    reconcile_req(),
+                    ReplyKind::Execution {
+                        client_order_id: Some("pob-2".into()),
+                    },
+                    "new order",
+                    Duration::from_secs(5),
+                )
+                .await
+            })
+        };
+        let req = next_envelope(&mut server).await;
+        let accepted = Envelope::new(ProtoOaExecutionEvent {
+            ctid_trader_account_id: 7,
+            execution_type: ProtoOaExecutionType::OrderAccepted as i32,
+            order: Some(ProtoOaOrder {
+                order_id: 4242,
+                client_order_id: Some("pob-2".into()),
+                trade_data: ProtoOaTradeData::default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .with_client_msg_id(req.client_msg_id.clone().unwrap());
+        server.send(accepted.to_proto()).await.unwrap();
+        // Another order's error first: it is not ours, the stream gets it.
+        let other = Envelope::new(ctrader_proto::openapi::ProtoOaOrderErrorEvent {
+            ctid_trader_account_id: 7,
+            error_code: "NOT_ENOUGH_MONEY".into(),
+            order_id: Some(99),
+            ..Default::default()
+        });
+        server.send(other.to_proto()).await.unwrap();
+        let ours = Envelope::new(ctrader_proto::openapi::ProtoOaOrderErrorEvent {
+            ctid_trader_account_id: 7,
+            error_code: "NOT_ENOUGH_MONEY".into(),
+            order_id: Some(4242),
+            ..Default::default()
+        });
+        server.send(ours.to_proto()).await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), ours);
+        let seen = collect.0.lock().unwrap().clone();
+        assert_eq!(seen, vec![(accepted, false), (other, false)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_waits_past_accepted_and_its_answer_is_delivered_once() {
         let (link, collect, mut server) = pair();
         let waiter = {
             let link = Arc::clone(&link);
@@ -487,8 +588,9 @@ mod tests {
         let filled = Envelope::new(event(ProtoOaExecutionType::OrderFilled));
         server.send(filled.to_proto()).await.unwrap();
         assert_eq!(waiter.await.unwrap().unwrap(), filled);
+        // The progress goes to the stream; the answer only to the order that waited for it.
         let seen = collect.0.lock().unwrap().clone();
-        assert_eq!(seen, vec![(accepted, false), (filled, true)]);
+        assert_eq!(seen, vec![(accepted, false)]);
     }
 
     #[tokio::test(start_paused = true)]

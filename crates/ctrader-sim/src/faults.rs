@@ -30,6 +30,77 @@ pub struct FaultPlan {
     /// After answering the N-th message of a connection, send a frame whose body is not a
     /// `ProtoMessage` (the connection stays open).
     pub malformed_frame_after_messages: Option<u64>,
+    /// How the trader's market orders (opening and closing) fill: whole, or in parts as a real
+    /// server may when liquidity is thin.
+    pub partial_fills: PartialFills,
+    /// Answer the next N requests after account authorisation with `ProtoOAErrorRes`
+    /// `CANT_ROUTE_REQUEST` (the server could not route them; nothing was done).
+    pub cant_route_requests: u32,
+    /// Answer the next N requests after account authorisation with `ProtoOAErrorRes`
+    /// `REQUEST_FREQUENCY_EXCEEDED` carrying `retryAfter` (1 s).
+    pub frequency_exceeded_requests: u32,
+    /// Accept the next new order (`ORDER_ACCEPTED`, with its order id), then refuse it with this
+    /// error code in a `ProtoOAOrderErrorEvent` that carries the order id but no `clientMsgId`.
+    pub order_error_without_msg_id: Option<String>,
+    /// Send `ProtoOAMarginChangedEvent` after every deal that changes a position's used margin.
+    pub margin_changed_events: bool,
+}
+
+/// How a trader's market order fills (`--partial-fills`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartialFills {
+    /// One deal for the whole volume: `ORDER_ACCEPTED`, `ORDER_FILLED`.
+    #[default]
+    Off,
+    /// Up to this many deals (at least 2) of whole volume steps: `ORDER_ACCEPTED`, then
+    /// `ORDER_PARTIAL_FILL` for each deal but the last, then `ORDER_FILLED`. A volume of one step
+    /// fills whole.
+    Deals(u32),
+    /// Half the volume (in whole steps) fills as `ORDER_PARTIAL_FILL`, and the rest is cancelled
+    /// (`ORDER_CANCELLED`), as a fill-or-kill remainder would be. A volume of one step fills whole.
+    CancelRest,
+}
+
+impl PartialFills {
+    /// The volumes of the deals a market order of `volume` fills in, with `step` the symbol's
+    /// volume step, and whether the remainder is cancelled after them.
+    pub(crate) fn parts(self, volume: i64, step: i64) -> (Vec<i64>, bool) {
+        let step = step.max(1);
+        let steps = volume / step;
+        if steps < 2 || volume % step != 0 {
+            return (vec![volume], false);
+        }
+        match self {
+            PartialFills::Off => (vec![volume], false),
+            PartialFills::CancelRest => (vec![(steps / 2) * step], true),
+            PartialFills::Deals(n) => {
+                let n = i64::from(n.max(2)).min(steps);
+                let (base, extra) = (steps / n, steps % n);
+                let parts = (0..n)
+                    .map(|i| (base + i64::from(i < extra)) * step)
+                    .collect();
+                (parts, false)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for PartialFills {
+    type Err = SimError;
+
+    /// `off`, `cancel-rest`, or a number of deals (2 to 100).
+    fn from_str(s: &str) -> Result<PartialFills, SimError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(PartialFills::Off),
+            "cancel-rest" => Ok(PartialFills::CancelRest),
+            other => match other.parse::<u32>() {
+                Ok(n) if (2..=100).contains(&n) => Ok(PartialFills::Deals(n)),
+                _ => Err(SimError::Config(format!(
+                    "partial fills {s:?} must be off, cancel-rest or a number of deals from 2 to 100"
+                ))),
+            },
+        }
+    }
 }
 
 impl FaultPlan {
@@ -71,6 +142,16 @@ impl FaultPlan {
         if let Some(code) = &self.reject_next_order {
             validate_error_code(code)?;
         }
+        if let Some(code) = &self.order_error_without_msg_id {
+            validate_error_code(code)?;
+        }
+        if let PartialFills::Deals(n) = self.partial_fills
+            && !(2..=100).contains(&n)
+        {
+            return Err(SimError::Config(format!(
+                "partial fills of {n} deals: from 2 to 100"
+            )));
+        }
         Ok(())
     }
 }
@@ -94,6 +175,34 @@ pub(crate) fn validate_error_code(code: &str) -> Result<(), SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_fills_split_whole_steps() {
+        assert_eq!(PartialFills::Off.parts(300, 100), (vec![300], false));
+        assert_eq!(
+            PartialFills::Deals(2).parts(300, 100),
+            (vec![200, 100], false)
+        );
+        assert_eq!(
+            PartialFills::Deals(3).parts(500, 100),
+            (vec![200, 200, 100], false)
+        );
+        // Never more deals than steps; one step fills whole.
+        assert_eq!(
+            PartialFills::Deals(5).parts(200, 100),
+            (vec![100, 100], false)
+        );
+        assert_eq!(PartialFills::Deals(2).parts(100, 100), (vec![100], false));
+        assert_eq!(PartialFills::CancelRest.parts(500, 100), (vec![200], true));
+        assert_eq!(PartialFills::CancelRest.parts(100, 100), (vec![100], false));
+        assert_eq!("3".parse::<PartialFills>().unwrap(), PartialFills::Deals(3));
+        assert_eq!(
+            "cancel-rest".parse::<PartialFills>().unwrap(),
+            PartialFills::CancelRest
+        );
+        assert!("1".parse::<PartialFills>().is_err());
+        assert!("some".parse::<PartialFills>().is_err());
+    }
 
     #[test]
     fn plan_validation() {

@@ -29,11 +29,12 @@ mod wire;
 
 pub use config::{AccountCurrency, MaintenanceWindow, SimConfig, SimCredentials};
 pub use error::SimError;
-pub use faults::FaultPlan;
+pub use faults::{FaultPlan, PartialFills};
 pub use prices::PriceSource;
 pub use ratelimit::RateLimits;
 pub use server::{
-    DealRecord, FaultControl, OpenPositionRecord, ReceivedOrder, SimHandle, Simulator,
+    DealRecord, FaultControl, MarginCallType, OpenPositionRecord, ReceivedOrder, SimHandle,
+    Simulator,
 };
 pub use symbols::{MarketHours, PALM_OIL_SYMBOL_ID, USD_MYR_SYMBOL_ID};
 pub use tls::{

@@ -267,6 +267,7 @@ pub(crate) fn order(o: &Order) -> ProtoOaOrder {
         executed_volume: (o.executed_volume > 0).then_some(o.executed_volume),
         utc_last_update_timestamp: Some(o.updated.0),
         closing_order: Some(o.closing),
+        is_stop_out: o.stop_out.then_some(true),
         limit_price: o.limit_price.map(price_to_f64),
         stop_price: o.stop_price.map(price_to_f64),
         stop_loss: o.stop_loss.map(price_to_f64),
@@ -294,8 +295,8 @@ pub(crate) fn deal(d: &Deal) -> ProtoOaDeal {
         utc_last_update_timestamp: Some(d.executed.0),
         execution_price: Some(price_to_f64(d.execution_price)),
         trade_side: side_code(d.side),
-        // FILLED
-        deal_status: 2,
+        // PARTIALLY_FILLED or FILLED
+        deal_status: if d.partial { 3 } else { 2 },
         commission: Some(d.commission),
         money_digits: Some(d.money_digits),
         close_position_detail: d.close.as_ref().map(|c| ProtoOaClosePositionDetail {

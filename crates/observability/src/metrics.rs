@@ -188,6 +188,7 @@ pub struct Metrics {
     broker_connected: Gauge<u64>,
     broker_connection_state: Gauge<u64>,
     reconnects: Counter<u64>,
+    broker_events: Counter<u64>,
     quotes: Counter<u64>,
     market_open: Gauge<u64>,
     rsi: Gauge<f64>,
@@ -394,6 +395,11 @@ impl Metrics {
                 "broker_reconnects",
                 "Reconnections to the broker after a lost link.",
             ),
+            broker_events: counter(
+                &meter,
+                "broker_events",
+                "Account and market events the broker sent on its own, by kind (margin_call_trigger, margin_call_update, account_changed, symbol_changed, symbol_not_tradable, order_error).",
+            ),
             quotes: counter(&meter, "quotes", "Quotes received from the broker."),
             market_open: flag(
                 &meter,
@@ -456,6 +462,9 @@ impl Metrics {
                 .add(0, &[KeyValue::new("outcome", outcome.as_str())]);
         }
         self.reconnects.add(0, &[]);
+        for kind in ["margin_call_trigger", "margin_call_update"] {
+            self.broker_events.add(0, &[KeyValue::new("kind", kind)]);
+        }
         self.quotes.add(0, &[]);
         self.sentiment_cache_hits.add(0, &[]);
         self.sentiment_cache_misses.add(0, &[]);
@@ -600,6 +609,13 @@ impl Metrics {
     /// The link to the broker was re-established after a loss.
     pub fn record_reconnect(&self) {
         self.reconnects.add(1, &[]);
+    }
+
+    /// The broker sent an account or market event of `kind` on its own (a margin call, a
+    /// balance or symbol change): alerts count these.
+    pub fn record_broker_event(&self, kind: &str) {
+        self.broker_events
+            .add(1, &[KeyValue::new("kind", label_value(kind))]);
     }
 
     /// Whether the market is open by the symbol's schedule (stale-quote alerts depend on it).

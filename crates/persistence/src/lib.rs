@@ -11,6 +11,7 @@
 
 mod backup;
 mod binding;
+mod closing;
 mod error;
 mod intent;
 #[cfg(any(test, feature = "test-util"))]

@@ -125,7 +125,16 @@ impl State {
         }
         // Validate the fill before touching the position, as the SQL transaction would roll back.
         FillRow::normalise(fill)?;
-        self.upsert_position(position);
+        // Like the SQL store: a close in several deals made the sum of them.
+        let mut position = position.clone();
+        if position.status == PositionStatus::Closed && fill.close.is_some() {
+            let earlier = self.fills.values().filter(|f| f.position_id == position.id);
+            if let Some((price, net)) = crate::closing::exit_of(earlier.chain([fill])) {
+                position.exit_price = Some(price);
+                position.pnl = Some(net);
+            }
+        }
+        self.upsert_position(&position);
         self.insert_fill(fill)
     }
 

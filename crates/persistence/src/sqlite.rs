@@ -705,7 +705,9 @@ async fn stored_fill(
     row.map(FillRow::into_domain).transpose()
 }
 
-/// Records a fill and the position it leaves, unless the deal is known.
+/// Records a fill and the position it leaves, unless the deal is known. A position the fill
+/// closes gets the exit and net result of ALL its closing deals (a close in several deals made the
+/// sum of them), whatever the caller computed from this one.
 async fn record_fill_tx(
     conn: &mut SqliteConnection,
     fill: &Fill,
@@ -715,9 +717,35 @@ async fn record_fill_tx(
         check_same_deal(&stored, fill)?;
         return Ok(FillRecorded::AlreadyRecorded);
     }
+    let mut position = position.clone();
+    if position.status == PositionStatus::Closed && fill.close.is_some() {
+        let earlier = position_fills(conn, position.id).await?;
+        if let Some((price, net)) = crate::closing::exit_of(earlier.iter().chain([fill])) {
+            position.exit_price = Some(price);
+            position.pnl = Some(net);
+        }
+    }
     // The position first: a fill must name a stored position (foreign key).
-    upsert_position(conn, position).await?;
+    upsert_position(conn, &position).await?;
     insert_fill(conn, fill).await
+}
+
+/// Every stored fill of a position, oldest first.
+async fn position_fills(
+    conn: &mut SqliteConnection,
+    position: PositionId,
+) -> Result<Vec<Fill>, StoreError> {
+    let rows: Vec<FillRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        fill_columns!(),
+        " FROM fills WHERE account_id = ",
+        store_account!(),
+        " AND position_id = ? ORDER BY time, deal_id"
+    ))
+    .bind(position.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(FillRow::into_domain).collect()
 }
 
 async fn insert_audit(

@@ -56,6 +56,7 @@ conformance!(
     illegal_steps_are_refused_and_change_nothing,
     a_duplicate_fill_is_a_reported_no_op,
     an_unprompted_close_updates_the_position,
+    a_position_closed_in_several_deals_made_their_sum,
     inconsistent_records_are_refused,
     a_rejection_is_final,
     kill_switch_survives,
@@ -259,6 +260,49 @@ async fn a_duplicate_fill_is_a_reported_no_op(store: Arc<dyn TradeStore>) {
     assert_eq!(store.fills(10).await.unwrap().len(), 1);
 }
 
+/// The report: a position closed in two deals stored the last deal's net only. The store
+/// settles a closed position from every closing deal, whatever the caller computed.
+async fn a_position_closed_in_several_deals_made_their_sum(store: Arc<dyn TradeStore>) {
+    let mut position = open_position(21, Some("pob-21"), 100);
+    position.volume = Volume(200);
+    let mut first_half = opening_fill(900, 21, Some("pob-21"), 100);
+    first_half.volume = Volume(100);
+    let mut second_half = opening_fill(901, 21, Some("pob-21"), 100);
+    second_half.volume = Volume(100);
+    position.volume = Volume(100);
+    store.record_fill(&first_half, &position).await.unwrap();
+    position.volume = Volume(200);
+    store.record_fill(&second_half, &position).await.unwrap();
+    // Two closing deals: +30.00 and +50.00 gross, each -0.10 swap and -3.00 commission.
+    let first_close = closing_fill(902, 21, price(4030), 200, None);
+    position.volume = Volume(100);
+    store.record_fill(&first_close, &position).await.unwrap();
+    let last_close = closing_fill(903, 21, price(4050), 300, None);
+    let mut closed = position.clone();
+    closed.status = PositionStatus::Closed;
+    closed.exit_price = Some(price(4050));
+    closed.exit_time = Some(Timestamp(300));
+    // What a caller that only knows the last deal computes.
+    closed.pnl = Some(Money::new(5_000 - 10 - 300, 2));
+    closed.close_reason = Some(CloseReason::Strategy);
+    store.record_fill(&last_close, &closed).await.unwrap();
+    let stored = store.position(PositionId(21)).await.unwrap().unwrap();
+    assert_eq!(stored.status, PositionStatus::Closed);
+    assert_eq!(
+        stored.pnl,
+        Some(Money::new(3_000 - 10 - 300 + 5_000 - 10 - 300, 2)),
+        "the sum of both closing deals' gross + swap + commission"
+    );
+    assert_eq!(stored.exit_price, Some(price(4040)), "volume-weighted exit");
+    assert_eq!(stored.exit_time, Some(Timestamp(300)));
+    // A replay of the last deal changes nothing.
+    assert_eq!(
+        store.record_fill(&last_close, &closed).await.unwrap(),
+        FillRecorded::AlreadyRecorded
+    );
+    assert_eq!(store.position(PositionId(21)).await.unwrap(), Some(stored));
+}
+
 async fn an_unprompted_close_updates_the_position(store: Arc<dyn TradeStore>) {
     let open = open_position(13, Some("pob-6"), 100);
     assert_eq!(
@@ -452,7 +496,8 @@ async fn positions_are_listed_newest_first(store: Arc<dyn TradeStore>) {
     closed.status = PositionStatus::Closed;
     closed.exit_price = Some(price(4010));
     closed.exit_time = Some(Timestamp(40));
-    closed.pnl = Some(Money::new(1_000, 2));
+    // The net of its closing deal: gross 10.00, swap -0.10, commission -3.00.
+    closed.pnl = Some(Money::new(690, 2));
     closed.close_reason = Some(CloseReason::Strategy);
     store
         .record_fill(&closing_fill(31, 3, price(4010), 40, None), &closed)

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ctrader_sim::{
-    AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PriceSource,
-    SimConfig, SimCredentials, SimError, Simulator,
+    AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PartialFills,
+    PriceSource, SimConfig, SimCredentials, SimError, Simulator,
 };
 use domain::{AcceleratedClock, Secret};
 use tokio::sync::watch;
@@ -124,6 +124,41 @@ pub struct SimulateArgs {
     /// Fault: after answering a connection's N-th message, send a frame that is not a ProtoMessage.
     #[arg(long, value_name = "N", help_heading = "Faults")]
     pub malformed_frame_after: Option<u64>,
+    /// Broker behaviour: fill market orders (opening and closing) in N deals, ORDER_PARTIAL_FILL
+    /// for each but the last, then ORDER_FILLED; `cancel-rest` fills half and cancels the rest
+    /// (ORDER_CANCELLED); `off` fills whole.
+    #[arg(
+        long,
+        default_value = "off",
+        value_name = "off|cancel-rest|N",
+        help_heading = "Broker behaviour"
+    )]
+    pub partial_fills: String,
+    /// Broker behaviour: answer the first N requests after account authorisation with
+    /// CANT_ROUTE_REQUEST (nothing done; the client retries reads with backoff).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Broker behaviour"
+    )]
+    pub cant_route_requests: u32,
+    /// Broker behaviour: answer the first N requests after account authorisation with
+    /// REQUEST_FREQUENCY_EXCEEDED and retryAfter 1 s.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Broker behaviour"
+    )]
+    pub frequency_exceeded_requests: u32,
+    /// Broker behaviour: accept the next new order, then refuse it with this error code in an
+    /// order error event that names the order id but carries no clientMsgId.
+    #[arg(long, value_name = "CODE", help_heading = "Broker behaviour")]
+    pub order_error_without_msg_id: Option<String>,
+    /// Broker behaviour: send ProtoOAMarginChangedEvent after every deal.
+    #[arg(long, help_heading = "Broker behaviour")]
+    pub margin_changed_events: bool,
 }
 
 /// Wraps a secret flag so `Debug` of the parsed arguments never shows it.
@@ -167,6 +202,10 @@ impl SimulateArgs {
             refresh_token: self.refresh_token.clone().unwrap_or(defaults.refresh_token),
             account_id: self.account_id.unwrap_or(defaults.account_id),
         };
+        let partial_fills: PartialFills = self
+            .partial_fills
+            .parse()
+            .map_err(|e: SimError| SimulateArgsError(format!("--partial-fills: {e}")))?;
         let faults = FaultPlan {
             drop_after_messages: self.drop_after_messages,
             drop_every: self.drop_every,
@@ -177,6 +216,11 @@ impl SimulateArgs {
             silence_heartbeats: self.silence_heartbeats,
             oversized_frame_after_messages: self.oversized_frame_after,
             malformed_frame_after_messages: self.malformed_frame_after,
+            partial_fills,
+            cant_route_requests: self.cant_route_requests,
+            frequency_exceeded_requests: self.frequency_exceeded_requests,
+            order_error_without_msg_id: self.order_error_without_msg_id.clone(),
+            margin_changed_events: self.margin_changed_events,
         };
         let config = SimConfig {
             listen: self.listen,

@@ -1,9 +1,11 @@
 //! Execution events the broker sends on its own: stop-loss and take-profit hits, stop-outs,
-//! positions closed by a person, and echoes of our own orders (recorded once, by deal id).
+//! positions closed by a person, and the later deals of our own orders when they fill in parts
+//! (the first deal answers the order in `orders.rs`; the client never hands an answer over twice,
+//! and a deal the broker repeats is recorded once, by deal id).
 
 use std::collections::HashSet;
 
-use ctrader_client::{Broker, ExecutionReport};
+use ctrader_client::{Broker, ExecutionKind, ExecutionReport};
 use domain::PositionStatus;
 use observability::EventLevel;
 use persistence::FillRecorded;
@@ -16,6 +18,10 @@ impl<B: Broker + 'static> Engine<B> {
         report: ExecutionReport,
     ) -> Result<(), EngineError> {
         let Some(fill) = report.fill.clone() else {
+            // An order's acceptance says nothing yet about what the position holds.
+            if report.kind == ExecutionKind::Accepted {
+                return Ok(());
+            }
             if let (Some(ours), Some(bp)) = (self.position.as_mut(), report.position.as_ref())
                 && ours.id == bp.id
             {
@@ -46,7 +52,12 @@ impl<B: Broker + 'static> Engine<B> {
             return Ok(());
         };
         if report.position_closed {
-            let own: HashSet<&domain::ClientOrderId> = HashSet::new();
+            // The rest of our own closing order, filled in parts, closed it: the strategy did.
+            let ours = fill
+                .client_order_id
+                .as_ref()
+                .filter(|c| persistence::is_our_label(&self.settings.label_prefix, c.as_str()));
+            let own: HashSet<&domain::ClientOrderId> = ours.into_iter().collect();
             let (reason, _) = persistence::infer_close_reason(
                 position.side,
                 position.stop_loss,
@@ -74,6 +85,9 @@ impl<B: Broker + 'static> Engine<B> {
         }
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
             self.money.balance = balance;
+        }
+        if position.status == PositionStatus::Closed {
+            self.settle(&mut position).await?;
         }
         tracing::info!(
             trade_id = fill.deal_id,

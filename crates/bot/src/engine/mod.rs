@@ -6,6 +6,7 @@
 //! and a decision becomes a durable intent before its order leaves. A disconnect pauses trading
 //! until a reconciliation after the reconnect succeeds.
 
+mod account;
 mod fills;
 mod money;
 mod orders;
@@ -122,12 +123,16 @@ enum Pause {
     Disconnected(String),
     /// The store may not match the broker: reconcile (retried every tick) before trading.
     NeedsReconcile(String),
+    /// The broker suspended the symbol (or made it close-only): resumes when it trades again.
+    SymbolNotTradable(String),
 }
 
 impl std::fmt::Display for Pause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Pause::Disconnected(why) | Pause::NeedsReconcile(why) => f.write_str(why),
+            Pause::Disconnected(why)
+            | Pause::NeedsReconcile(why)
+            | Pause::SymbolNotTradable(why) => f.write_str(why),
         }
     }
 }
@@ -394,6 +399,20 @@ impl<B: Broker + 'static> Engine<B> {
                     "access token invalidated: {reason}"
                 )))
             }
+            BrokerEvent::AccountChanged { balance } => self.on_account_changed(balance).await,
+            BrokerEvent::SymbolChanged { symbols } => self.on_symbol_changed(symbols).await,
+            BrokerEvent::MarginCall {
+                kind,
+                threshold,
+                level,
+            } => self.on_margin_call(kind, &threshold, level).await,
+            BrokerEvent::MarginChanged {
+                position,
+                used_margin,
+            } => {
+                self.on_margin_changed(position, used_margin);
+                Ok(())
+            }
             BrokerEvent::Stopped(error) => {
                 self.event(EventLevel::Error, format!("broker client stopped: {error}"));
                 Err(EngineError::Broker(error))
@@ -560,9 +579,19 @@ impl<B: Broker + 'static> Engine<B> {
         }
         self.refresh_position().await?;
         self.refresh_trade_stats().await?;
-        self.money.balance = self.broker.balance().await?;
+        let balance = self.broker.balance().await?;
+        self.money.currency.money_digits = balance.digits;
+        self.money.balance = balance;
         self.refresh_charges().await?;
+        // Changes to the symbol may have been missed while the link was down.
+        let state = self
+            .broker
+            .symbol_state(self.symbol.id, &self.symbol.name)
+            .await?;
         self.paused = None;
+        if state.spec != self.symbol || state.mode != ctrader_client::TradingMode::Enabled {
+            self.apply_symbol_state(state);
+        }
         self.obs.status.update(|s| s.reconciled = true);
         tracing::info!(
             reason = why,

@@ -299,6 +299,10 @@ impl<B: Broker + 'static> Engine<B> {
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
             self.money.balance = balance;
         }
+        let mut position = position;
+        if position.status == PositionStatus::Closed {
+            self.settle(&mut position).await?;
+        }
         match (&broker_position, position.status) {
             (Some(bp), PositionStatus::Open) => self.money.set_charges(bp),
             _ => self.money.clear_charges(),
@@ -325,6 +329,20 @@ impl<B: Broker + 'static> Engine<B> {
         self.position = Some(position);
         self.publish_position();
         Ok(())
+    }
+
+    /// A closed position's exit and net result as the store settled them from every closing
+    /// deal (a close in several deals made their sum, swap and commission included).
+    pub(super) async fn settle(&mut self, position: &mut Position) -> Result<(), EngineError> {
+        match self.store.position(position.id).await {
+            Ok(Some(stored)) => {
+                position.pnl = stored.pnl.or(position.pnl);
+                position.exit_price = stored.exit_price.or(position.exit_price);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(self.store_failed(e)),
+        }
     }
 
     /// Metrics and the dashboard for a closed trade.

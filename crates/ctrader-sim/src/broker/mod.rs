@@ -14,6 +14,7 @@ pub(crate) use model::{
 };
 
 use crate::conversion::{self, ChainError, Rate};
+use crate::faults::PartialFills;
 use crate::prices::TwoSided;
 use crate::rollover;
 use crate::symbols::{SimAsset, SimSymbol, assets};
@@ -36,7 +37,12 @@ enum Closer {
     Protection,
     /// Someone closed it outside this API (a person in the cTrader app).
     Elsewhere,
+    /// The broker closed it because the account's margin level fell below the stop-out level.
+    StopOut,
 }
+
+/// The margin level (equity / used margin, percent) below which the broker closes positions.
+pub(crate) const STOP_OUT_LEVEL_PERCENT: i64 = 50;
 
 /// A position's profit if it closed now, in the account's deposit currency (minor units).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,11 @@ pub(crate) struct Broker {
     next_order_id: i64,
     next_position_id: i64,
     next_deal_id: i64,
+    /// How the trader's market orders fill (whole, or in parts).
+    partial_fills: PartialFills,
+    /// Symbols whose `tradingMode` is not ENABLED (0), by id: 1 and 2 refuse every order, 3
+    /// (CLOSE_ONLY_MODE) refuses all but closes.
+    trading_modes: HashMap<i64, i32>,
 }
 
 impl Broker {
@@ -78,7 +89,113 @@ impl Broker {
             next_order_id: FIRST_ORDER_ID,
             next_position_id: FIRST_POSITION_ID,
             next_deal_id: FIRST_DEAL_ID,
+            partial_fills: PartialFills::Off,
+            trading_modes: HashMap::new(),
         }
+    }
+
+    /// A symbol's `ProtoOATradingMode` (0 ENABLED, 1 and 2 DISABLED, 3 CLOSE_ONLY_MODE).
+    pub(crate) fn trading_mode(&self, symbol_id: i64) -> i32 {
+        self.trading_modes.get(&symbol_id).copied().unwrap_or(0)
+    }
+
+    /// Sets a symbol's trading mode; false when the symbol or the mode is unknown.
+    pub(crate) fn set_trading_mode(&mut self, symbol_id: i64, mode: i32) -> bool {
+        if !self.symbols.contains_key(&symbol_id) || !(0..=3).contains(&mode) {
+            return false;
+        }
+        if mode == 0 {
+            self.trading_modes.remove(&symbol_id);
+        } else {
+            self.trading_modes.insert(symbol_id, mode);
+        }
+        true
+    }
+
+    /// Changes a symbol's minimum volume (a multiple of its step, at most its maximum); false when
+    /// the symbol is unknown or the volume does not fit.
+    pub(crate) fn set_min_volume(&mut self, symbol_id: i64, min_volume: i64) -> bool {
+        match self.symbols.get_mut(&symbol_id) {
+            Some(s)
+                if min_volume > 0
+                    && min_volume <= s.max_volume
+                    && min_volume % s.step_volume.max(1) == 0 =>
+            {
+                s.min_volume = min_volume;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Deposits (`delta` > 0) or withdraws (`delta` < 0) money, in the account's minor units: the
+    /// balance and its version move; a withdrawal beyond the balance is refused. The account after.
+    pub(crate) fn change_balance(
+        &mut self,
+        account: i64,
+        delta: i64,
+    ) -> Result<Account, Rejection> {
+        let stored = self.accounts.get_mut(&account).ok_or_else(|| {
+            Rejection::error_res(
+                "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+                "Trading account not found",
+            )
+        })?;
+        let balance = stored
+            .balance
+            .checked_add(delta)
+            .filter(|b| *b >= 0)
+            .ok_or_else(|| {
+                Rejection::order_error(
+                    "NOT_ENOUGH_MONEY",
+                    format!(
+                        "Cannot withdraw {} from a balance of {}",
+                        -delta, stored.balance
+                    ),
+                )
+            })?;
+        stored.balance = balance;
+        stored.balance_version += 1;
+        Ok(stored.clone())
+    }
+
+    /// Changes the digits of the account's money (0 to 8): the balance and every open position's
+    /// swap, commission and margin are rescaled (rounded toward zero when digits are dropped).
+    pub(crate) fn set_money_digits(&mut self, account: i64, digits: u32) -> Option<Account> {
+        if digits > 8 {
+            return None;
+        }
+        let stored = self.accounts.get_mut(&account)?;
+        let from = stored.money_digits;
+        let rescale = |amount: i64| -> i64 {
+            if digits >= from {
+                amount.saturating_mul(10_i64.pow(digits - from))
+            } else {
+                amount / 10_i64.pow(from - digits)
+            }
+        };
+        stored.balance = rescale(stored.balance);
+        stored.money_digits = digits;
+        stored.balance_version += 1;
+        let after = stored.clone();
+        for p in self.positions.values_mut().filter(|p| p.account == account) {
+            p.swap = rescale(p.swap);
+            p.commission = rescale(p.commission);
+            p.used_margin = rescale(p.used_margin);
+            p.money_digits = digits;
+        }
+        Some(after)
+    }
+
+    /// Hands out an order id without placing an order (for an order the server refuses after
+    /// accepting it).
+    pub(crate) fn reserve_order_id(&mut self) -> i64 {
+        self.take_order_id()
+    }
+
+    /// Sets how the trader's market orders fill from now on.
+    pub(crate) fn set_partial_fills(&mut self, mode: PartialFills) {
+        self.partial_fills = mode;
     }
 
     /// Opens an account holding `balance` minor units of the asset `deposit_asset_id`.
@@ -338,6 +455,16 @@ impl Broker {
             })?
             .clone();
         check_strings(&req)?;
+        match self.trading_mode(symbol.id) {
+            0 => {}
+            3 if req.position_id.is_some() => {}
+            _ => {
+                return Err(Rejection::order_error(
+                    "TRADING_DISABLED",
+                    format!("Trading is disabled for {}", symbol.name),
+                ));
+            }
+        }
         if let Some(position_id) = req.position_id {
             return self.order_against_position(&req, position_id, now);
         }
@@ -423,6 +550,7 @@ impl Broker {
             execution_price: None,
             executed_volume: 0,
             closing: false,
+            stop_out: false,
             time_in_force: req.time_in_force.unwrap_or(match req.kind {
                 OrderKind::Market => 3,
                 _ => 2,
@@ -456,6 +584,13 @@ impl Broker {
     ) -> Result<Vec<Execution>, Rejection> {
         let position = self.owned_open_position(account, position_id)?;
         let symbol = self.symbol_of(&position)?;
+        if matches!(self.trading_mode(symbol.id), 1 | 2) {
+            return Err(Rejection::order_error(
+                "TRADING_DISABLED",
+                format!("Trading is disabled for {}", symbol.name),
+            )
+            .for_position(position_id));
+        }
         check_close_volume(&symbol, &position, volume)?;
         let quote = self.tradable_quote(&symbol, now)?;
         let price = exit_price(position.side, quote);
@@ -483,6 +618,76 @@ impl Broker {
             None,
             now,
         )
+    }
+
+    /// Closes a whole position at the market as the broker's stop-out does (`isStopOut`).
+    pub(crate) fn stop_out(
+        &mut self,
+        position_id: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Execution>, Rejection> {
+        let position = self.open_position(position_id).cloned().ok_or_else(|| {
+            Rejection::order_error("POSITION_NOT_FOUND", "Position not found")
+                .for_position(position_id)
+        })?;
+        let symbol = self.symbol_of(&position)?;
+        let quote = self
+            .quotes
+            .get(&symbol.id)
+            .copied()
+            .ok_or_else(|| Rejection::order_error("NO_QUOTES", "No quotes for the symbol"))?;
+        let price = exit_price(position.side, quote);
+        self.close_at(
+            position_id,
+            position.volume,
+            price,
+            Closer::StopOut,
+            None,
+            now,
+        )
+    }
+
+    /// The stop-out: an account whose equity fell below [`STOP_OUT_LEVEL_PERCENT`] of its used
+    /// margin loses its worst position (one per call, so the next quote re-checks).
+    fn stop_out_check(&mut self, now: Timestamp) -> Vec<Execution> {
+        let accounts: Vec<i64> = self.accounts.keys().copied().collect();
+        let mut reports = Vec::new();
+        for account in accounts {
+            let Some(balance) = self.accounts.get(&account).map(|a| a.balance) else {
+                continue;
+            };
+            let used: i64 = self
+                .positions
+                .values()
+                .filter(|p| p.account == account && p.state == PositionState::Open)
+                .map(|p| p.used_margin)
+                .sum();
+            if used <= 0 {
+                continue;
+            }
+            let pnl = self.unrealized(account);
+            let equity = pnl.iter().fold(balance, |e, p| e.saturating_add(p.net));
+            if i128::from(equity) * 100 >= i128::from(used) * i128::from(STOP_OUT_LEVEL_PERCENT) {
+                continue;
+            }
+            let Some(worst) = pnl.iter().min_by_key(|p| p.net).map(|p| p.position_id) else {
+                continue;
+            };
+            tracing::info!(
+                account,
+                position = worst,
+                equity,
+                used,
+                "stop-out: margin level below the stop-out level"
+            );
+            match self.stop_out(worst, now) {
+                Ok(closed) => reports.extend(closed),
+                Err(refusal) => {
+                    tracing::warn!(position = worst, code = %refusal.code, "stop-out not executed");
+                }
+            }
+        }
+        reports
     }
 
     /// Sets (or removes, with `None`) a position's stop loss and take profit.
@@ -601,6 +806,7 @@ impl Broker {
                 }
             }
         }
+        reports.extend(self.stop_out_check(now));
         reports
     }
 
@@ -651,7 +857,9 @@ impl Broker {
     }
 
     /// Opens a position from an accepted order at `price`, its money converted at `rate`: ACCEPTED
-    /// (position created) then FILLED.
+    /// (position created) then FILLED, or, when a market order fills in parts, one
+    /// PARTIAL_FILL per deal before the last, each deal with its own commission and the position's
+    /// volume growing deal by deal; a cancelled remainder ends with CANCELLED instead of FILLED.
     fn fill_opening_order(
         &mut self,
         order_id: i64,
@@ -669,9 +877,12 @@ impl Broker {
             .accounts
             .get(&order.account)
             .map_or(2, |a| a.money_digits);
+        let (parts, cancel_rest) = if order.kind == OrderKind::Market {
+            self.partial_fills.parts(order.volume, symbol.step_volume)
+        } else {
+            (vec![order.volume], false)
+        };
         let position_id = self.take_position_id();
-        let notional = money::notional(price, order.volume, rate, money_digits);
-        let commission = money::commission(notional, symbol.commission_per_million);
         let signed = |distance: i64, towards_profit: bool| match (order.side, towards_profit) {
             (Side::Buy, true) | (Side::Sell, false) => price.saturating_add(distance),
             (Side::Buy, false) | (Side::Sell, true) => price.saturating_sub(distance),
@@ -689,69 +900,100 @@ impl Broker {
             account: order.account,
             symbol_id: symbol.id,
             side: order.side,
-            volume: order.volume,
+            volume: 0,
             open_price: price,
             opened: now,
             stop_loss,
             take_profit,
             label: order.label.clone(),
             comment: order.comment.clone(),
-            commission,
+            commission: 0,
             swap: 0,
             state: PositionState::Created,
             updated: now,
             closed: None,
-            used_margin: money::margin(notional, symbol.leverage),
+            used_margin: 0,
             money_digits,
         };
-        let mut accepted_order = order.clone();
-        accepted_order.position_id = Some(position_id);
-        let accepted = Execution {
+        let mut working = order.clone();
+        working.position_id = Some(position_id);
+        let mut reports = vec![Execution {
             account: order.account,
             kind: ExecutionKind::Accepted,
-            position: Some(position.clone()),
-            order: Some(accepted_order.clone()),
+            position: Some(Position {
+                volume: order.volume,
+                ..position.clone()
+            }),
+            order: Some(working.clone()),
             deal: None,
             server_event: false,
             error_code: None,
-        };
+        }];
         position.state = PositionState::Open;
-        let mut filled_order = accepted_order;
-        filled_order.state = OrderState::Filled;
-        filled_order.execution_price = Some(price);
-        filled_order.executed_volume = order.volume;
-        filled_order.updated = now;
-        let deal = Deal {
-            id: self.take_deal_id(),
-            order_id,
-            position_id,
-            account: order.account,
-            symbol_id: symbol.id,
-            side: order.side,
-            volume: order.volume,
-            filled_volume: order.volume,
-            execution_price: price,
-            created: order.created,
-            executed: now,
-            commission,
-            money_digits,
-            close: None,
-        };
-        self.deals.push(deal.clone());
-        self.orders.insert(order_id, filled_order.clone());
-        self.positions.insert(position_id, position.clone());
-        vec![
-            accepted,
-            Execution {
+        let last = parts.len() - 1;
+        for (i, part) in parts.iter().copied().enumerate() {
+            let notional = money::notional(price, part, rate, money_digits);
+            let commission = money::commission(notional, symbol.commission_per_million);
+            position.volume += part;
+            position.commission = position.commission.saturating_add(commission);
+            position.used_margin = money::margin(
+                money::notional(price, position.volume, rate, money_digits),
+                symbol.leverage,
+            );
+            working.execution_price = Some(price);
+            working.executed_volume += part;
+            working.updated = now;
+            let complete = i == last && !cancel_rest;
+            if complete {
+                working.state = OrderState::Filled;
+            }
+            let deal = Deal {
+                id: self.take_deal_id(),
+                order_id,
+                position_id,
                 account: order.account,
-                kind: ExecutionKind::Filled,
-                position: Some(position),
-                order: Some(filled_order),
+                symbol_id: symbol.id,
+                side: order.side,
+                volume: order.volume,
+                filled_volume: part,
+                execution_price: price,
+                created: order.created,
+                executed: now,
+                commission,
+                money_digits,
+                close: None,
+                partial: part < order.volume,
+            };
+            self.deals.push(deal.clone());
+            reports.push(Execution {
+                account: order.account,
+                kind: if complete {
+                    ExecutionKind::Filled
+                } else {
+                    ExecutionKind::PartialFill
+                },
+                position: Some(position.clone()),
+                order: Some(working.clone()),
                 deal: Some(deal),
                 server_event: false,
                 error_code: None,
-            },
-        ]
+            });
+        }
+        if cancel_rest {
+            working.state = OrderState::Cancelled;
+            reports.push(Execution {
+                account: order.account,
+                kind: ExecutionKind::Cancelled,
+                position: Some(position.clone()),
+                order: Some(working.clone()),
+                deal: None,
+                server_event: false,
+                error_code: None,
+            });
+        }
+        self.orders.insert(order_id, working);
+        self.positions.insert(position_id, position);
+        reports
     }
 
     /// An order naming a position: an opposite-side market order closes that much of it.
@@ -787,7 +1029,8 @@ impl Broker {
 
     /// Closes `volume` of a position at `price`: a closing order, ACCEPTED then FILLED with a deal
     /// carrying the realised profit, swap and commission in the deposit currency (converted at the
-    /// chain's quotes of this moment), and the balance moved by exactly their sum.
+    /// chain's quotes of this moment), and the balance moved by exactly their sum. A trader's close
+    /// may fill in parts (see [`PartialFills`]): one deal per part, each settling its share.
     fn close_at(
         &mut self,
         position_id: i64,
@@ -803,50 +1046,22 @@ impl Broker {
         };
         let position = self.positions.get(&position_id).cloned().ok_or_else(gone)?;
         let symbol = self.symbol_of(&position)?;
-        let account = self
+        let account_id = self
             .accounts
             .get(&position.account)
-            .cloned()
+            .map(|a| a.id)
             .ok_or_else(gone)?;
-        let rate = self.rate_or_refuse(&symbol, account.id)?;
+        let rate = self.rate_or_refuse(&symbol, account_id)?;
         let volume = volume.clamp(0, position.volume);
-        let money_digits = account.money_digits;
-        let gross = money::gross_profit(
-            position.side,
-            position.open_price,
-            price,
-            volume,
-            rate,
-            money_digits,
-        );
-        let notional = money::notional(price, volume, rate, money_digits);
-        let closing_commission = money::commission(notional, symbol.commission_per_million);
-        // The shares of the opening commission and of the swap that belong to the closed volume.
-        let share = |amount: i64| {
-            if position.volume == 0 {
-                0
-            } else {
-                i64::try_from(i128::from(amount) * i128::from(volume) / i128::from(position.volume))
-                    .unwrap_or(amount)
-            }
+        let (parts, cancel_rest) = if closer == Closer::Trader {
+            self.partial_fills.parts(volume, symbol.step_volume)
+        } else {
+            (vec![volume], false)
         };
-        let opening_share = share(position.commission);
-        let swap_share = share(position.swap);
-        let realised = gross
-            .saturating_add(swap_share)
-            .saturating_add(closing_commission)
-            .saturating_add(opening_share);
-        let balance = account.balance.saturating_add(realised);
-        let balance_version = account.balance_version + 1;
-        if let Some(stored) = self.accounts.get_mut(&account.id) {
-            stored.balance = balance;
-            stored.balance_version = balance_version;
-            stored.last_closing_deal = Some(now);
-        }
 
         let kind = match closer {
             Closer::Protection => OrderKind::StopLossTakeProfit,
-            Closer::Trader | Closer::Elsewhere => OrderKind::Market,
+            Closer::Trader | Closer::Elsewhere | Closer::StopOut => OrderKind::Market,
         };
         let order_id = self.take_order_id();
         let mut order = Order {
@@ -872,6 +1087,7 @@ impl Broker {
             execution_price: None,
             executed_volume: 0,
             closing: true,
+            stop_out: closer == Closer::StopOut,
             time_in_force: 3,
             created: now,
             updated: now,
@@ -880,8 +1096,8 @@ impl Broker {
             // The triggered level travels as the order's stop price, as cTrader reports SL/TP orders.
             order.stop_price = Some(price);
         }
-        let server_event = closer == Closer::Protection;
-        let accepted = Execution {
+        let server_event = matches!(closer, Closer::Protection | Closer::StopOut);
+        let mut reports = vec![Execution {
             account: position.account,
             kind: ExecutionKind::Accepted,
             position: Some(position.clone()),
@@ -889,71 +1105,132 @@ impl Broker {
             deal: None,
             server_event,
             error_code: None,
-        };
-
-        let mut after = position.clone();
-        after.volume = position.volume - volume;
-        after.commission = position.commission - opening_share;
-        after.swap = position.swap - swap_share;
-        after.used_margin = if position.volume == 0 {
-            0
-        } else {
-            i64::try_from(
-                i128::from(position.used_margin) * i128::from(after.volume)
-                    / i128::from(position.volume),
-            )
-            .unwrap_or(0)
-        };
-        after.updated = now;
-        if after.volume == 0 {
-            after.state = PositionState::Closed;
-            after.closed = Some(now);
-            after.used_margin = 0;
-        }
-        order.state = OrderState::Filled;
-        order.execution_price = Some(price);
-        order.executed_volume = volume;
-        let deal = Deal {
-            id: self.take_deal_id(),
-            order_id,
-            position_id,
-            account: position.account,
-            symbol_id: symbol.id,
-            side: order.side,
-            volume,
-            filled_volume: volume,
-            execution_price: price,
-            created: now,
-            executed: now,
-            commission: closing_commission,
-            money_digits,
-            close: Some(CloseDetail {
-                entry_price: position.open_price,
-                gross_profit: gross,
-                swap: swap_share,
-                commission: closing_commission.saturating_add(opening_share),
-                balance,
-                balance_version,
-                closed_volume: volume,
-                quote_to_deposit: rate.to_f64(),
+        }];
+        let mut current = position;
+        let last = parts.len() - 1;
+        for (i, part) in parts.iter().copied().enumerate() {
+            let Some(account) = self.accounts.get(&current.account).cloned() else {
+                return Err(gone());
+            };
+            let money_digits = account.money_digits;
+            let gross = money::gross_profit(
+                current.side,
+                current.open_price,
+                price,
+                part,
+                rate,
                 money_digits,
-            }),
-        };
-        self.deals.push(deal.clone());
-        self.orders.insert(order_id, order.clone());
-        self.positions.insert(position_id, after.clone());
-        Ok(vec![
-            accepted,
-            Execution {
-                account: position.account,
-                kind: ExecutionKind::Filled,
-                position: Some(after),
-                order: Some(order),
+            );
+            let notional = money::notional(price, part, rate, money_digits);
+            let closing_commission = money::commission(notional, symbol.commission_per_million);
+            // The shares of the opening commission and of the swap that belong to the closed volume.
+            let share = |amount: i64| {
+                if current.volume == 0 {
+                    0
+                } else {
+                    i64::try_from(
+                        i128::from(amount) * i128::from(part) / i128::from(current.volume),
+                    )
+                    .unwrap_or(amount)
+                }
+            };
+            let opening_share = share(current.commission);
+            let swap_share = share(current.swap);
+            let realised = gross
+                .saturating_add(swap_share)
+                .saturating_add(closing_commission)
+                .saturating_add(opening_share);
+            let balance = account.balance.saturating_add(realised);
+            let balance_version = account.balance_version + 1;
+            if let Some(stored) = self.accounts.get_mut(&account.id) {
+                stored.balance = balance;
+                stored.balance_version = balance_version;
+                stored.last_closing_deal = Some(now);
+            }
+            let mut after = current.clone();
+            after.volume = current.volume - part;
+            after.commission = current.commission - opening_share;
+            after.swap = current.swap - swap_share;
+            after.used_margin = if current.volume == 0 {
+                0
+            } else {
+                i64::try_from(
+                    i128::from(current.used_margin) * i128::from(after.volume)
+                        / i128::from(current.volume),
+                )
+                .unwrap_or(0)
+            };
+            after.updated = now;
+            if after.volume == 0 {
+                after.state = PositionState::Closed;
+                after.closed = Some(now);
+                after.used_margin = 0;
+            }
+            let complete = i == last && !cancel_rest;
+            if complete {
+                order.state = OrderState::Filled;
+            }
+            order.execution_price = Some(price);
+            order.executed_volume += part;
+            order.updated = now;
+            let deal = Deal {
+                id: self.take_deal_id(),
+                order_id,
+                position_id,
+                account: current.account,
+                symbol_id: symbol.id,
+                side: order.side,
+                volume,
+                filled_volume: part,
+                execution_price: price,
+                created: now,
+                executed: now,
+                commission: closing_commission,
+                money_digits,
+                close: Some(CloseDetail {
+                    entry_price: current.open_price,
+                    gross_profit: gross,
+                    swap: swap_share,
+                    commission: closing_commission.saturating_add(opening_share),
+                    balance,
+                    balance_version,
+                    closed_volume: part,
+                    quote_to_deposit: rate.to_f64(),
+                    money_digits,
+                }),
+                partial: part < volume,
+            };
+            self.deals.push(deal.clone());
+            reports.push(Execution {
+                account: current.account,
+                kind: if complete {
+                    ExecutionKind::Filled
+                } else {
+                    ExecutionKind::PartialFill
+                },
+                position: Some(after.clone()),
+                order: Some(order.clone()),
                 deal: Some(deal),
                 server_event,
                 error_code: None,
-            },
-        ])
+            });
+            current = after;
+        }
+        if cancel_rest {
+            order.state = OrderState::Cancelled;
+            reports.push(Execution {
+                account: current.account,
+                kind: ExecutionKind::Cancelled,
+                position: Some(current.clone()),
+                order: Some(order.clone()),
+                deal: None,
+                server_event,
+                error_code: None,
+            });
+        }
+        self.orders.insert(order_id, order);
+        self.positions.insert(position_id, current);
+        Ok(reports)
     }
 
     /// Refuses an order whose margin the account's free margin cannot cover; `rate` converts the

@@ -104,6 +104,8 @@ pub(crate) struct Order {
     pub(crate) executed_volume: i64,
     /// True when it closes (part of) a position.
     pub(crate) closing: bool,
+    /// True when the broker closed the position because margin ran out (`isStopOut`).
+    pub(crate) stop_out: bool,
     pub(crate) time_in_force: i32,
     pub(crate) created: Timestamp,
     pub(crate) updated: Timestamp,
@@ -195,6 +197,8 @@ pub(crate) struct Deal {
     pub(crate) money_digits: u32,
     /// Set on deals that close (part of) a position.
     pub(crate) close: Option<CloseDetail>,
+    /// True when the deal filled only part of its order (`PARTIALLY_FILLED`).
+    pub(crate) partial: bool,
 }
 
 /// `ProtoOAExecutionType`.
@@ -204,6 +208,8 @@ pub(crate) enum ExecutionKind {
     Accepted,
     /// Order filled.
     Filled,
+    /// Part of the order filled; more deals (or a cancellation) follow.
+    PartialFill,
     /// Order or position protection changed.
     Replaced,
     /// Order cancelled.
@@ -224,6 +230,7 @@ impl ExecutionKind {
             ExecutionKind::Cancelled => 5,
             ExecutionKind::Rejected => 7,
             ExecutionKind::Swap => 9,
+            ExecutionKind::PartialFill => 11,
         }
     }
 }

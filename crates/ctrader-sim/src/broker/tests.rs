@@ -674,3 +674,175 @@ fn unrealized_pnl_equals_the_closing_deal_at_the_same_quote_for_seeded_cases() {
         assert_eq!(balance(&broker) - before, net_result, "case {case}");
     }
 }
+
+#[test]
+fn a_market_order_fills_in_parts_and_each_closing_deal_settles_its_share() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    broker.set_partial_fills(PartialFills::Deals(2));
+    let reports = broker.place_order(market(Side::Buy, 300), T0).unwrap();
+    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ExecutionKind::Accepted,
+            ExecutionKind::PartialFill,
+            ExecutionKind::Filled
+        ]
+    );
+    let deals: Vec<&Deal> = reports.iter().filter_map(|r| r.deal.as_ref()).collect();
+    assert_eq!(
+        deals.iter().map(|d| d.filled_volume).collect::<Vec<_>>(),
+        vec![200, 100]
+    );
+    assert!(
+        deals[0].partial && deals[1].partial,
+        "each filled part of 300"
+    );
+    assert_eq!(reports[1].position.as_ref().unwrap().volume, 200);
+    let position = reports[2].position.clone().unwrap();
+    assert_eq!(position.volume, 300);
+    assert_eq!(
+        position.commission,
+        deals[0].commission + deals[1].commission
+    );
+    assert_eq!(
+        reports[1].order.as_ref().unwrap().state,
+        OrderState::Accepted
+    );
+    assert_eq!(reports[2].order.as_ref().unwrap().state, OrderState::Filled);
+
+    broker.on_quote(PALM, q(4135, 4137), T0.plus_millis(1000));
+    let reports = broker
+        .close_position(ACCOUNT, position.id, 300, T0.plus_millis(1000))
+        .unwrap();
+    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ExecutionKind::Accepted,
+            ExecutionKind::PartialFill,
+            ExecutionKind::Filled
+        ]
+    );
+    let closes: Vec<CloseDetail> = reports
+        .iter()
+        .filter_map(|r| r.deal.as_ref()?.close.clone())
+        .collect();
+    assert_eq!(closes.len(), 2);
+    let net: i64 = closes
+        .iter()
+        .map(|c| c.gross_profit + c.swap + c.commission)
+        .sum();
+    assert_eq!(balance(&broker), 1_000_000 + net);
+    assert_eq!(closes[1].balance, balance(&broker));
+    assert_eq!(
+        reports[2].position.as_ref().unwrap().state,
+        PositionState::Closed
+    );
+    // Both closing deals belong to one order.
+    let orders: Vec<i64> = reports
+        .iter()
+        .filter_map(|r| r.deal.as_ref())
+        .map(|d| d.order_id)
+        .collect();
+    assert_eq!(orders[0], orders[1]);
+}
+
+#[test]
+fn a_cancelled_remainder_leaves_the_filled_part_open() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    broker.set_partial_fills(PartialFills::CancelRest);
+    let reports = broker.place_order(market(Side::Sell, 500), T0).unwrap();
+    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ExecutionKind::Accepted,
+            ExecutionKind::PartialFill,
+            ExecutionKind::Cancelled
+        ]
+    );
+    let last = reports.last().unwrap();
+    assert_eq!(last.order.as_ref().unwrap().state, OrderState::Cancelled);
+    assert_eq!(last.order.as_ref().unwrap().executed_volume, 200);
+    assert_eq!(last.position.as_ref().unwrap().volume, 200);
+}
+
+#[test]
+fn a_suspended_symbol_refuses_orders_and_close_only_refuses_openings() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    let reports = broker.place_order(market(Side::Buy, 100), T0).unwrap();
+    let id = reports[1].position.as_ref().unwrap().id;
+    assert!(broker.set_trading_mode(PALM, 1));
+    assert_eq!(
+        broker
+            .place_order(market(Side::Buy, 100), T0)
+            .unwrap_err()
+            .code,
+        "TRADING_DISABLED"
+    );
+    assert_eq!(
+        broker
+            .close_position(ACCOUNT, id, 100, T0)
+            .unwrap_err()
+            .code,
+        "TRADING_DISABLED"
+    );
+    assert!(broker.set_trading_mode(PALM, 3));
+    assert_eq!(
+        broker
+            .place_order(market(Side::Buy, 100), T0)
+            .unwrap_err()
+            .code,
+        "TRADING_DISABLED"
+    );
+    assert!(broker.close_position(ACCOUNT, id, 100, T0).is_ok());
+    assert!(broker.set_trading_mode(PALM, 0));
+    assert!(broker.set_min_volume(PALM, 200));
+    assert_eq!(
+        broker
+            .place_order(market(Side::Buy, 100), T0)
+            .unwrap_err()
+            .code,
+        "TRADING_BAD_VOLUME"
+    );
+    assert!(!broker.set_min_volume(PALM, 150), "off the step");
+}
+
+#[test]
+fn margin_running_out_stops_the_worst_position_out() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    let reports = broker.place_order(market(Side::Buy, 1_000), T0).unwrap();
+    let id = reports[1].position.as_ref().unwrap().id;
+    // Most of the cash leaves: 600 USD against the 10 t position's 920.76 USD of margin.
+    broker.accounts.get_mut(&ACCOUNT).unwrap().balance = 60_000;
+    assert!(
+        broker.on_quote(PALM, q(4123, 4125), T0).is_empty(),
+        "still above 50 %"
+    );
+    // The price falls far enough that equity drops below half the used margin.
+    let reports = broker.on_quote(PALM, q(3900, 3902), T0.plus_millis(1000));
+    let stop = reports
+        .iter()
+        .find(|r| r.kind == ExecutionKind::Filled)
+        .expect("a stop-out");
+    assert!(stop.order.as_ref().unwrap().stop_out);
+    assert!(stop.server_event);
+    assert!(broker.open_position(id).is_none());
+}
+
+#[test]
+fn cash_moves_and_money_digits_rescale() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    assert_eq!(
+        broker.change_balance(ACCOUNT, 50_000).unwrap().balance,
+        1_050_000
+    );
+    assert_eq!(
+        broker.change_balance(ACCOUNT, -2_000_000).unwrap_err().code,
+        "NOT_ENOUGH_MONEY"
+    );
+    let account = broker.set_money_digits(ACCOUNT, 4).unwrap();
+    assert_eq!((account.balance, account.money_digits), (105_000_000, 4));
+    assert!(broker.set_money_digits(ACCOUNT, 9).is_none());
+}

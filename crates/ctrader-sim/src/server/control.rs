@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{ConnectionCommand, Push, Shared, lock};
 use crate::SimError;
-use crate::faults::{FaultPlan, validate_error_code};
+use crate::faults::{FaultPlan, PartialFills, validate_error_code};
 
 /// Changes the simulator's faults at run time; clones control the same simulator.
 #[derive(Debug, Clone)]
@@ -55,6 +55,35 @@ impl FaultControl {
     /// Sends every execution event twice while on.
     pub fn duplicate_execution_events(&self, on: bool) -> Result<(), SimError> {
         self.update(|plan| plan.duplicate_execution_events = on)
+    }
+
+    /// How the trader's market orders fill from the next one on: whole ([`PartialFills::Off`]),
+    /// in several deals, or half filled with the rest cancelled.
+    pub fn partial_fills(&self, mode: PartialFills) -> Result<(), SimError> {
+        self.update(|plan| plan.partial_fills = mode)
+    }
+
+    /// Answers the next `count` requests (after account authorisation) with `CANT_ROUTE_REQUEST`.
+    pub fn cant_route_next(&self, count: u32) -> Result<(), SimError> {
+        self.update(|plan| plan.cant_route_requests = count)
+    }
+
+    /// Answers the next `count` requests (after account authorisation) with
+    /// `REQUEST_FREQUENCY_EXCEEDED` and a `retryAfter` of 1 s.
+    pub fn frequency_exceeded_next(&self, count: u32) -> Result<(), SimError> {
+        self.update(|plan| plan.frequency_exceeded_requests = count)
+    }
+
+    /// Accepts the next new order, then refuses it with `error_code` in an order error event that
+    /// names the order id but carries no `clientMsgId`, once.
+    pub fn order_error_without_msg_id(&self, error_code: &str) -> Result<(), SimError> {
+        validate_error_code(error_code)?;
+        self.update(|plan| plan.order_error_without_msg_id = Some(error_code.to_owned()))
+    }
+
+    /// Sends (or stops sending) `ProtoOAMarginChangedEvent` after every deal.
+    pub fn margin_changed_events(&self, on: bool) -> Result<(), SimError> {
+        self.update(|plan| plan.margin_changed_events = on)
     }
 
     /// Stops (or resumes) the server's heartbeats.

@@ -1,6 +1,7 @@
 //! The TLS server: accepts connections, runs the market clock, and hands out the handle that
 //! stops it and injects faults.
 
+mod account;
 mod control;
 mod inspect;
 mod session;
@@ -17,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use account::MarginCallType;
 pub use control::FaultControl;
 pub use inspect::{DealRecord, OpenPositionRecord, ReceivedOrder};
 
@@ -55,6 +57,16 @@ pub(crate) enum Push {
         /// Why, as the event's reason says.
         reason: &'static str,
     },
+    /// Events for every connection that authorised `account` (trader updates, symbol changes,
+    /// margin calls), already framed.
+    AccountMessages {
+        /// The account concerned.
+        account: i64,
+        /// The frames, in order.
+        messages: Vec<ctrader_proto::ProtoMessage>,
+    },
+    /// The server logs the account out of every connection (`ProtoOAAccountDisconnectEvent`).
+    AccountDisconnect(i64),
     /// A fault or shutdown order for every connection.
     Command(ConnectionCommand),
 }

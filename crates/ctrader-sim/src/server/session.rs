@@ -471,6 +471,9 @@ impl Session {
                 reply_to,
             )];
         }
+        if let Some(refusal) = self.injected_refusal(account) {
+            return vec![wrap(&refusal, reply_to)];
+        }
         match payload {
             Payload::AccountLogoutReq(req) => self.logout(&req, reply_to),
             Payload::TraderReq(req) => self.trader(&req, reply_to),
@@ -501,6 +504,30 @@ impl Session {
                 reply_to,
             )],
         }
+    }
+
+    /// The routing or frequency refusal a fault asks for, counting it down.
+    fn injected_refusal(&self, account: i64) -> Option<ProtoOaErrorRes> {
+        let mut faults = lock(&self.shared.faults);
+        if faults.cant_route_requests > 0 {
+            faults.cant_route_requests -= 1;
+            return Some(error_res(
+                Some(account),
+                "CANT_ROUTE_REQUEST",
+                "The request could not be routed; nothing was done",
+                None,
+            ));
+        }
+        if faults.frequency_exceeded_requests > 0 {
+            faults.frequency_exceeded_requests -= 1;
+            return Some(error_res(
+                Some(account),
+                "REQUEST_FREQUENCY_EXCEEDED",
+                "Too many requests",
+                Some(1),
+            ));
+        }
+        None
     }
 
     fn logout(
@@ -567,7 +594,11 @@ impl Session {
         let mut symbols = Vec::with_capacity(req.symbol_id.len());
         for id in &req.symbol_id {
             match exchange.broker.symbol(*id) {
-                Some(symbol) => symbols.push(wire::full_symbol(symbol, zone)),
+                Some(symbol) => {
+                    let mut full = wire::full_symbol(symbol, zone);
+                    full.trading_mode = Some(exchange.broker.trading_mode(*id));
+                    symbols.push(full);
+                }
                 None => {
                     return vec![wrap(
                         &symbol_not_found(req.ctid_trader_account_id, *id),
@@ -1011,12 +1042,68 @@ impl Session {
                 )];
             }
         };
+        let late_error = lock(&self.shared.faults).order_error_without_msg_id.take();
+        if let Some(code) = late_error {
+            return self.accept_then_refuse(req, &code, reply_to);
+        }
+        let partial_fills = lock(&self.shared.faults).partial_fills;
         let result = {
             let mut exchange = lock(&self.shared.exchange);
             let now = exchange.now();
+            exchange.broker.set_partial_fills(partial_fills);
             exchange.broker.place_order(order, now)
         };
         self.trading_result(account, result, reply_to)
+    }
+
+    /// `ORDER_ACCEPTED` (answering the request, naming the order id), then a
+    /// `ProtoOAOrderErrorEvent` with `code` that names the order but carries no `clientMsgId`.
+    fn accept_then_refuse(
+        &self,
+        req: &ProtoOaNewOrderReq,
+        code: &str,
+        reply_to: Option<&str>,
+    ) -> Vec<ProtoMessage> {
+        let account = req.ctid_trader_account_id;
+        let order_id = lock(&self.shared.exchange).broker.reserve_order_id();
+        let accepted = ctrader_proto::openapi::ProtoOaExecutionEvent {
+            ctid_trader_account_id: account,
+            // ORDER_ACCEPTED
+            execution_type: 2,
+            order: Some(ctrader_proto::openapi::ProtoOaOrder {
+                order_id,
+                trade_data: ctrader_proto::openapi::ProtoOaTradeData {
+                    symbol_id: req.symbol_id,
+                    volume: req.volume,
+                    trade_side: req.trade_side,
+                    label: req.label.clone(),
+                    ..Default::default()
+                },
+                order_type: req.order_type,
+                // ACCEPTED
+                order_status: 1,
+                client_order_id: req.client_order_id.clone(),
+                position_id: req.position_id,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        vec![
+            wrap(&accepted, reply_to),
+            wrap(
+                &ProtoOaOrderErrorEvent {
+                    ctid_trader_account_id: account,
+                    error_code: code.to_owned(),
+                    order_id: Some(order_id),
+                    position_id: req.position_id,
+                    description: Some(
+                        "Refused after acceptance by the simulator's fault injection".to_owned(),
+                    ),
+                    ..ProtoOaOrderErrorEvent::default()
+                },
+                None,
+            ),
+        ]
     }
 
     fn close_position(
@@ -1025,9 +1112,11 @@ impl Session {
         reply_to: Option<&str>,
     ) -> Vec<ProtoMessage> {
         let account = req.ctid_trader_account_id;
+        let partial_fills = lock(&self.shared.faults).partial_fills;
         let result = {
             let mut exchange = lock(&self.shared.exchange);
             let now = exchange.now();
+            exchange.broker.set_partial_fills(partial_fills);
             exchange
                 .broker
                 .close_position(account, req.position_id, req.volume, now)
@@ -1091,10 +1180,14 @@ impl Session {
     ) -> Vec<ProtoMessage> {
         match result {
             Ok(reports) => {
-                let frames = reports
+                let margin = lock(&self.shared.faults).margin_changed_events;
+                let mut frames: Vec<ProtoMessage> = reports
                     .iter()
                     .map(|r| wrap(&wire::execution_event(r), reply_to))
                     .collect();
+                if margin {
+                    frames.extend(reports.iter().filter_map(margin_changed));
+                }
                 self.shared.push(Push::Executions {
                     reports,
                     origin: Some(self.id),
@@ -1114,12 +1207,20 @@ impl Session {
                 if *origin == Some(self.id) {
                     return Outcome::default();
                 }
-                let frames = reports
+                let margin = lock(&self.shared.faults).margin_changed_events;
+                let mine: Vec<&Execution> = reports
                     .iter()
                     .filter(|r| self.accounts.contains_key(&r.account))
+                    .collect();
+                let frames = mine
+                    .iter()
                     .map(|r| wrap(&wire::execution_event(r), None))
                     .collect();
-                Outcome::send(duplicate_executions(frames, duplicate))
+                let mut frames = duplicate_executions(frames, duplicate);
+                if margin {
+                    frames.extend(mine.iter().filter_map(|r| margin_changed(r)));
+                }
+                Outcome::send(frames)
             }
             Push::TokenInvalidated {
                 old_token,
@@ -1145,6 +1246,20 @@ impl Session {
                     },
                     None,
                 )])
+            }
+            Push::AccountMessages { account, messages } => {
+                if self.accounts.contains_key(account) {
+                    Outcome::send(messages.clone())
+                } else {
+                    Outcome::default()
+                }
+            }
+            Push::AccountDisconnect(account) => {
+                if !self.accounts.contains_key(account) {
+                    return Outcome::default();
+                }
+                self.forget_account(*account);
+                Outcome::send(vec![super::account::account_disconnected(*account)])
             }
             Push::Command(ConnectionCommand::Drop) => Outcome::close(),
             Push::Command(ConnectionCommand::Disconnect(reason)) => self.goodbye(reason),
@@ -1262,6 +1377,22 @@ impl Session {
         self.spots.retain(|(a, _), _| *a != account);
         self.live_bars.retain(|(a, _, _)| *a != account);
     }
+}
+
+/// `ProtoOAMarginChangedEvent` after a deal that changed a position's used margin.
+fn margin_changed(report: &Execution) -> Option<ProtoMessage> {
+    let position = report.position.as_ref()?;
+    report.deal.as_ref()?;
+    Some(wrap(
+        &ctrader_proto::openapi::ProtoOaMarginChangedEvent {
+            ctid_trader_account_id: report.account,
+            position_id: u64::try_from(position.id).ok()?,
+            used_margin: u64::try_from(position.used_margin).ok()?,
+            money_digits: Some(position.money_digits),
+            ..Default::default()
+        },
+        None,
+    ))
 }
 
 /// The account a request names, for requests that name one.
