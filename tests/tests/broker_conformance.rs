@@ -17,10 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ctrader_client::{
-    Broker, BrokerError, BrokerEvent, CTraderClient, FakeBroker, OrderFill, OrderOutcome,
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, ExecutionKind, FakeBroker,
+    OrderFill, OrderOutcome, TradingMode,
 };
 use ctrader_sim::{
-    CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimHandle, Simulator,
+    CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, PartialFills, SimConfig, SimHandle,
+    Simulator,
 };
 use domain::{
     ClientOrderId, FixedClock, Money, OrderRequest, PositionId, Price, Side, SymbolId, SymbolSpec,
@@ -51,6 +53,12 @@ trait Venue {
     fn quote(&self) -> (Price, Price);
     /// Moves the market's mid to about `mid` and returns once the broker trades near it.
     async fn move_mid(&self, mid: Price);
+    /// Market orders fill in two deals (`true`) or whole.
+    fn partial_fills(&self, on: bool);
+    /// Suspends (`false`) or resumes (`true`) trading of palm oil.
+    fn tradable(&self, on: bool);
+    /// Deposits `minor` units of the account's money.
+    fn deposit(&self, minor: i64);
 }
 
 /// The real client against the simulator.
@@ -86,6 +94,27 @@ impl Real {
 impl Venue for Real {
     type B = CTraderClient;
     const NAME: &'static str = "CTraderClient+Simulator";
+
+    fn partial_fills(&self, on: bool) {
+        let mode = if on {
+            PartialFills::Deals(2)
+        } else {
+            PartialFills::Off
+        };
+        self.sim.faults().partial_fills(mode).unwrap();
+    }
+
+    fn tradable(&self, on: bool) {
+        if on {
+            self.sim.resume_trading(PALM_OIL_SYMBOL_ID).unwrap();
+        } else {
+            self.sim.suspend_trading(PALM_OIL_SYMBOL_ID).unwrap();
+        }
+    }
+
+    fn deposit(&self, minor: i64) {
+        self.sim.deposit(minor).unwrap();
+    }
 
     fn broker(&self) -> &CTraderClient {
         &self.client
@@ -141,6 +170,24 @@ impl Fake {
 impl Venue for Fake {
     type B = FakeBroker;
     const NAME: &'static str = "FakeBroker";
+
+    fn partial_fills(&self, on: bool) {
+        self.broker.set_partial_fills(if on { 2 } else { 0 });
+    }
+
+    fn tradable(&self, on: bool) {
+        let mode = if on {
+            TradingMode::Enabled
+        } else {
+            TradingMode::Disabled
+        };
+        self.broker.set_trading_mode(PALM, mode);
+    }
+
+    fn deposit(&self, minor: i64) {
+        let digits = self.broker.balance().digits;
+        self.broker.deposit(Money::new(minor, digits)).unwrap();
+    }
 
     fn broker(&self) -> &FakeBroker {
         &self.broker
@@ -214,6 +261,129 @@ fn assert_traded_at<V: Venue>(what: &str, price: Price, before: Price, after: Pr
         before.min(after) <= price && price <= before.max(after),
         "{}: {what} at {price:?}, the quote was {before:?} then {after:?}",
         V::NAME
+    );
+}
+
+/// The next event that `pick` accepts, skipping quotes and progress.
+async fn next_matching<T>(
+    events: &mut BrokerEvents,
+    what: &str,
+    mut pick: impl FnMut(BrokerEvent) -> Option<T>,
+) -> T {
+    within(what, async {
+        loop {
+            match events.next().await {
+                Some(event) => {
+                    if let Some(found) = pick(event) {
+                        return found;
+                    }
+                }
+                None => panic!("the event stream ended"),
+            }
+        }
+    })
+    .await
+}
+
+/// What a real server does that the first scenario never shows: an order filled in two deals
+/// (the first answers it, the second arrives on the stream with the position's full volume), a
+/// close in two deals whose net results add up to the balance change, a suspended symbol that
+/// refuses orders and says so, and a deposit that announces the new balance.
+async fn real_server_cases<V: Venue>(v: &V, events: &mut BrokerEvents, spec: &SymbolSpec) {
+    let b = v.broker();
+    let name = V::NAME;
+    v.partial_fills(true);
+    let volume = Volume(spec.step_volume.raw() * 2);
+    let first = filled::<V>(
+        within(
+            "open in parts",
+            b.place_order(&order("pf-open", Side::Buy, volume)),
+        )
+        .await,
+        "open in parts",
+    );
+    assert!(first.partial, "{name}: {first:?}");
+    assert_eq!(first.fill.volume, spec.step_volume, "{name}");
+    let position = first.fill.position_id;
+    let rest = next_matching(events, "the rest of the opening", |e| match e {
+        BrokerEvent::Execution(r) if r.fill.as_ref().is_some_and(|f| f.position_id == position) => {
+            Some(*r)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(rest.kind, ExecutionKind::Filled, "{name}");
+    assert_eq!(
+        rest.fill.as_ref().unwrap().volume,
+        spec.step_volume,
+        "{name}"
+    );
+    assert_eq!(rest.position.as_ref().unwrap().volume, volume, "{name}");
+    let before = within("balance", b.balance()).await.unwrap();
+    let close = filled::<V>(
+        within("close in parts", b.close_position(position, volume)).await,
+        "close in parts",
+    );
+    assert!(close.partial && !close.position_closed, "{name}: {close:?}");
+    let last = next_matching(events, "the rest of the close", |e| match e {
+        BrokerEvent::Execution(r) if r.fill.as_ref().is_some_and(|f| f.position_id == position) => {
+            Some(*r)
+        }
+        _ => None,
+    })
+    .await;
+    assert!(last.position_closed, "{name}: {last:?}");
+    let net = |f: &domain::Fill| domain::realized_pnl(f.close.as_ref().unwrap()).unwrap();
+    let sum = net(&close.fill)
+        .checked_add(net(last.fill.as_ref().unwrap()))
+        .unwrap();
+    let after = within("balance", b.balance()).await.unwrap();
+    assert_eq!(after, before.checked_add(sum).unwrap(), "{name}");
+    v.partial_fills(false);
+
+    v.tradable(false);
+    let changed = next_matching(events, "symbol change", |e| match e {
+        BrokerEvent::SymbolChanged { symbols } => Some(symbols),
+        _ => None,
+    })
+    .await;
+    assert_eq!(changed, vec![PALM], "{name}");
+    let state = within("symbol state", b.symbol_state(PALM, "PALMOIL"))
+        .await
+        .unwrap();
+    assert_eq!(state.mode, TradingMode::Disabled, "{name}");
+    let refused = within(
+        "suspended order",
+        b.place_order(&order("pf-off", Side::Buy, volume)),
+    )
+    .await;
+    assert_eq!(
+        rejection_code::<V>(refused, "suspended"),
+        "TRADING_DISABLED",
+        "{name}"
+    );
+    v.tradable(true);
+    let state = within("symbol state", b.symbol_state(PALM, "PALMOIL"))
+        .await
+        .unwrap();
+    assert_eq!(state.mode, TradingMode::Enabled, "{name}");
+    assert_eq!(state.spec, *spec, "{name}");
+
+    v.deposit(12_345);
+    let balance = next_matching(events, "account change", |e| match e {
+        BrokerEvent::AccountChanged { balance } => Some(balance),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        balance,
+        after.checked_add(Money::new(12_345, after.digits)).unwrap(),
+        "{name}"
+    );
+    assert_eq!(
+        within("balance", b.balance()).await.unwrap(),
+        balance,
+        "{name}"
     );
 }
 
@@ -589,6 +759,8 @@ async fn scenario<V: Venue>(v: &V) -> (SymbolSpec, Divergent) {
         streamed.iter().all(|d| !answered.contains(d)),
         "{name}: answered deals repeated on the stream: {streamed:?}"
     );
+
+    real_server_cases(v, &mut events, &spec).await;
 
     let divergent = Divergent {
         open_state_client_order_id,
