@@ -488,6 +488,15 @@ mod tests {
             "3",
             "--malformed-frame-after",
             "4",
+            "--partial-fills",
+            "3",
+            "--cant-route-requests",
+            "2",
+            "--frequency-exceeded-requests",
+            "1",
+            "--order-error-without-msg-id",
+            "NOT_ENOUGH_MONEY",
+            "--margin-changed-events",
         ]);
         let config = args.sim_config().unwrap_or_else(|e| panic!("{e}"));
         assert!((config.speed - 600.0).abs() < f64::EPSILON);
@@ -513,6 +522,18 @@ mod tests {
         assert_eq!(f.external_close_every, Some(Duration::from_secs(30)));
         assert_eq!(f.oversized_frame_after_messages, Some(3));
         assert_eq!(f.malformed_frame_after_messages, Some(4));
+        assert_eq!(f.partial_fills, PartialFills::Deals(3));
+        assert_eq!(
+            (f.cant_route_requests, f.frequency_exceeded_requests),
+            (2, 1)
+        );
+        assert_eq!(
+            f.order_error_without_msg_id.as_deref(),
+            Some("NOT_ENOUGH_MONEY")
+        );
+        assert!(f.margin_changed_events);
+        let bad = parse(&["--partial-fills", "1"]).sim_config().unwrap_err();
+        assert!(bad.to_string().contains("--partial-fills"), "{bad}");
         let shown = format!("{args:?} {config:?}");
         assert!(!shown.contains("flag-secret-1") && !shown.contains("flag-token-1"));
     }
