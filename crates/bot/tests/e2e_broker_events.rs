@@ -198,3 +198,30 @@ fn an_account_logged_out_by_the_server_is_authorised_again_and_reconciled() {
     bot.expect_message(after, RECONCILED, LIMIT);
     bot.terminate(Duration::from_secs(20));
 }
+
+#[test]
+fn a_stop_out_is_recorded_as_one() {
+    let (world, mut bot, _port) = start(25);
+    // A position of the bot's opens on its own (RSI 2, levels 45/55, M1 bars at 30x).
+    // Prices held, so its stop-loss or take-profit cannot close it first.
+    let position = wait_for("a position", &bot, || {
+        world.sim.open_position_ids().first()?;
+        world.sim.freeze_prices();
+        let open = world.sim.open_position_ids().first().copied();
+        if open.is_none() {
+            world.sim.release_prices();
+        }
+        open
+    });
+    world.sim.stop_out(position).unwrap();
+    let stored = wait_for("the stop-out in the store", &bot, || {
+        world
+            .read_store(async |store| store.position(domain::PositionId(position)).await)
+            .ok()?
+            .ok()?
+            .filter(|p| p.status == domain::PositionStatus::Closed)
+    });
+    assert_eq!(stored.close_reason, Some(domain::CloseReason::StopOut));
+    assert!(stored.pnl.is_some());
+    bot.terminate(Duration::from_secs(20));
+}

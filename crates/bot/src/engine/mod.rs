@@ -584,10 +584,21 @@ impl<B: Broker + 'static> Engine<B> {
         self.money.balance = balance;
         self.refresh_charges().await?;
         // Changes to the symbol may have been missed while the link was down.
-        let state = self
+        let state = match self
             .broker
             .symbol_state(self.symbol.id, &self.symbol.name)
-            .await?;
+            .await
+        {
+            Ok(state) => state,
+            Err(e) => {
+                // Not reconciled until the symbol is known: the tick tries again.
+                self.pause(Pause::NeedsReconcile(format!(
+                    "symbol {} could not be read after reconciling: {e}",
+                    self.symbol.name
+                )));
+                return Err(e.into());
+            }
+        };
         self.paused = None;
         if state.spec != self.symbol || state.mode != ctrader_client::TradingMode::Enabled {
             self.apply_symbol_state(state);
