@@ -1016,6 +1016,15 @@ impl Inbound for Dispatcher {
                     ),
                 }
             }
+            Payload::TrailingSlChangedEvent(e) if e.ctid_trader_account_id == self.account_id => {
+                // We never set trailing stops; a person may have. The next reconciliation reads
+                // the level, and the broker enforces it meanwhile.
+                tracing::info!(
+                    position_id = e.position_id,
+                    stop_price = e.stop_price,
+                    "the broker moved a trailing stop-loss"
+                );
+            }
             Payload::OrderErrorEvent(e) if !answered => self.emit(BrokerEvent::OrderError {
                 order_id: e.order_id,
                 position_id: e.position_id.map(PositionId),
