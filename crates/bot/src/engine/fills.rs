@@ -56,7 +56,7 @@ impl<B: Broker + 'static> Engine<B> {
             let ours = fill
                 .client_order_id
                 .as_ref()
-                .filter(|c| persistence::is_our_label(&self.settings.label_prefix, c.as_str()));
+                .filter(|c| self.settings.label_prefix.is_ours(c.as_str()));
             let own: HashSet<&domain::ClientOrderId> = ours.into_iter().collect();
             let (reason, _) = persistence::infer_close_reason(
                 position.side,
