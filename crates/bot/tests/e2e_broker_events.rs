@@ -225,3 +225,52 @@ fn a_stop_out_is_recorded_as_one() {
     assert!(stored.pnl.is_some());
     bot.terminate(Duration::from_secs(20));
 }
+
+/// Reproduces the soak's finding: a withdrawal of 5 % made while the bot was down, with a daily
+/// loss limit of 3 %, engaged the kill switch on the next start, for good. Cash that moved while
+/// the bot was away must move its marks, not count as a loss.
+#[test]
+fn a_withdrawal_while_the_bot_is_down_is_not_taken_for_a_loss() {
+    let world = World::start(30.0, 23, FaultPlan::default());
+    let port = free_port();
+    let port_text = port.to_string();
+    let env = [("PORT", port_text.as_str()), ("DAILY_LOSS_LIMIT", "0.03")];
+    let mut bot = world.spawn_bot(&env);
+    bot.expect_message(0, RECONCILED, LIMIT);
+    // The day's start equity is marked at the first closed bar.
+    wait_for("the day's start equity in the store", &bot, || {
+        world
+            .read_store(async |s| s.kill_switch().await)
+            .ok()?
+            .ok()?
+            .day_start_equity
+    });
+    bot.kill();
+    let balance = world.sim.balance().unwrap();
+    world.sim.withdraw(balance / 20).unwrap();
+
+    let bot = world.spawn_bot(&env);
+    bot.expect_message(0, RECONCILED, LIMIT);
+    wait_for("the withdrawal told apart from a loss", &bot, || {
+        bot.lines()
+            .iter()
+            .find(|l| {
+                l.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("while the bot was away") && m.contains("-"))
+            })
+            .cloned()
+    });
+    // Bars go on closing and equity is marked; the kill switch stays off.
+    std::thread::sleep(Duration::from_secs(3));
+    let kill = world
+        .read_store(async |s| s.kill_switch().await)
+        .unwrap()
+        .unwrap();
+    assert!(!kill.engaged, "{kill:?}\n{}", bot.transcript());
+    assert_eq!(
+        kill.marked_balance.map(|m| m.minor),
+        Some(balance - balance / 20),
+        "{kill:?}"
+    );
+}

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{Bot, ORDER_SENT, RECONCILED, Rng, World};
-use ctrader_sim::{FaultPlan, MarketHours, PALM_OIL_SYMBOL_ID};
+use ctrader_sim::{FaultPlan, MarginCallType, MarketHours, PALM_OIL_SYMBOL_ID, PartialFills};
 use domain::Timestamp;
 use http::{free_port, get};
 use persistence::TradeStore;
@@ -107,7 +107,29 @@ enum Act {
     Maintenance,
     /// Prices held still while the status is compared with the broker's books.
     EquitySample,
+    /// Market orders fill in several deals from now on.
+    PartialFillsOn,
+    /// Market orders fill whole again.
+    PartialFillsOff,
+    /// Cash paid into the account.
+    Deposit,
+    /// Cash taken out of the account.
+    Withdrawal,
+    /// The broker raises the symbol's minimum volume above what the bot's risk allows.
+    MinVolumeRaised,
+    /// The minimum volume comes back down.
+    MinVolumeRestored,
+    /// The account's margin level crosses the broker's first threshold.
+    MarginCall,
 }
+
+/// Palm oil's minimum volume (0.01 units) in the simulator, and the raised one (50 units: more
+/// than 1 % of the account's equity affords at the soak's stop).
+const MIN_VOLUME: i64 = 100;
+const RAISED_MIN_VOLUME: i64 = 5_000;
+/// Cash moved into and out of the account, minor units (1,000.00 and 500.00 USD).
+const DEPOSIT: i64 = 100_000;
+const WITHDRAWAL: i64 = 50_000;
 
 /// The seeded timetable of the whole run, in simulated time.
 fn timetable(plan: &Plan, rng: &mut Rng) -> Vec<(Timestamp, Act)> {
@@ -134,7 +156,21 @@ fn timetable(plan: &Plan, rng: &mut Rng) -> Vec<(Timestamp, Act)> {
         if day % 2 == 1 {
             acts.push((at(day, 8 * 3_600_000 + 600_000), Act::EquitySample));
         }
+        // Each month: a week of fills in parts, cash in and out, and a week in which the symbol's
+        // minimum volume is raised past what the risk allows.
+        match day % 30 {
+            3 => acts.push((at(day, 1_800_000), Act::PartialFillsOn)),
+            9 => acts.push((at(day, 1_800_000), Act::PartialFillsOff)),
+            6 => acts.push((at(day, 12 * 3_600_000), Act::Deposit)),
+            16 => acts.push((at(day, 12 * 3_600_000), Act::Withdrawal)),
+            18 => acts.push((at(day, 1_800_000), Act::MinVolumeRaised)),
+            25 => acts.push((at(day, 1_800_000), Act::MinVolumeRestored)),
+            _ => {}
+        }
     }
+    // Once, near the end: it engages the kill switch for good (the bot's documented answer), so
+    // the rest of the run checks that nothing opens after it.
+    acts.push((at(plan.days - 2, 12 * 3_600_000), Act::MarginCall));
     let kills = (plan.days * KILLS_PER_YEAR / 365).max(6);
     let span = plan.days * DAY_MS;
     for k in 0..kills {
@@ -193,9 +229,16 @@ struct Soak {
     storms: usize,
     maintenances: usize,
     equity_samples: usize,
+    /// Cash moved into (+) or out of (−) the account, with its simulated time.
+    cash: Vec<(i64, i64)>,
+    partial_fill_windows: usize,
+    symbol_changes: usize,
+    margin_calls: usize,
     process: Vec<ProcessSample>,
     /// The broker's equity (balance + its own net unrealized PnL) as the run went: `(sim ms, minor)`.
     broker_equity: Vec<(i64, i64)>,
+    /// The same, net of the cash moved in and out so far (what trading made of it).
+    traded_equity: Vec<(i64, i64)>,
     /// How often each log message appeared at warn or error level, over every life.
     warnings: BTreeMap<String, usize>,
     /// The balance each kill switch engagement acted on, in minor units, from its log line.
@@ -217,6 +260,7 @@ impl Soak {
                 // cTrader's access token lasts about 30 days; here, 30 simulated days.
                 c.token_lifetime = plan.real(30 * DAY_MS);
                 c.initial_balance = 1_000_000;
+                c.faults.margin_changed_events = true;
             });
         Soak {
             plan,
@@ -232,9 +276,14 @@ impl Soak {
             storms: 0,
             maintenances: 0,
             equity_samples: 0,
+            cash: Vec::new(),
+            partial_fill_windows: 0,
+            symbol_changes: 0,
+            margin_calls: 0,
             process: Vec::new(),
             warnings: BTreeMap::new(),
             broker_equity: Vec::new(),
+            traded_equity: Vec::new(),
             engagement_balances: Vec::new(),
             log: std::env::var("SOAK_LOG")
                 .ok()
@@ -449,7 +498,10 @@ impl Soak {
         let open = self.world.sim.open_positions();
         let net: Option<i64> = open.iter().map(|p| p.unrealized.map(|u| u.1)).sum();
         if let (Some(net), Some(balance)) = (net, self.world.sim.balance()) {
+            // Cash moves only from this thread, so the sum so far is exactly what this sample holds.
+            let cash: i64 = self.cash.iter().map(|(_, d)| d).sum();
             self.broker_equity.push((now, balance + net));
+            self.traded_equity.push((now, balance + net - cash));
         }
     }
 
@@ -541,6 +593,45 @@ impl Soak {
                     .unwrap();
                 self.maintenances += 1;
             }
+            Act::PartialFillsOn => {
+                let faults = self.world.sim.faults();
+                faults.partial_fills(PartialFills::Deals(3)).unwrap();
+                self.partial_fill_windows += 1;
+            }
+            Act::PartialFillsOff => {
+                let faults = self.world.sim.faults();
+                faults.partial_fills(PartialFills::Off).unwrap();
+            }
+            Act::Deposit => {
+                self.world.sim.deposit(DEPOSIT).unwrap();
+                self.cash
+                    .push((self.world.sim.sim_time().millis(), DEPOSIT));
+            }
+            Act::Withdrawal => {
+                self.world.sim.withdraw(WITHDRAWAL).unwrap();
+                self.cash
+                    .push((self.world.sim.sim_time().millis(), -WITHDRAWAL));
+            }
+            Act::MinVolumeRaised => {
+                self.world
+                    .sim
+                    .set_symbol_min_volume(PALM_OIL_SYMBOL_ID, RAISED_MIN_VOLUME)
+                    .unwrap();
+                self.symbol_changes += 1;
+            }
+            Act::MinVolumeRestored => {
+                self.world
+                    .sim
+                    .set_symbol_min_volume(PALM_OIL_SYMBOL_ID, MIN_VOLUME)
+                    .unwrap();
+                self.symbol_changes += 1;
+            }
+            Act::MarginCall => {
+                self.world
+                    .sim
+                    .trigger_margin_call(MarginCallType::Threshold1, 80.0);
+                self.margin_calls += 1;
+            }
             Act::EquitySample => {
                 let context = format!("equity sample on simulated day {:.2}", self.sim_day());
                 self.sample_equity(&context);
@@ -549,37 +640,26 @@ impl Soak {
     }
 }
 
-/// The loss of every position the broker closed at a loss, as a fraction of the balance before it
-/// opened: `(position, fraction)`.
-fn losses_as_fraction_of_equity(world: &World, opening_balance: i64) -> Vec<(i64, f64)> {
+/// The loss of every position the broker closed at a loss, as a fraction of the broker's equity
+/// just before it opened (the last sample before its opening deal): `(position, fraction)`.
+fn losses_as_fraction_of_equity(world: &World, equity: &[(i64, i64)]) -> Vec<(i64, f64)> {
     let deals = world.sim.deals();
-    let mut balance = opening_balance;
     let mut at_open: BTreeMap<i64, i64> = BTreeMap::new();
     let mut net: BTreeMap<i64, i64> = BTreeMap::new();
     for d in &deals {
         if d.closing {
             *net.entry(d.position_id).or_default() += d.net_pnl.unwrap();
-            balance = d.balance_after.unwrap();
         } else {
-            at_open.entry(d.position_id).or_insert(balance);
-        }
-    }
-    if std::env::var("SOAK_DEBUG").is_ok() {
-        for d in &deals {
-            eprintln!(
-                "deal {} position {} closing {} net {:?} balance {:?} at {}",
-                d.deal_id, d.position_id, d.closing, d.net_pnl, d.balance_after, d.executed
-            );
+            let opened = d.executed.millis();
+            let before = equity.partition_point(|(t, _)| *t < opened);
+            if let Some((_, e)) = before.checked_sub(1).map(|i| equity[i]) {
+                at_open.entry(d.position_id).or_insert(e);
+            }
         }
     }
     net.into_iter()
         .filter(|(_, n)| *n < 0)
-        .map(|(p, n)| {
-            (
-                p,
-                -(n as f64) / at_open.get(&p).copied().unwrap_or(balance) as f64,
-            )
-        })
+        .filter_map(|(p, n)| Some((p, -(n as f64) / *at_open.get(&p)? as f64)))
         .collect()
 }
 
@@ -599,6 +679,7 @@ const BAR_MS: i64 = 15 * 60_000;
 fn assert_kill_switch_kept_its_limits(
     world: &World,
     equity: &[(i64, i64)],
+    cash: &[(i64, i64)],
     engagement_balances: &[i64],
     opening_balance: i64,
 ) -> Option<String> {
@@ -606,6 +687,10 @@ fn assert_kill_switch_kept_its_limits(
         .read_store(async |store| store.kill_switch().await)
         .unwrap()
         .unwrap();
+    // Cash paid in or taken out is neither a gain nor a loss: `equity` is net of it, and the
+    // bot's own marks move by it.
+    let cash_until =
+        |t: i64| -> i64 { cash.iter().filter(|(at, _)| *at <= t).map(|(_, d)| d).sum() };
     let engaged_at = kill.engaged_at.filter(|_| kill.engaged).map(|t| t.millis());
     // Samples taken just after a bar closed: what the bot's marks see.
     let at_bar_close: Vec<(i64, i64)> = equity
@@ -655,19 +740,27 @@ fn assert_kill_switch_kept_its_limits(
             that_day.iter().copied().max().unwrap_or(i64::MIN),
         );
         let tolerance = (start as f64 * KILL_SLACK) as i64;
+        let start = start - cash_until(at);
+        // A day the harness could not sample (the bot was restarting through it) proves nothing.
         assert!(
-            low - tolerance <= start && start <= high + tolerance,
+            that_day.is_empty() || (low - tolerance <= start && start <= high + tolerance),
             "the kill switch's day start {start} is no equity the broker had that day ({low} to {high})"
         );
         // The balance it acted on is the broker's at that moment, to the minor unit.
-        let broker_balance = world
+        let last_close = world
             .sim
             .deals()
             .iter()
             .rev()
             .find(|d| d.closing && d.executed.millis() <= at)
-            .and_then(|d| d.balance_after)
-            .unwrap_or(opening_balance);
+            .map(|d| (d.executed.millis(), d.balance_after.unwrap()));
+        let (since, closed_balance) = last_close.unwrap_or((i64::MIN, opening_balance));
+        let broker_balance = closed_balance
+            + cash
+                .iter()
+                .filter(|(t, _)| *t > since && *t <= at)
+                .map(|(_, d)| d)
+                .sum::<i64>();
         assert!(
             engagement_balances.contains(&broker_balance),
             "the kill switch engaged ({reason}) on a balance of {engagement_balances:?}, the broker's was {broker_balance}"
@@ -717,11 +810,12 @@ fn the_bot_runs_unattended_through_simulated_months() {
 
     let deals = soak.world.sim.deals();
     let closes = deals.iter().filter(|d| d.closing).count();
-    let losses = losses_as_fraction_of_equity(&soak.world, 1_000_000);
+    let losses = losses_as_fraction_of_equity(&soak.world, &soak.broker_equity);
     let worst = losses.iter().map(|(_, f)| *f).fold(0.0, f64::max);
     let kill_switch = assert_kill_switch_kept_its_limits(
         &soak.world,
-        &soak.broker_equity,
+        &soak.traded_equity,
+        &soak.cash,
         &soak.engagement_balances,
         1_000_000,
     );
@@ -759,6 +853,10 @@ fn the_bot_runs_unattended_through_simulated_months() {
         "storms": soak.storms,
         "maintenance_windows": soak.maintenances,
         "equity_samples": soak.equity_samples,
+        "partial_fill_windows": soak.partial_fill_windows,
+        "cash_movements": soak.cash.len(),
+        "symbol_changes": soak.symbol_changes,
+        "margin_calls": soak.margin_calls,
         "orders": orders,
         "deals": deals.len(),
         "closes": closes,
@@ -786,6 +884,10 @@ fn the_bot_runs_unattended_through_simulated_months() {
         "too few orders to test anything: {orders}"
     );
     assert!(closes >= 5, "only {closes} positions closed");
+    assert!(
+        kill_switch.is_some(),
+        "the margin call near the end must have engaged the kill switch"
+    );
     assert!(
         worst <= RISK_PER_TRADE * 1.02,
         "a position lost {worst:.4} of equity, above the risk per trade {RISK_PER_TRADE}: {losses:?}"

@@ -21,6 +21,12 @@ pub struct KillSwitchState {
     pub currency: Option<String>,
     /// The UTC epoch day `day_start_equity` belongs to.
     pub day: Option<i64>,
+    /// The broker balance the marks account for: any later change of balance that no closing
+    /// deal explains is cash paid in or taken out, which moves the marks instead of counting as a
+    /// gain or a loss (also when it happened while the bot was away).
+    pub marked_balance: Option<Money>,
+    /// Execution time of the latest closing deal `marked_balance` includes.
+    pub marked_balance_at: Option<Timestamp>,
 }
 
 impl KillSwitchState {

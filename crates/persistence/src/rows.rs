@@ -254,6 +254,7 @@ impl FillRow {
     }
 
     /// What a fill looks like after a trip through the table (amounts at one precision).
+    #[cfg(feature = "test-util")] // only the memory store needs it
     pub(crate) fn normalise(f: &Fill) -> Result<Fill, StoreError> {
         FillRow::from_domain(f)?.into_domain()
     }

@@ -1179,7 +1179,8 @@ impl TradeStore for SqliteTradeStore {
             let row = sqlx::query(
                 "SELECT kill_engaged, kill_reason, kill_engaged_at, equity_peak_minor, \
                  equity_peak_digits, day_start_equity_minor, day_start_equity_digits, day, \
-                 money_currency FROM bot_state WHERE id = 1",
+                 money_currency, marked_balance_minor, marked_balance_digits, marked_balance_at \
+                 FROM bot_state WHERE id = 1",
             )
             .fetch_optional(&self.reader)
             .await?;
@@ -1206,6 +1207,13 @@ impl TradeStore for SqliteTradeStore {
                 )?,
                 day: r.try_get("day")?,
                 currency: r.try_get("money_currency")?,
+                marked_balance: money(
+                    r.try_get("marked_balance_minor")?,
+                    r.try_get("marked_balance_digits")?,
+                )?,
+                marked_balance_at: r
+                    .try_get::<Option<i64>, _>("marked_balance_at")?
+                    .map(Timestamp),
             })
         })
     }
@@ -1214,11 +1222,14 @@ impl TradeStore for SqliteTradeStore {
         Box::pin(async move {
             let (peak_minor, peak_digits) = money_parts(state.equity_peak);
             let (day_minor, day_digits) = money_parts(state.day_start_equity);
+            let (marked_minor, marked_digits) = money_parts(state.marked_balance);
             let mut tx = self.begin().await?;
             sqlx::query(
                 "UPDATE bot_state SET kill_engaged = ?, kill_reason = ?, kill_engaged_at = ?, \
                  equity_peak_minor = ?, equity_peak_digits = ?, day_start_equity_minor = ?, \
-                 day_start_equity_digits = ?, day = ?, money_currency = ? WHERE id = 1",
+                 day_start_equity_digits = ?, day = ?, money_currency = ?, \
+                 marked_balance_minor = ?, marked_balance_digits = ?, marked_balance_at = ? \
+                 WHERE id = 1",
             )
             .bind(state.engaged)
             .bind(state.reason.as_deref())
@@ -1229,6 +1240,9 @@ impl TradeStore for SqliteTradeStore {
             .bind(day_digits)
             .bind(state.day)
             .bind(state.currency.as_deref())
+            .bind(marked_minor)
+            .bind(marked_digits)
+            .bind(state.marked_balance_at.map(|t| t.0))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -35,6 +35,7 @@ impl<B: Broker + 'static> Engine<B> {
             let shift = |mark: Option<Money>| mark.and_then(|m| m.checked_add(delta)).or(mark);
             self.kill.equity_peak = shift(self.kill.equity_peak);
             self.kill.day_start_equity = shift(self.kill.day_start_equity);
+            self.kill.marked_balance = Some(balance);
             if let Err(e) = self.store.save_kill_switch(&self.kill).await {
                 return Err(self.store_failed(e));
             }
@@ -49,6 +50,72 @@ impl<B: Broker + 'static> Engine<B> {
             ),
         );
         self.publish_money();
+        Ok(())
+    }
+
+    /// Records the balance a closing deal left: the kill switch's marks account for it.
+    pub(super) fn mark_closing_balance(&mut self, balance: Money, at: domain::Timestamp) {
+        self.kill.marked_balance = Some(balance);
+        self.kill.marked_balance_at = Some(at);
+    }
+
+    /// After a reconciliation: cash paid in or taken out while the bot was away, i.e. a change of
+    /// balance that no closing deal explains, moves the kill switch's marks as a live deposit or
+    /// withdrawal does, so a withdrawal is never taken for a loss (nor a deposit for a gain).
+    pub(super) async fn account_for_cash_moved_away(&mut self) -> Result<(), EngineError> {
+        let now = self.money.balance;
+        let fills = match self.store.fills(usize::MAX).await {
+            Ok(fills) => fills,
+            Err(e) => return Err(self.store_failed(e)),
+        };
+        let since = self.kill.marked_balance_at;
+        let mut closes: Vec<&domain::Fill> = fills
+            .iter()
+            .filter(|f| f.close.is_some() && since.is_none_or(|at| f.time > at))
+            .collect();
+        closes.sort_by_key(|f| (f.time, f.deal_id));
+        let before = self.kill.clone();
+        if let Some(marked) = self.kill.marked_balance {
+            // Walk the closing deals since the mark: each one's balance before it, against the
+            // balance after the one before, says what cash moved in between.
+            let mut cash = Some(Money::zero(now.digits));
+            let mut previous = Some(marked);
+            for close in closes.iter().filter_map(|f| f.close.as_ref()) {
+                let before_deal =
+                    domain::realized_pnl(close).and_then(|n| close.balance.checked_sub(n));
+                cash = cash
+                    .zip(
+                        before_deal
+                            .zip(previous)
+                            .and_then(|(b, p)| b.checked_sub(p)),
+                    )
+                    .and_then(|(c, d)| c.checked_add(d));
+                previous = Some(close.balance);
+            }
+            cash = cash
+                .zip(previous.and_then(|p| now.checked_sub(p)))
+                .and_then(|(c, d)| c.checked_add(d));
+            if let Some(delta) = cash.filter(|d| d.minor != 0) {
+                let shift = |mark: Option<Money>| mark.and_then(|m| m.checked_add(delta)).or(mark);
+                self.kill.equity_peak = shift(self.kill.equity_peak);
+                self.kill.day_start_equity = shift(self.kill.day_start_equity);
+                self.obs.metrics.record_broker_event("account_changed");
+                self.event(
+                    EventLevel::Info,
+                    format!(
+                        "the balance moved by {} while the bot was away with no deal to explain it (a deposit or withdrawal): the kill switch's marks move with it",
+                        self.money.show(delta)
+                    ),
+                );
+            }
+        }
+        self.kill.marked_balance = Some(now);
+        self.kill.marked_balance_at = closes.last().map(|f| f.time).or(since);
+        if self.kill != before
+            && let Err(e) = self.store.save_kill_switch(&self.kill).await
+        {
+            return Err(self.store_failed(e));
+        }
         Ok(())
     }
 

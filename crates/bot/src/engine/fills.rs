@@ -85,6 +85,7 @@ impl<B: Broker + 'static> Engine<B> {
         }
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
             self.money.balance = balance;
+            self.mark_closing_balance(balance, fill.time);
         }
         if position.status == PositionStatus::Closed {
             self.settle(&mut position).await?;

@@ -582,6 +582,7 @@ impl<B: Broker + 'static> Engine<B> {
         let balance = self.broker.balance().await?;
         self.money.currency.money_digits = balance.digits;
         self.money.balance = balance;
+        self.account_for_cash_moved_away().await?;
         self.refresh_charges().await?;
         // Changes to the symbol may have been missed while the link was down.
         let state = match self

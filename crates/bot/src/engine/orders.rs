@@ -298,6 +298,7 @@ impl<B: Broker + 'static> Engine<B> {
         });
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
             self.money.balance = balance;
+            self.mark_closing_balance(balance, fill.time);
         }
         let mut position = position;
         if position.status == PositionStatus::Closed {
