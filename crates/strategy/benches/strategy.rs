@@ -1,14 +1,13 @@
-//! Benchmarks: RSI updates, and a full backtest over one million synthetic bars with CSV parsing
-//! included (the CSV text is generated in memory, so the file system is not measured).
+//! Benchmarks: RSI updates, and a full backtest over one million synthetic bars (CSV parsing is
+//! measured in `research`'s benchmarks).
 // A benchmark that cannot set itself up should stop loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use domain::{Price, Volume};
-use strategy::backtest::{BacktestConfig, Backtester, OhlcOptions, read_ohlc_csv};
+use domain::{Bar, Price, SymbolId, Timeframe, Timestamp, Volume};
+use strategy::backtest::{BacktestConfig, Backtester};
 use strategy::{RiskConfig, Rsi, RsiSentimentConfig, RsiSentimentStrategy, SizingRule};
 
 /// A deterministic pseudo-random walk (xorshift), so every run measures the same data.
@@ -34,33 +33,29 @@ impl Walk {
     }
 }
 
-/// One million M1 bars of a palm-oil-like walk as CSV text (about 60 MB).
-fn synthetic_csv(bars: usize) -> String {
+/// M1 bars of a palm-oil-like walk.
+fn synthetic_bars(bars: usize) -> Vec<Bar> {
     let mut walk = Walk::new();
-    let mut csv = String::with_capacity(bars * 64);
-    csv.push_str("timestamp,open,high,low,close,volume\n");
     let start_minute: i64 = 29_376_000; // 2025-11-09 00:00 UTC in minutes since the epoch
-    for i in 0..bars {
-        let open = walk.price;
-        let close = (open + walk.step(300_000)).max(100_000_000);
-        let high = open.max(close) + walk.step(100_000).abs();
-        let low = open.min(close) - walk.step(100_000).abs();
-        walk.price = close;
-        let t = domain::Timestamp((start_minute + i64::try_from(i).unwrap()) * 60_000).to_string();
-        // "2025-11-09T00:00:00.000Z" -> "2025-11-09 00:00:00"
-        let _ = writeln!(
-            csv,
-            "{} {},{},{},{},{},{}",
-            &t[..10],
-            &t[11..19],
-            Price(open),
-            Price(high),
-            Price(low),
-            Price(close),
-            i % 97
-        );
-    }
-    csv
+    (0..bars)
+        .map(|i| {
+            let open = walk.price;
+            let close = (open + walk.step(300_000)).max(100_000_000);
+            let high = open.max(close) + walk.step(100_000).abs();
+            let low = open.min(close) - walk.step(100_000).abs();
+            walk.price = close;
+            Bar {
+                symbol: SymbolId(0),
+                timeframe: Timeframe::M1,
+                start: Timestamp((start_minute + i64::try_from(i).unwrap()) * 60_000),
+                open: Price(open),
+                high: Price(high),
+                low: Price(low),
+                close: Price(close),
+                volume: 0,
+            }
+        })
+        .collect()
 }
 
 fn rsi_updates(c: &mut Criterion) {
@@ -88,7 +83,7 @@ fn rsi_updates(c: &mut Criterion) {
 
 fn full_backtest(c: &mut Criterion) {
     const BARS: usize = 1_000_000;
-    let csv = synthetic_csv(BARS);
+    let bars = synthetic_bars(BARS);
     let backtester = Backtester::new(BacktestConfig {
         spread: Price(100_000),
         risk: RiskConfig {
@@ -107,22 +102,14 @@ fn full_backtest(c: &mut Criterion) {
     let mut group = c.benchmark_group("backtest");
     group.sample_size(10);
     group.throughput(Throughput::Elements(u64::try_from(BARS).unwrap()));
-    group.bench_function("csv_parse_and_run_1m_bars", |b| {
+    group.bench_function("run_1m_bars", |b| {
         b.iter(|| {
-            let bars = read_ohlc_csv(black_box(csv.as_bytes()), &OhlcOptions::default()).unwrap();
             let mut strategy = RsiSentimentStrategy::new(strategy_config.clone()).unwrap();
             let result = backtester
-                .run(&mut strategy, &bars, &[], &mut |_, _| {})
+                .run(&mut strategy, black_box(&bars), &[], &mut |_, _| {})
                 .unwrap();
             assert!(result.report.trade_count > 0);
             result.report.final_equity
-        });
-    });
-    group.bench_function("csv_parse_only_1m_bars", |b| {
-        b.iter(|| {
-            read_ohlc_csv(black_box(csv.as_bytes()), &OhlcOptions::default())
-                .unwrap()
-                .len()
         });
     });
     group.finish();

@@ -1,8 +1,8 @@
 //! Trading decisions, pure: `strategy` owns bar aggregation from quotes, Wilder's RSI, the
 //! [`Strategy`] trait with the RSI-sentiment strategy, the risk rules (sizing, one position per
-//! symbol, trading hours, the kill switch) and the backtest engine with its CSV readers, report,
-//! trades CSV and SVG picture. It never awaits, never does I/O beyond the reader or writer a caller
-//! hands it, never reads a clock or the environment, and takes time only from its inputs, so the
+//! symbol, trading hours, the kill switch) and the backtest engine with its statistics. It never
+//! awaits, never does I/O (file formats and rendering are crate `research`'s), never reads a clock
+//! or the environment, and takes time only from its inputs, so the
 //! same code decides live, in the demo and in backtests.
 
 pub mod backtest;
@@ -18,9 +18,9 @@ pub use decision::{
     Action, BarContext, Block, Crossing, Decision, Entry, PositionView, Reason, SentimentProblem,
     SentimentUse, Strategy,
 };
-pub use error::{AggregationError, ConfigError, DataError};
+pub use error::{AggregationError, ConfigError};
 pub use risk::{EntryRefusal, RiskConfig, RiskGate, SizingRule};
-pub use rsi::{FLAT_RSI, Rsi};
+pub use rsi::{FLAT_RSI, Rsi, RsiSeries};
 pub use rsi_sentiment::{
     RsiSentimentConfig, RsiSentimentStrategy, SentimentPolicy, SentimentRules,
 };

@@ -111,6 +111,48 @@ impl Rsi {
     }
 }
 
+/// One RSI value (or `None` while warming up) per close of a bar series, computed once so that
+/// every strategy with this period run over the same bars can share it (see
+/// [`crate::RsiSentimentStrategy::with_shared_rsi`]).
+#[derive(Debug, Clone)]
+pub struct RsiSeries {
+    period: u32,
+    closes: std::sync::Arc<[Price]>,
+    values: std::sync::Arc<[Option<f64>]>,
+}
+
+impl RsiSeries {
+    /// Feeds `closes` to a fresh [`Rsi`] of `period` and keeps every value.
+    pub fn compute(period: u32, closes: std::sync::Arc<[Price]>) -> Result<RsiSeries, ConfigError> {
+        let mut rsi = Rsi::new(period)?;
+        let values = closes.iter().map(|&c| rsi.update(c)).collect();
+        Ok(RsiSeries {
+            period,
+            closes,
+            values,
+        })
+    }
+
+    /// The averaging period.
+    pub const fn period(&self) -> u32 {
+        self.period
+    }
+
+    /// The close at `index` and the RSI after it.
+    pub(crate) fn at(&self, index: usize) -> Option<(Price, Option<f64>)> {
+        Some((*self.closes.get(index)?, *self.values.get(index)?))
+    }
+
+    /// A live [`Rsi`] that has seen the first `seen` closes, as if fed one by one.
+    pub(crate) fn live_after(&self, seen: usize) -> Result<Rsi, ConfigError> {
+        let mut rsi = Rsi::new(self.period)?;
+        for &close in self.closes.iter().take(seen) {
+            rsi.update(close);
+        }
+        Ok(rsi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use crate::decision::{
     Action, BarContext, Block, Crossing, Decision, Entry, Reason, SentimentProblem, SentimentUse,
     Strategy,
 };
+use crate::rsi::RsiSeries;
 use crate::{ConfigError, Rsi};
 
 /// What to do when sentiment is stale, unusable or missing.
@@ -169,15 +170,93 @@ impl RsiSentimentConfig {
 #[derive(Debug, Clone)]
 pub struct RsiSentimentStrategy {
     config: RsiSentimentConfig,
-    rsi: Rsi,
+    rsi: RsiFeed,
+}
+
+/// Where the RSI comes from.
+#[derive(Debug, Clone)]
+enum RsiFeed {
+    /// Computed close by close.
+    Live(Rsi),
+    /// Read from a series computed once for the closes this strategy is fed; `next` is the index
+    /// of the next close. A close that differs from the series' (or one past its end) turns the
+    /// feed live, rebuilt from the closes seen so far, so the values are always the live ones.
+    Shared { series: RsiSeries, next: usize },
+}
+
+impl RsiFeed {
+    /// The RSI before and after `close`, and while warming up how many closes are seen/needed.
+    fn update(&mut self, close: domain::Price) -> (Option<f64>, Option<f64>, (u32, u32)) {
+        if let RsiFeed::Shared { series, next } = self {
+            match series.at(*next) {
+                Some((expected, value)) if expected == close => {
+                    let previous = next
+                        .checked_sub(1)
+                        .and_then(|i| series.at(i))
+                        .and_then(|(_, v)| v);
+                    *next += 1;
+                    let needed = series.period() + 1;
+                    let seen = u32::try_from(*next).unwrap_or(u32::MAX).min(needed);
+                    return (previous, value, (seen, needed));
+                }
+                _ => {
+                    let Ok(live) = series.live_after(*next) else {
+                        // The series' period was validated when it was built.
+                        return (None, None, (0, series.period() + 1));
+                    };
+                    *self = RsiFeed::Live(live);
+                }
+            }
+        }
+        match self {
+            RsiFeed::Live(rsi) => {
+                let previous = rsi.value();
+                let value = rsi.update(close);
+                (previous, value, (rsi.closes_seen(), rsi.closes_needed()))
+            }
+            RsiFeed::Shared { .. } => (None, None, (0, 0)),
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        match self {
+            RsiFeed::Live(rsi) => rsi.value(),
+            RsiFeed::Shared { series, next } => next
+                .checked_sub(1)
+                .and_then(|i| series.at(i))
+                .and_then(|(_, v)| v),
+        }
+    }
 }
 
 impl RsiSentimentStrategy {
     /// A strategy with validated settings and a cold RSI.
     pub fn new(config: RsiSentimentConfig) -> Result<RsiSentimentStrategy, ConfigError> {
         config.validate()?;
-        let rsi = Rsi::new(config.rsi_period)?;
+        let rsi = RsiFeed::Live(Rsi::new(config.rsi_period)?);
         Ok(RsiSentimentStrategy { config, rsi })
+    }
+
+    /// The same strategy reading its RSI from `series`, computed once for the closes of the bars
+    /// it will be fed (an optimisation shares one series between every combination with that
+    /// period). Decisions are identical to [`RsiSentimentStrategy::new`]'s: a bar whose close is
+    /// not the series' next one makes the strategy compute its RSI itself from then on.
+    pub fn with_shared_rsi(
+        config: RsiSentimentConfig,
+        series: RsiSeries,
+    ) -> Result<RsiSentimentStrategy, ConfigError> {
+        config.validate()?;
+        if series.period() != config.rsi_period {
+            return Err(ConfigError::invalid(
+                "rsi series",
+                series.period(),
+                "was computed for another RSI period",
+            ));
+        }
+        Ok(RsiSentimentStrategy {
+            config,
+            rsi: RsiFeed::Shared { series, next: 0 },
+        })
     }
 
     /// The settings.
@@ -186,7 +265,7 @@ impl RsiSentimentStrategy {
     }
 
     /// The latest RSI, once warmed up.
-    pub const fn rsi(&self) -> Option<f64> {
+    pub fn rsi(&self) -> Option<f64> {
         self.rsi.value()
     }
 
@@ -310,12 +389,9 @@ impl Strategy for RsiSentimentStrategy {
 
     fn on_bar(&mut self, bar: &Bar, ctx: &BarContext<'_>) -> Decision {
         let (oversold, overbought) = (self.config.oversold, self.config.overbought);
-        let previous = self.rsi.value();
-        let Some(rsi) = self.rsi.update(bar.close) else {
-            return Decision::hold(Reason::WarmingUp {
-                seen: self.rsi.closes_seen(),
-                needed: self.rsi.closes_needed(),
-            });
+        let (previous, rsi, (seen, needed)) = self.rsi.update(bar.close);
+        let Some(rsi) = rsi else {
+            return Decision::hold(Reason::WarmingUp { seen, needed });
         };
         let signal = match previous {
             Some(p) if p >= oversold && rsi < oversold => Some(Crossing {

@@ -21,12 +21,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use domain::{Bar, ConversionRate, Price, SentimentReading, Timeframe};
-use strategy::backtest::{
-    BacktestConfig, BacktestResult, Backtester, Currencies, OhlcOptions, QuoteConversion,
-    backtest_symbol, parse_money, parse_size, read_ohlc_csv, read_rates_csv, read_sentiment_csv,
-    render_equity_svg, render_table, write_trades_csv,
+use research::{
+    DataError, OhlcOptions, read_ohlc_csv, read_rates_csv, read_sentiment_csv, render_equity_svg,
+    render_table, write_trades_csv,
 };
-use strategy::{DataError, RsiSentimentStrategy, SizingRule};
+use strategy::backtest::{
+    BacktestConfig, BacktestResult, Backtester, Currencies, QuoteConversion, backtest_symbol,
+    parse_money, parse_size,
+};
+use strategy::{RsiSentimentStrategy, SizingRule};
 
 use crate::config::{Config, ConfigErrors, SentimentPolicySetting};
 use crate::settings::{Origin, RawSettings};

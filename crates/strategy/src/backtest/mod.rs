@@ -1,15 +1,9 @@
-//! The backtest engine: a pure loop over bars that fills decisions at the next bar's open,
-//! plus the helpers that read its inputs and present its results.
+//! The backtest engine: a pure loop over bars that fills decisions at the next bar's open, and
+//! the statistics of its result. Reading files and drawing results live in crate `research`.
 //!
 //! The exact semantics are in `docs/backtesting.md`; the comments below say where each rule lives.
 
-mod data;
-mod report;
-mod svg;
-
-pub use data::{OhlcOptions, read_ohlc_csv, read_rates_csv, read_sentiment_csv};
-pub use report::{render_table, write_trades_csv};
-pub use svg::render_equity_svg;
+mod stats;
 
 use domain::{
     Bar, ConversionRate, KillSwitchState, Money, Price, SentimentReading, Side, SymbolId,
@@ -249,7 +243,8 @@ pub struct EquityPoint {
     pub exposed: bool,
 }
 
-/// The statistics of a run (what the terminal table and the JSON report show).
+/// The statistics of a run (what the terminal table and the JSON report show). Formulas:
+/// `docs/backtesting.md`. Ratios are `None` (JSON `null`) when undefined.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// The quote and account currencies: every amount below is in the account's.
@@ -268,20 +263,58 @@ pub struct Report {
     /// Equity at the last close.
     #[serde(serialize_with = "display")]
     pub final_equity: Money,
+    /// Highest equity marked at a close (or the starting cash).
+    #[serde(serialize_with = "display")]
+    pub peak_equity: Money,
     /// (final − initial) / initial, in percent.
     pub return_pct: f64,
+    /// Geometric mean daily return compounded over a year of trading days, in percent.
+    pub annual_return_pct: Option<f64>,
+    /// Compound annual growth rate over the calendar time spanned, in percent.
+    pub cagr_pct: Option<f64>,
+    /// Annualised volatility of daily returns, in percent.
+    pub volatility_pct: Option<f64>,
     /// Last close / first open − 1, in percent, no costs.
     pub buy_and_hold_return_pct: f64,
     /// Largest fall of the close-marked equity from its running peak, in percent of the peak.
     pub max_drawdown_pct: f64,
+    /// Longest time from a peak back to a new peak (or to the end), in milliseconds.
+    pub max_drawdown_duration_ms: Option<i64>,
     /// Closed trades.
     pub trade_count: usize,
     /// Share of closed trades with positive PnL, in percent (None without trades).
     pub win_rate_pct: Option<f64>,
     /// Gross profit / gross loss of closed trades (None without a losing trade).
     pub profit_factor: Option<f64>,
-    /// Annualised Sharpe ratio of per-bar returns, risk-free rate 0 (None when undefined).
+    /// Mean net PnL per trade (truncated to the minor unit).
+    #[serde(serialize_with = "display_opt")]
+    pub expectancy: Option<Money>,
+    /// Mean net PnL of the winning trades.
+    #[serde(serialize_with = "display_opt")]
+    pub average_win: Option<Money>,
+    /// Mean net PnL of the losing trades.
+    #[serde(serialize_with = "display_opt")]
+    pub average_loss: Option<Money>,
+    /// Highest net PnL of a trade.
+    #[serde(serialize_with = "display_opt")]
+    pub best_trade: Option<Money>,
+    /// Lowest net PnL of a trade.
+    #[serde(serialize_with = "display_opt")]
+    pub worst_trade: Option<Money>,
+    /// Mean time from entry fill to exit bar, in milliseconds.
+    pub average_trade_duration_ms: Option<i64>,
+    /// Longest time from entry fill to exit bar, in milliseconds.
+    pub longest_trade_duration_ms: Option<i64>,
+    /// Annualised return / annualised volatility (backtesting.py's definition, risk-free 0).
     pub sharpe: Option<f64>,
+    /// Annualised return / annualised downside deviation (backtesting.py's definition).
+    pub sortino: Option<f64>,
+    /// Annualised return / maximum drawdown (as fractions).
+    pub calmar: Option<f64>,
+    /// System quality number: √trades × mean PnL / standard deviation of PnL.
+    pub sqn: Option<f64>,
+    /// Most losing trades in a row.
+    pub longest_losing_streak: usize,
     /// Share of bars with a position open at some moment, in percent.
     pub exposure_pct: f64,
     /// Commission paid.
@@ -292,6 +325,9 @@ pub struct Report {
     /// Why the kill switch engaged, if it did.
     #[serde(serialize_with = "display_opt")]
     pub kill_switch: Option<String>,
+    /// When the kill switch engaged (the equity mark that engaged it), if it did.
+    #[serde(serialize_with = "display_opt")]
+    pub kill_switch_at: Option<Timestamp>,
     /// Every closed trade.
     pub trades: Vec<TradeRecord>,
 }
@@ -651,16 +687,13 @@ impl Backtester {
         }
         progress(total, total);
 
-        let report = report::summarize(
-            &self.config,
-            first,
-            last,
-            &curve,
-            run.trades,
-            ledger.money(run.commission_paid, last_index)?,
-            run.refused,
-            kill.reason.clone(),
-        );
+        let facts = stats::RunFacts {
+            total_commission: ledger.money(run.commission_paid, last_index)?,
+            refused_entries: run.refused,
+            kill_switch: kill.reason.clone(),
+            kill_switch_at: kill.engaged_at,
+        };
+        let report = stats::summarize(&self.config, first, last, &curve, run.trades, facts);
         Ok(BacktestResult {
             report,
             equity_curve: curve,

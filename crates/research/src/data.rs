@@ -122,7 +122,7 @@ fn shown(bytes: &[u8]) -> String {
 
 /// Reads OHLC bars from CSV with a header: a timestamp column (`timestamp`, `time`, `date`,
 /// `datetime` or `date_time`), `open`, `high`, `low`, `close` and optionally `volume`, in any
-/// order and case. Timestamps are ISO 8601 (`2025-11-24T02:30:00Z`, with optional fraction and
+/// order and case. Timestamps are epoch milliseconds or ISO 8601 (`2025-11-24T02:30:00Z`, with optional fraction and
 /// offset; no offset means UTC) or `YYYY-MM-DD HH:MM:SS`, or a bare date. Prices are decimals;
 /// digits beyond the fifth decimal are rounded half away from zero. Rows must be strictly
 /// increasing in time. Any bad row fails with its line number and the reason.
@@ -423,6 +423,12 @@ pub fn read_rates_csv<R: io::Read>(
     Ok(rates)
 }
 
+/// Parses a time given on the command line (`--from`, `--to`): the formats a price data file
+/// accepts (ISO 8601, `YYYY-MM-DD HH:MM:SS`, a bare date, epoch milliseconds).
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
+    parse_timestamp(text.trim().as_bytes()).map_err(|why| format!("{text:?}: {why}"))
+}
+
 /// Parses a positive or negative decimal into 1/100000 units, rounding beyond five decimals.
 pub(crate) fn parse_price(text: &[u8]) -> Result<Price, &'static str> {
     let (negative, body) = match text.split_first() {
@@ -520,11 +526,31 @@ const fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// Milliseconds since 1970-01-01 UTC: 12 to 14 digits (from 1973-03-03 to the year 5138), so a
+/// count of epoch *seconds* (10 digits) is refused instead of read as a day in 1970.
+fn parse_epoch_millis(text: &[u8]) -> Result<Timestamp, &'static str> {
+    if text.len() < 12 {
+        return Err(
+            "a number this short looks like epoch seconds: epoch timestamps are in milliseconds",
+        );
+    }
+    if text.len() > 14 {
+        return Err("epoch milliseconds out of range");
+    }
+    let ms = text
+        .iter()
+        .fold(0_i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+    Ok(Timestamp(ms))
+}
+
 /// Parses `YYYY-MM-DD`, `YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]]` with an optional `Z` or
-/// `±HH[:]MM` offset (none means UTC).
+/// `±HH[:]MM` offset (none means UTC), or epoch milliseconds (`1763951400000`).
 pub(crate) fn parse_timestamp(text: &[u8]) -> Result<Timestamp, &'static str> {
-    const SHAPE: &str = "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601";
+    const SHAPE: &str = "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds";
     let bad = || SHAPE;
+    if !text.is_empty() && text.iter().all(u8::is_ascii_digit) {
+        return parse_epoch_millis(text);
+    }
     let year = digits(text, 0, 4).ok_or_else(bad)?;
     let month = digits(text, 5, 2).ok_or_else(bad)?;
     let day = digits(text, 8, 2).ok_or_else(bad)?;
@@ -643,6 +669,8 @@ mod tests {
             ts("1969-12-31T23:59:59Z").unwrap(),
             "1969-12-31T23:59:59.000Z"
         );
+        assert_eq!(ts("1763951400000").unwrap(), "2025-11-24T02:30:00.000Z");
+        assert_eq!(ts("1763951400250").unwrap(), "2025-11-24T02:30:00.250Z");
     }
 
     #[test]
@@ -653,17 +681,21 @@ mod tests {
             ("2025-11-24 24:00:00", "no such time of day"),
             (
                 "24/11/2025",
-                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601",
+                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds",
             ),
             (
                 "2025-11-24T02:30:00 UTC",
-                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601",
+                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds",
             ),
             (
                 "1763942400",
-                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601",
+                "a number this short looks like epoch seconds: epoch timestamps are in milliseconds",
             ),
-            ("", "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or ISO 8601"),
+            ("176394240000000", "epoch milliseconds out of range"),
+            (
+                "",
+                "expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS, ISO 8601 or epoch milliseconds",
+            ),
         ] {
             assert_eq!(ts(text), Err(why), "{text}");
         }

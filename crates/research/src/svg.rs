@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use domain::Side;
 
-use super::BacktestResult;
+use strategy::backtest::BacktestResult;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 90.0;
