@@ -31,8 +31,10 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Run the checks `run` runs before connecting (settings, secrets by name, log filter, hosts) and print the effective settings.
     CheckConfig,
-    /// Replay the strategy over a CSV of bars: table on the terminal, JSON, trades CSV, SVG.
+    /// Replay the strategy over a CSV of bars: table on the terminal, JSON, trades CSV, SVG, HTML report.
     Backtest(Box<commands::backtest::BacktestArgs>),
+    /// Backtest every combination of strategy and risk parameters on all cores and rank them; walk forward.
+    Optimize(Box<commands::optimize::OptimizeArgs>),
     /// Fetch one sentiment reading through the configured sources and print it with its source.
     Sentiment(commands::sentiment::SentimentArgs),
     /// Serve a simulated cTrader broker over TLS on a loopback port, with its own CA and faults.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(cli.config.as_deref(), &args),
         Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
         Command::Backtest(args) => commands::backtest::run(cli.config.as_deref(), &args),
+        Command::Optimize(args) => commands::optimize::run(cli.config.as_deref(), &args),
         Command::Sentiment(args) => commands::sentiment::run(cli.config.as_deref(), &args),
         Command::Simulate(args) => commands::simulate::run(cli.config.as_deref(), &args),
         Command::Reconcile(args) => commands::reconcile::run(cli.config.as_deref(), &args),

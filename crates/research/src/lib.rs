@@ -6,6 +6,7 @@
 
 mod data;
 mod error;
+mod html;
 mod metric;
 mod optimize;
 mod results;
@@ -16,8 +17,9 @@ mod walk_forward;
 
 pub use data::{OhlcOptions, parse_time, read_ohlc_csv, read_rates_csv, read_sentiment_csv};
 pub use error::DataError;
+pub use html::render_html_report;
 pub use metric::{Constraint, Direction, METRICS, Metric, Objective};
-pub use optimize::{Build, Candidate, Market, Outcome, SearchResult, Status, search};
+pub use optimize::{Build, Candidate, Market, Outcome, SearchResult, Status, search, with_threads};
 pub use results::{render_heatmap_svg, render_ranking, results_json, write_results_csv};
 pub use space::{ParamSpec, Space, SpaceError, normalise_name, parse_param};
 pub use svg::render_equity_svg;

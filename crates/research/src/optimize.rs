@@ -243,3 +243,22 @@ fn rank(outcomes: &mut [Outcome], objective: Objective) -> Vec<usize> {
     }
     ranked.into_iter().map(|(i, _, _)| i).collect()
 }
+
+/// Runs `work` on a pool of `threads` threads (`None`: one per core); the results of a search
+/// do not depend on it.
+pub fn with_threads<R: Send>(
+    threads: Option<usize>,
+    work: impl FnOnce() -> R + Send,
+) -> Result<R, String> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".to_owned());
+        }
+        builder = builder.num_threads(n);
+    }
+    let pool = builder
+        .build()
+        .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+    Ok(pool.install(work))
+}

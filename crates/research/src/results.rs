@@ -7,7 +7,7 @@ use std::io;
 use serde_json::{Map, Value};
 use strategy::backtest::Report;
 
-use crate::metric::{Direction, Objective};
+use crate::metric::{Direction, Metric, Objective};
 use crate::optimize::{Outcome, SearchResult, Status};
 use crate::space::{SpaceError, normalise_name};
 
@@ -165,13 +165,21 @@ pub fn render_ranking(result: &SearchResult, objective: Objective, top: usize) -
     let mut header: Vec<String> = vec!["rank".into()];
     header.extend(result.params.iter().cloned());
     let metric = objective.metric.name();
-    header.extend(
-        [
-            metric, "return%", "sharpe", "max_dd%", "trades", "win%", "pf",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned()),
-    );
+    // The objective first, then the usual figures (the objective not twice).
+    let fixed: Vec<(&str, Metric, &str)> = [
+        ("return%", Metric::Return),
+        ("sharpe", Metric::Sharpe),
+        ("max_dd%", Metric::MaxDrawdown),
+        ("trades", Metric::Trades),
+        ("win%", Metric::WinRate),
+        ("pf", Metric::ProfitFactor),
+    ]
+    .into_iter()
+    .filter(|(_, m)| *m != objective.metric)
+    .map(|(label, m)| (label, m, ""))
+    .collect();
+    header.push(metric.to_owned());
+    header.extend(fixed.iter().map(|(label, _, _)| (*label).to_owned()));
     let mut rows: Vec<Vec<String>> = vec![header];
     for &i in result.ranking.iter().take(top) {
         let Some(o) = result.outcomes.get(i) else {
@@ -181,12 +189,13 @@ pub fn render_ranking(result: &SearchResult, objective: Objective, top: usize) -
         let mut row = vec![o.rank.map(|r| r.to_string()).unwrap_or_default()];
         row.extend(o.values.iter().cloned());
         row.push(show(objective.metric.value(r), ""));
-        row.push(show(Some(r.return_pct), ""));
-        row.push(show(r.sharpe, ""));
-        row.push(show(Some(r.max_drawdown_pct), ""));
-        row.push(r.trade_count.to_string());
-        row.push(show(r.win_rate_pct, ""));
-        row.push(show(r.profit_factor, ""));
+        for (_, m, unit) in &fixed {
+            row.push(if *m == Metric::Trades {
+                r.trade_count.to_string()
+            } else {
+                show(m.value(r), unit)
+            });
+        }
         rows.push(row);
     }
     let columns = rows.first().map_or(0, Vec::len);

@@ -34,7 +34,11 @@ fn sharpe_sortino_and_calmar_agree_with_backtesting_py() {
         e["final_equity"].as_f64().unwrap(),
         "the same run as the expected numbers were computed from"
     );
-    assert!(r.trade_count > 20, "a fixture that trades: {}", r.trade_count);
+    assert!(
+        r.trade_count > 20,
+        "a fixture that trades: {}",
+        r.trade_count
+    );
     close(r.sharpe, &e, "sharpe");
     close(r.sortino, &e, "sortino");
     close(r.calmar, &e, "calmar");

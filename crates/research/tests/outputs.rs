@@ -25,8 +25,12 @@ pub const HAND_CSV: &str = "timestamp,open,high,low,close
 2025-11-24 13:00:00,103,104,101,102
 ";
 
+fn hand_bars() -> Vec<domain::Bar> {
+    read_ohlc_csv(HAND_CSV.as_bytes(), &OhlcOptions::default()).unwrap()
+}
+
 fn hand_run() -> BacktestResult {
-    let bars = read_ohlc_csv(HAND_CSV.as_bytes(), &OhlcOptions::default()).unwrap();
+    let bars = hand_bars();
     let backtester = Backtester::new(BacktestConfig {
         initial_cash: Money::new(100_000, 2),
         spread: Price(20_000),
@@ -105,18 +109,36 @@ fn outputs_render_the_same_run() {
     );
     assert_eq!(text.lines().count(), 6);
 
-    let svg = render_equity_svg(&result);
+    let svg = render_equity_svg(&result, &hand_bars());
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(svg.ends_with("</svg>"));
-    assert_eq!(
-        svg.matches("<circle").count(),
-        5,
-        "one exit marker per trade"
-    );
-    assert_eq!(
-        svg.matches("<polygon points=").count(),
-        5,
-        "one entry marker per trade"
-    );
+    // One exit ring per trade plus the legend's; one entry triangle per trade plus the legend's two.
+    assert_eq!(svg.matches("<circle").count(), 5 + 1, "{svg}");
+    assert_eq!(svg.matches("<polygon points=").count(), 5 + 2);
     assert!(svg.contains("max drawdown 5.96 %"));
+    assert!(
+        svg.contains(">buy &amp; hold</text>"),
+        "legend names buy & hold"
+    );
+    assert!(
+        svg.contains("stroke-dasharray=\"5 3\" points="),
+        "the buy & hold line"
+    );
+    // Time ticks on the axis and value ticks on the scale.
+    assert!(svg.contains(">11-24 00:00</text>"), "{svg}");
+    assert!(svg.contains(">1100</text>"), "{svg}");
+
+    let html = research::render_html_report(&result, &hand_bars(), "hand <run>");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("hand &lt;run&gt;"), "titles are escaped");
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html
+            .replace("http://www.w3.org/2000/svg", "")
+            .contains("://"),
+        "no network"
+    );
+    assert_eq!(html.matches("<tr class=").count(), 5, "one row per trade");
+    assert!(html.contains("<th>Sortino</th>"));
+    assert!(html.contains("Price (quote) with entries and exits"));
 }

@@ -20,16 +20,16 @@ use std::io::{BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use domain::{Bar, ConversionRate, Price, SentimentReading, Timeframe};
+use domain::{Bar, ConversionRate, Price, SentimentReading, Timeframe, Timestamp};
 use research::{
-    DataError, OhlcOptions, read_ohlc_csv, read_rates_csv, read_sentiment_csv, render_equity_svg,
-    render_table, write_trades_csv,
+    DataError, OhlcOptions, parse_time, read_ohlc_csv, read_rates_csv, read_sentiment_csv,
+    render_equity_svg, render_html_report, render_table, write_trades_csv,
 };
 use strategy::backtest::{
     BacktestConfig, BacktestResult, Backtester, Currencies, QuoteConversion, backtest_symbol,
     parse_money, parse_size,
 };
-use strategy::{RsiSentimentStrategy, SizingRule};
+use strategy::{RsiSentimentConfig, RsiSentimentStrategy, SizingRule};
 
 use crate::config::{Config, ConfigErrors, SentimentPolicySetting};
 use crate::settings::{Origin, RawSettings};
@@ -43,6 +43,33 @@ const DEFAULT_CASH: &str = "10000";
 /// Options of `palm-oil-bot backtest`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BacktestArgs {
+    /// Data, strategy, risk and costs (shared with `optimize`).
+    #[command(flatten)]
+    pub setup: SetupArgs,
+    /// Write the report and every trade as JSON (`-`: standard output).
+    #[arg(long, value_name = "out.json")]
+    pub report: Option<PathBuf>,
+    /// Write every trade as CSV (`-`: standard output).
+    #[arg(long, value_name = "out.csv")]
+    pub trades: Option<PathBuf>,
+    /// Draw the equity curve against buy & hold, the drawdown and the trades as SVG, with axes and
+    /// a legend (`-`: standard output).
+    #[arg(long, value_name = "equity.svg")]
+    pub plot: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts of price with trades, equity with buy & hold,
+    /// drawdown; statistics and trades tables; no script, no network) (`-`: standard output).
+    #[arg(long, value_name = "report.html")]
+    pub html: Option<PathBuf>,
+    /// Replace output files that already exist (without it, an existing output is refused
+    /// before the run; an input is never replaced).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What a backtest runs on and with: the data, the strategy and risk parameters (over the
+/// settings), and the costs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SetupArgs {
     /// Bars to test on: CSV with a header naming timestamp, open, high, low, close (volume optional).
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
@@ -111,33 +138,47 @@ pub struct BacktestArgs {
     /// currency; another one needs --quote-to-account].
     #[arg(long, value_name = "CODE")]
     pub account_currency: Option<String>,
-    /// Write the report and every trade as JSON (`-`: standard output).
-    #[arg(long, value_name = "out.json")]
-    pub report: Option<PathBuf>,
-    /// Write every trade as CSV (`-`: standard output).
-    #[arg(long, value_name = "out.csv")]
-    pub trades: Option<PathBuf>,
-    /// Draw the equity curve, drawdown and trades as SVG (`-`: standard output).
-    #[arg(long, value_name = "equity.svg")]
-    pub plot: Option<PathBuf>,
-    /// Replace output files that already exist (without it, an existing output is refused
-    /// before the run; an input is never replaced).
-    #[arg(long)]
-    pub force: bool,
+    /// First bar to test: bars starting before it are left out (ISO 8601, YYYY-MM-DD[ HH:MM[:SS]] or epoch milliseconds).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the test: bars starting at or after it are left out; a bare date includes that whole day.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
 }
 
 /// Why the command stopped; decides the exit status.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// Bad option, configuration or input: exit status 2.
     Usage(String),
     /// An I/O failure nobody could have checked beforehand: exit status 1.
     Io(String),
 }
 
-impl BacktestArgs {
+/// The strategy and risk parameters `optimize --param` can vary: (name, flag, setting). `size`
+/// (not a setting) is the sizing rule `--size` takes.
+pub(crate) const PARAMETERS: [(&str, &str, &str); 12] = [
+    ("rsi_period", "--rsi-period", "RSI_PERIOD"),
+    ("oversold", "--oversold", "RSI_OVERSOLD"),
+    ("overbought", "--overbought", "RSI_OVERBOUGHT"),
+    ("long_only", "--long-only", "LONG_ONLY"),
+    ("stop_loss", "--stop-loss", "STOP_LOSS"),
+    ("take_profit", "--take-profit", "TAKE_PROFIT"),
+    ("sentiment_veto", "--sentiment-veto", "SENTIMENT_VETO"),
+    ("sentiment_policy", "--sentiment-policy", "SENTIMENT_POLICY"),
+    (
+        "sentiment_max_age",
+        "--sentiment-max-age",
+        "SENTIMENT_MAX_AGE",
+    ),
+    ("daily_loss_limit", "--daily-loss-limit", "DAILY_LOSS_LIMIT"),
+    ("max_drawdown", "--max-drawdown", "MAX_DRAWDOWN"),
+    ("risk_per_trade", "--risk-per-trade", "RISK_PER_TRADE"),
+];
+
+impl SetupArgs {
     /// Flags that override a setting, paired with the setting's name.
-    fn overrides(&self) -> Vec<(&'static str, &'static str, String)> {
+    pub(crate) fn overrides(&self) -> Vec<(&'static str, &'static str, String)> {
         let flags = [
             ("--timeframe", "TIMEFRAME", &self.timeframe),
             ("--rsi-period", "RSI_PERIOD", &self.rsi_period),
@@ -177,9 +218,14 @@ impl BacktestArgs {
 }
 
 /// Runs `backtest`; see the module documentation for the exit statuses.
-#[allow(clippy::print_stderr)] // this command's diagnostics are for the person running it
 pub fn run(config_path: Option<&Path>, args: &BacktestArgs) -> ExitCode {
-    match backtest(config_path, args) {
+    exit_status(backtest(config_path, args))
+}
+
+/// Prints a failure and maps it to the exit status: 2 usage, 1 I/O.
+#[allow(clippy::print_stderr)] // this command's diagnostics are for the person running it
+pub(crate) fn exit_status(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("error: {}", message.trim_end());
@@ -192,75 +238,199 @@ pub fn run(config_path: Option<&Path>, args: &BacktestArgs) -> ExitCode {
     }
 }
 
+/// The settings of one run: the layered settings with the flags (and `extra` overrides, e.g. an
+/// optimisation's parameters) on top, mapped to the engine's and the strategy's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSettings {
+    pub(crate) raw: RawSettings,
+    pub(crate) config: Config,
+    pub(crate) backtest: BacktestConfig,
+    pub(crate) strategy: RsiSentimentConfig,
+}
+
+impl SetupArgs {
+    /// The settings with the flags and then `extra` on top; `size` overrides the sizing rule.
+    pub(crate) fn settings(
+        &self,
+        config_path: Option<&Path>,
+        extra: &[(&'static str, &'static str, String)],
+        size: Option<&str>,
+    ) -> Result<RunSettings, Failure> {
+        let mut overrides = self.overrides();
+        overrides.retain(|(_, name, _)| !extra.iter().any(|(_, n, _)| n == name));
+        overrides.extend(extra.iter().cloned());
+        let (raw, config) = load_settings_with(config_path, &overrides)
+            .map_err(|e| Failure::Usage(describe_problems(&e, &overrides)))?;
+        let setup = strategy_setup(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+        let mut risk = setup.risk.clone();
+        if let Some(size) = size.or(self.size.as_deref()) {
+            risk.sizing = parse_size(size).map_err(|e| Failure::Usage(format!("--size: {e}")))?;
+        }
+        let initial_cash = parse_money(&self.cash, CASH_DIGITS)
+            .map_err(|e| Failure::Usage(format!("--cash: {e}")))?;
+        let commission_per_fill = parse_money(&self.commission, CASH_DIGITS)
+            .map_err(|e| Failure::Usage(format!("--commission: {e}")))?;
+        let spread = Price::parse(&self.spread)
+            .map_err(|e| Failure::Usage(format!("--spread {:?}: {e}", self.spread)))?;
+        let (conversion, currencies) = conversion(self)?;
+        let backtest = BacktestConfig {
+            initial_cash,
+            spread,
+            commission_per_fill,
+            risk,
+            symbol: backtest_symbol(),
+            conversion,
+            currencies,
+        };
+        // Refused here rather than at the run: the same checks as the engine's.
+        Backtester::new(backtest.clone()).map_err(|e| Failure::Usage(e.to_string()))?;
+        Ok(RunSettings {
+            raw,
+            config,
+            backtest,
+            strategy: setup.strategy,
+        })
+    }
+
+    /// The files this run reads (an output may never be one of them).
+    pub(crate) fn inputs<'a>(&'a self, config_path: Option<&'a Path>) -> Vec<&'a Path> {
+        let mut inputs = vec![self.data.as_path()];
+        inputs.extend(self.sentiment.as_deref());
+        inputs.extend(config_path);
+        // A file of conversion rates is an input too (a number is not a file).
+        inputs.extend(
+            self.quote_to_account
+                .as_deref()
+                .map(|text| Path::new(text.trim()))
+                .filter(|path| path.is_file()),
+        );
+        inputs
+    }
+
+    /// `--from` and `--to` as a half-open range of bar starts.
+    fn range(&self) -> Result<(Option<Timestamp>, Option<Timestamp>), Failure> {
+        let from = match &self.from {
+            Some(t) => Some(parse_time(t).map_err(|e| Failure::Usage(format!("--from {e}")))?),
+            None => None,
+        };
+        let to = match &self.to {
+            Some(t) => {
+                let at = parse_time(t).map_err(|e| Failure::Usage(format!("--to {e}")))?;
+                // A bare date means the whole day.
+                Some(if t.trim().len() == 10 {
+                    at.plus_millis(Timestamp::DAY_MS)
+                } else {
+                    at
+                })
+            }
+            None => None,
+        };
+        if let (Some(f), Some(t)) = (from, to)
+            && t <= f
+        {
+            return Err(Failure::Usage(format!(
+                "--to {} is not after --from {}: the range holds no bar",
+                self.to.as_deref().unwrap_or_default(),
+                self.from.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok((from, to))
+    }
+
+    /// Reads the bars (those in `--from`..`--to`) and the sentiment readings.
+    pub(crate) fn market(
+        &self,
+        settings: &RunSettings,
+    ) -> Result<(Vec<Bar>, Vec<SentimentReading>), Failure> {
+        let range = self.range()?;
+        // TIMEFRAME counts only when someone chose it: the default (M15) says nothing about a file.
+        let chosen_timeframe = settings
+            .raw
+            .iter()
+            .any(|(name, _, origin)| name == "TIMEFRAME" && origin != Origin::Default)
+            .then_some(settings.config.strategy.timeframe);
+        let mut bars = read_bars(&self.data, chosen_timeframe)?;
+        let total = bars.len();
+        if let Some(from) = range.0 {
+            bars.retain(|b| b.start >= from);
+        }
+        if let Some(to) = range.1 {
+            bars.retain(|b| b.start < to);
+        }
+        if bars.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{}: none of its {total} bars is inside --from/--to",
+                self.data.display()
+            )));
+        }
+        let sentiment = match &self.sentiment {
+            Some(path) => read_sentiment(path)?,
+            None => Vec::new(),
+        };
+        Ok((bars, sentiment))
+    }
+}
+
 #[allow(clippy::print_stdout, clippy::print_stderr)] // the report table is this command's output
 fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failure> {
-    let overrides = args.overrides();
-    let (raw, config) = load_settings_with(config_path, &overrides)
-        .map_err(|e| Failure::Usage(describe_problems(&e, &overrides)))?;
-    let setup = strategy_setup(&config).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut risk = setup.risk.clone();
-    if let Some(size) = &args.size {
-        risk.sizing = parse_size(size).map_err(|e| Failure::Usage(format!("--size: {e}")))?;
-    }
-    let initial_cash =
-        parse_money(&args.cash, CASH_DIGITS).map_err(|e| Failure::Usage(format!("--cash: {e}")))?;
-    let commission_per_fill = parse_money(&args.commission, CASH_DIGITS)
-        .map_err(|e| Failure::Usage(format!("--commission: {e}")))?;
-    let spread = Price::parse(&args.spread)
-        .map_err(|e| Failure::Usage(format!("--spread {:?}: {e}", args.spread)))?;
-    let (conversion, currencies) = conversion(args)?;
-    let backtester = Backtester::new(BacktestConfig {
-        initial_cash,
-        spread,
-        commission_per_fill,
-        risk,
-        symbol: backtest_symbol(),
-        conversion,
-        currencies,
-    })
-    .map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut strategy =
-        RsiSentimentStrategy::new(setup.strategy).map_err(|e| Failure::Usage(e.to_string()))?;
-
-    // TIMEFRAME counts only when someone chose it: the default (M15) says nothing about a file.
-    let chosen_timeframe = raw
-        .iter()
-        .any(|(name, _, origin)| name == "TIMEFRAME" && origin != Origin::Default)
-        .then_some(config.strategy.timeframe);
+    let setup = &args.setup;
+    let settings = setup.settings(config_path, &[], None)?;
+    let backtester =
+        Backtester::new(settings.backtest.clone()).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut strategy = RsiSentimentStrategy::new(settings.strategy.clone())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     // Every output is checked (and its temporary file created) before anything runs.
-    let mut inputs = vec![args.data.as_path()];
-    inputs.extend(args.sentiment.as_deref());
-    inputs.extend(config_path);
-    // A file of conversion rates is an input too (a number is not a file).
-    inputs.extend(
-        args.quote_to_account
-            .as_deref()
-            .map(|text| Path::new(text.trim()))
-            .filter(|path| path.is_file()),
-    );
-    let outputs = Outputs::prepare(args, &inputs)?;
-    let bars = read_bars(&args.data, chosen_timeframe)?;
-    let sentiment = match &args.sentiment {
-        Some(path) => read_sentiment(path)?,
-        None => Vec::new(),
-    };
-    for warning in cannot_trade_warnings(&config, bars.len(), args.sentiment.is_some()) {
+    let outputs = Outputs::prepare(
+        &[
+            (Kind::Report, "--report", args.report.as_deref()),
+            (Kind::Trades, "--trades", args.trades.as_deref()),
+            (Kind::Plot, "--plot", args.plot.as_deref()),
+            (Kind::Html, "--html", args.html.as_deref()),
+        ],
+        args.force,
+        &setup.inputs(config_path),
+    )?;
+    let (bars, sentiment) = setup.market(&settings)?;
+    for warning in cannot_trade_warnings(&settings.config, bars.len(), setup.sentiment.is_some()) {
         eprintln!("warning: {warning}");
     }
 
     let result = run_with_progress(&backtester, &mut strategy, &bars, &sentiment)?;
-    let summary = format!(
-        "{}\n{}",
-        describe_run(&args.data, &bars, &sentiment, &config, &backtester),
-        render_table(&result.report)
+    let headline = describe_run(
+        &setup.data,
+        &bars,
+        &sentiment,
+        &settings.config,
+        &backtester,
     );
+    let summary = format!("{headline}\n{}", render_table(&result.report));
     // Standard output carries the one output written there; the summary then goes to stderr.
     if outputs.uses_stdout() {
         eprint!("{summary}");
     } else {
         print!("{summary}");
     }
-    outputs.write(&result)
+    outputs.write(|kind| {
+        let mut bytes = Vec::new();
+        match kind {
+            Kind::Report => {
+                let json = serde_json::to_string_pretty(&result.report)
+                    .map_err(|e| Failure::Io(format!("cannot render the report: {e}")))?;
+                bytes.extend_from_slice(json.as_bytes());
+                bytes.push(b'\n');
+            }
+            Kind::Trades => write_trades_csv(&result.report.trades, &mut bytes)
+                .map_err(|e| Failure::Io(format!("cannot render the trades: {e}")))?,
+            Kind::Plot => bytes.extend_from_slice(render_equity_svg(&result, &bars).as_bytes()),
+            Kind::Html => bytes.extend_from_slice(
+                render_html_report(&result, &bars, headline.trim_end()).as_bytes(),
+            ),
+            other => {
+                return Err(Failure::Io(format!("{other:?} is not a backtest output")));
+            }
+        }
+        Ok(bytes)
+    })
 }
 
 /// Set-ups that run but can open no position, said before the run rather than left to a
@@ -289,7 +459,7 @@ fn cannot_trade_warnings(config: &Config, bars: usize, has_sentiment: bool) -> V
 
 /// `--quote-to-account`, `--quote-currency` and `--account-currency`: how prices become account
 /// money. Two different currencies need a rate; one currency takes none.
-fn conversion(args: &BacktestArgs) -> Result<(QuoteConversion, Currencies), Failure> {
+fn conversion(args: &SetupArgs) -> Result<(QuoteConversion, Currencies), Failure> {
     let code = |flag: &str, text: &str| {
         let t = text.trim().to_ascii_uppercase();
         if (3..=6).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -515,15 +685,18 @@ enum Sink {
 
 /// What to write where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Report,
     Trades,
     Plot,
+    Html,
+    Results,
+    Heatmap,
 }
 
 /// The checked outputs; temporary files left behind by a failed run are removed on drop.
 #[derive(Debug)]
-struct Outputs {
+pub(crate) struct Outputs {
     sinks: Vec<(Kind, Sink)>,
 }
 
@@ -553,19 +726,18 @@ fn resolved(path: &Path) -> Option<PathBuf> {
 }
 
 impl Outputs {
-    /// Checks every output path against the inputs, each other and the file system, and
-    /// creates each one's temporary file (which proves its folder is writable).
-    fn prepare(args: &BacktestArgs, inputs: &[&Path]) -> Result<Outputs, Failure> {
-        let flags = [
-            (Kind::Report, "--report", &args.report),
-            (Kind::Trades, "--trades", &args.trades),
-            (Kind::Plot, "--plot", &args.plot),
-        ];
+    /// Checks every output path (`(kind, flag, path)`) against the inputs, each other and the
+    /// file system, and creates each one's temporary file (which proves its folder is writable).
+    pub(crate) fn prepare(
+        flags: &[(Kind, &'static str, Option<&Path>)],
+        force: bool,
+        inputs: &[&Path],
+    ) -> Result<Outputs, Failure> {
         let inputs: Vec<PathBuf> = inputs.iter().filter_map(|p| resolved(p)).collect();
         let mut outputs = Outputs { sinks: Vec::new() };
         let mut stdout_flag: Option<&str> = None;
         let mut taken: Vec<(PathBuf, &str)> = Vec::new();
-        for (kind, flag, path) in flags {
+        for &(kind, flag, path) in flags {
             let Some(path) = path else { continue };
             if path.as_os_str() == "-" {
                 if let Some(first) = stdout_flag {
@@ -594,7 +766,7 @@ impl Outputs {
                     "is also the {other} output; give each its own file"
                 )));
             }
-            if full.exists() && !args.force {
+            if full.exists() && !force {
                 return Err(usage(
                     "already exists; pass --force to replace it".to_owned(),
                 ));
@@ -611,25 +783,17 @@ impl Outputs {
         Ok(outputs)
     }
 
-    fn uses_stdout(&self) -> bool {
+    pub(crate) fn uses_stdout(&self) -> bool {
         self.sinks.iter().any(|(_, s)| matches!(s, Sink::Stdout))
     }
 
-    /// Writes each output and moves it into place.
-    fn write(&self, result: &BacktestResult) -> Result<(), Failure> {
+    /// Renders each output with `render` and moves it into place.
+    pub(crate) fn write(
+        &self,
+        render: impl Fn(Kind) -> Result<Vec<u8>, Failure>,
+    ) -> Result<(), Failure> {
         for (kind, sink) in &self.sinks {
-            let mut bytes = Vec::new();
-            match kind {
-                Kind::Report => {
-                    let json = serde_json::to_string_pretty(&result.report)
-                        .map_err(|e| Failure::Io(format!("cannot render the report: {e}")))?;
-                    bytes.extend_from_slice(json.as_bytes());
-                    bytes.push(b'\n');
-                }
-                Kind::Trades => write_trades_csv(&result.report.trades, &mut bytes)
-                    .map_err(|e| Failure::Io(format!("cannot render the trades: {e}")))?,
-                Kind::Plot => bytes.extend_from_slice(render_equity_svg(result).as_bytes()),
-            }
+            let bytes = render(*kind)?;
             match sink {
                 Sink::Stdout => {
                     let mut out = std::io::stdout().lock();
@@ -669,10 +833,10 @@ mod tests {
 
     #[test]
     fn flags_override_their_settings_and_are_named_in_problems() {
-        let args = BacktestArgs {
+        let args = SetupArgs {
             oversold: Some("80".to_owned()),
             sentiment_policy: Some("Stand-Aside".to_owned()),
-            ..BacktestArgs::default()
+            ..SetupArgs::default()
         };
         let overrides = args.overrides();
         assert!(overrides.iter().any(|(f, n, v)| *f == "--sentiment-policy"
