@@ -133,11 +133,19 @@ impl Panel {
                 y + 4.0
             );
         }
-        for (i, label) in time_ticks(times, 6) {
+        let ticks = time_ticks(times, 6);
+        let last = ticks.len().saturating_sub(1);
+        for (k, (i, label)) in ticks.into_iter().enumerate() {
             let x = self.x(i);
+            // The end labels stay inside the picture.
+            let anchor = match k {
+                0 => "start",
+                k if k == last => "end",
+                _ => "middle",
+            };
             let _ = write!(
                 svg,
-                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#999"/><text x="{x:.1}" y="{}" text-anchor="middle" class="tick">{}</text>"##,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#999"/><text x="{x:.1}" y="{}" text-anchor="{anchor}" class="tick">{}</text>"##,
                 self.bottom,
                 self.bottom + 5.0,
                 self.bottom + 17.0,
