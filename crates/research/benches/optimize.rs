@@ -76,24 +76,34 @@ fn build(pairs: &[(&str, &str)]) -> Result<Candidate, String> {
     })
 }
 
-fn optimize(c: &mut Criterion) {
-    let bars = walk(BARS);
-    // 4 periods × 4 levels × 2 stops = 32 combinations sharing 4 RSI series.
+/// The benchmark's grid and bars: 4 periods × 4 levels × 2 stops = 32 combinations sharing 4
+/// RSI series, over 100,000 bars.
+pub(crate) fn set_up() -> (Space, Vec<Bar>) {
     let space = Space::new(vec![
         parse_param("rsi_period=7..28:7").unwrap(),
         parse_param("oversold=20..35:5").unwrap(),
         parse_param("stop_loss=20,40").unwrap(),
     ])
     .unwrap();
-    let indices = space.indices(None);
+    (space, walk(BARS))
+}
+
+/// One search; returns the bar evaluations done.
+pub(crate) fn run(space: &Space, indices: &[u64], bars: &[Bar]) -> u64 {
     let objective = Objective {
         metric: Metric::Sharpe,
         direction: Direction::Maximise,
     };
     let market = Market {
-        bars: &bars,
+        bars,
         sentiment: &[],
     };
+    search(space, indices, &build, market, objective, &[], &|_, _| {}).bar_evaluations
+}
+
+fn optimize(c: &mut Criterion) {
+    let (space, bars) = set_up();
+    let indices = space.indices(None);
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
     group.throughput(Throughput::Elements(
@@ -102,20 +112,7 @@ fn optimize(c: &mut Criterion) {
     for threads in [1, 2] {
         group.bench_function(format!("threads_{threads}"), |b| {
             b.iter(|| {
-                with_threads(Some(threads), || {
-                    search(
-                        &space,
-                        black_box(&indices),
-                        &build,
-                        market,
-                        objective,
-                        &[],
-                        &|_, _| {},
-                    )
-                })
-                .unwrap()
-                .ranking
-                .len()
+                with_threads(Some(threads), || run(&space, black_box(&indices), &bars)).unwrap()
             });
         });
     }

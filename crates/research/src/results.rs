@@ -315,7 +315,8 @@ pub fn render_heatmap_svg(
     const CELL_H: f64 = 28.0;
     const LEFT: f64 = 110.0;
     const TOP: f64 = 60.0;
-    let width = LEFT + CELL_W * count(xs.len()) + 150.0;
+    // Wide enough for the title even with few columns.
+    let width = (LEFT + CELL_W * count(xs.len()) + 150.0).max(640.0);
     let height = TOP + CELL_H * count(ys.len()) + 70.0;
     let mut svg = String::new();
     let _ = write!(

@@ -560,6 +560,19 @@ impl Backtester {
             refused: 0,
         };
         let mut kill = KillSwitchState::default();
+        // The kill switch sees the same equity on the same UTC day again on most bars (flat, or
+        // the carried mark at the next open): nothing can change then (same peak, same day
+        // start, same verdict), so the gate is asked only when the day or the equity moved.
+        let mut last_seen: Option<(i64, Money)> = None;
+        let gate = &self.gate;
+        let mut observe = |kill: &mut KillSwitchState, equity: Money, at: Timestamp| {
+            let key = (at.epoch_day(), equity);
+            if last_seen == Some(key) {
+                return false;
+            }
+            last_seen = Some(key);
+            gate.observe_equity(kill, equity, at)
+        };
         let mut pending: Option<Pending> = None;
         let mut curve: Vec<EquityPoint> = Vec::with_capacity(bars.len());
         let mut equity = run.cash;
@@ -570,7 +583,7 @@ impl Backtester {
         for (i, bar) in bars.iter().enumerate() {
             // The day's reference equity is the equity carried into its first bar.
             let carried = ledger.money(equity, i)?;
-            if self.gate.observe_equity(&mut kill, carried, bar.start) && run.position.is_some() {
+            if observe(&mut kill, carried, bar.start) && run.position.is_some() {
                 pending = Some(kill_close(&kill));
             }
 
@@ -607,9 +620,7 @@ impl Backtester {
             });
 
             // (4) Kill switch on the close's equity, attributed to the bar's own day.
-            let engaged_now =
-                self.gate
-                    .observe_equity(&mut kill, marked, close_time.plus_millis(-1));
+            let engaged_now = observe(&mut kill, marked, close_time.plus_millis(-1));
 
             // (5) Decide at the close.
             while sentiment
