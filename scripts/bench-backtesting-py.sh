@@ -23,7 +23,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet backtesting==0.6.6 pandas numpy
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] && echo "work folder: $work" >&2 || trap 'rm -rf "$work"' EXIT
 
 periods="7,14,21"
 oversold="20,25,30"
@@ -128,6 +128,9 @@ bad = 0
 for _, row in ours.iterrows():
     key = (int(row.rsi_period), int(row.oversold), int(row.overbought))
     r, c = returns.loc[key], counts.loc[key]
+    # backtesting.py's heatmap holds NaN for a combination without a trade.
+    if np.isnan(c):
+        r, c = 0.0, 0
     if int(row.trade_count) != int(c) or abs(float(row.return_pct) - float(r)) > 1e-9 * max(1, abs(r)):
         bad += 1
         print(f"MISMATCH {key}: ours {int(row.trade_count)} trades {row.return_pct:.10f} %, "
