@@ -225,3 +225,53 @@ fn backtest_date_range_and_html_report() {
         );
     }
 }
+
+#[test]
+fn a_ticks_file_is_aggregated_into_bars_of_the_timeframe() {
+    let (_keep, dir) = scratch();
+    // Two days of a tick every 20 s, a slow zigzag so the RSI crosses its levels.
+    let mut ticks = String::from("timestamp,bid,ask\n");
+    let start: i64 = 1_763_942_400_000;
+    for i in 0..8640_i64 {
+        let wave = (i / 90) % 40;
+        let mid = 4000 * 10 + if wave < 20 { wave * 3 } else { (40 - wave) * 3 };
+        ticks.push_str(&format!(
+            "{},{}.{},{}.{}\n",
+            start + i * 20_000,
+            mid / 10,
+            mid % 10,
+            (mid + 5) / 10,
+            (mid + 5) % 10
+        ));
+    }
+    std::fs::write(dir.join("ticks.csv"), ticks).unwrap();
+    let o = bot(
+        &dir,
+        &[
+            "backtest",
+            "--data",
+            "ticks.csv",
+            "--timeframe",
+            "M15",
+            "--report",
+            "r.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    // 48 hours of M15 bars.
+    assert_eq!(json["bars"], 192, "{json}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("192 M15 bars"),
+        "{}",
+        out(&o)
+    );
+    let o = bot(&dir, &["backtest", "--data", "ticks.csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("give --timeframe"),
+        "{}",
+        out(&o)
+    );
+}

@@ -5,7 +5,8 @@
 
 use std::io;
 
-use domain::{Bar, ConversionRate, Price, SentimentReading, SymbolId, Timeframe, Timestamp};
+use domain::{Bar, ConversionRate, Price, Quote, SentimentReading, SymbolId, Timeframe, Timestamp};
+use strategy::BarAggregator;
 
 use crate::DataError;
 
@@ -272,6 +273,126 @@ fn infer_timeframe(bars: &[Bar]) -> Result<Timeframe, DataError> {
                 gap / 1000
             ))
         })
+}
+
+const TICK_DATA: &str = "tick data";
+
+/// True when a CSV header names `bid` and `ask` columns and no `open`: a ticks file rather than
+/// bars (the backtest then aggregates it).
+pub fn is_ticks_header(header_line: &str) -> bool {
+    let names: Vec<String> = header_line
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    has("bid") && has("ask") && !has("open")
+}
+
+/// Reads ticks (a timestamp column as for price data, `bid`, `ask`) and aggregates them into
+/// mid-price bars of `timeframe` exactly as the live bot does ([`BarAggregator`]): a bar per
+/// period that has ticks, `volume` the number of ticks. Rows must not go back in time (equal
+/// times are allowed); a bid above its ask, or a price that is not positive, is refused.
+pub fn read_ticks_csv<R: io::Read>(
+    reader: R,
+    symbol: SymbolId,
+    timeframe: Timeframe,
+) -> Result<Vec<Bar>, DataError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let header = rdr
+        .byte_headers()
+        .map_err(|e| io_error(TICK_DATA, e))?
+        .clone();
+    let [ts_col, bid_col, ask_col] = find_columns(
+        TICK_DATA,
+        &header,
+        [&TIMESTAMP_NAMES, &["bid"], &["ask"]],
+        [true, true, true],
+    )?;
+    let (Some(ts_col), Some(bid_col), Some(ask_col)) = (ts_col, bid_col, ask_col) else {
+        return Err(DataError::Header {
+            what: TICK_DATA,
+            reason: "missing a required column".into(),
+        });
+    };
+    let mut aggregator = BarAggregator::new(symbol, timeframe);
+    let mut bars = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut ticks = 0usize;
+    loop {
+        match rdr.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(io_error(TICK_DATA, e)),
+        }
+        let line = record.position().map_or(0, csv::Position::line);
+        let row_error = |reason: String| DataError::Row {
+            what: TICK_DATA,
+            line,
+            reason,
+        };
+        let ts_raw = field(&record, ts_col);
+        let time = parse_timestamp(ts_raw)
+            .map_err(|why| row_error(format!("timestamp {:?}: {why}", shown(ts_raw))))?;
+        let price = |col: usize, name: &str| {
+            let raw = field(&record, col);
+            match parse_price(raw) {
+                Ok(p) if p.raw() > 0 => Ok(p),
+                Ok(_) => Err(row_error(format!(
+                    "{name} {:?} is not positive",
+                    shown(raw)
+                ))),
+                Err(why) => Err(row_error(format!("{name} {:?}: {why}", shown(raw)))),
+            }
+        };
+        let (bid, ask) = (price(bid_col, "bid")?, price(ask_col, "ask")?);
+        if bid > ask {
+            return Err(row_error(format!("bid {bid} is above ask {ask}")));
+        }
+        let quote = Quote {
+            symbol,
+            bid,
+            ask,
+            time,
+        };
+        match aggregator.on_quote(&quote) {
+            Ok(Some(bar)) => bars.push(bar),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(row_error(format!("{e}: rows must not go back in time")));
+            }
+        }
+        ticks += 1;
+    }
+    if ticks == 0 {
+        return Err(DataError::Empty { what: TICK_DATA });
+    }
+    // The last period is complete as far as the file knows.
+    if let Some(bar) = aggregator.current().copied() {
+        bars.push(bar);
+    }
+    Ok(bars)
+}
+
+/// Writes bars as the CSV [`read_ohlc_csv`] reads: `timestamp,open,high,low,close,volume`, times
+/// in ISO 8601 UTC, prices as exact decimals.
+pub fn write_bars_csv<W: io::Write>(bars: &[Bar], out: W) -> io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["timestamp", "open", "high", "low", "close", "volume"])?;
+    for b in bars {
+        w.write_record([
+            b.start.to_string(),
+            b.open.to_string(),
+            b.high.to_string(),
+            b.low.to_string(),
+            b.close.to_string(),
+            b.volume.to_string(),
+        ])?;
+    }
+    w.flush()
 }
 
 /// Reads sentiment readings from CSV with a header: a timestamp column (as for price data),
@@ -810,6 +931,66 @@ mod tests {
             read_ohlc_csv(two_minutes.as_bytes(), &opts).unwrap()[0].timeframe,
             Timeframe::M1
         );
+    }
+
+    #[test]
+    fn ticks_aggregate_into_mid_bars_as_live_and_bars_round_trip() {
+        let text = "time,bid,ask\n\
+            2025-11-24T00:00:01Z,100,100.2\n\
+            2025-11-24T00:03:00Z,101,101.2\n\
+            2025-11-24T00:03:00Z,99,99.2\n\
+            2025-11-24T00:07:30.5Z,102,102\n";
+        assert!(is_ticks_header("\u{feff}Time, Bid ,Ask"));
+        assert!(!is_ticks_header("time,open,high,low,close,bid,ask"));
+        let bars = read_ticks_csv(text.as_bytes(), SymbolId(3), Timeframe::M5).unwrap();
+        assert_eq!(bars.len(), 2);
+        assert_eq!(
+            (
+                bars[0].open,
+                bars[0].high,
+                bars[0].low,
+                bars[0].close,
+                bars[0].volume
+            ),
+            (
+                Price(10_010_000),
+                Price(10_110_000),
+                Price(9_910_000),
+                Price(9_910_000),
+                3
+            )
+        );
+        assert_eq!(bars[1].start.to_string(), "2025-11-24T00:05:00.000Z");
+        assert_eq!(bars[1].close, Price(10_200_000));
+        // Written bars read back the same.
+        let mut out = Vec::new();
+        write_bars_csv(&bars, &mut out).unwrap();
+        let options = OhlcOptions {
+            symbol: SymbolId(3),
+            timeframe: Some(Timeframe::M5),
+        };
+        assert_eq!(read_ohlc_csv(out.as_slice(), &options).unwrap(), bars);
+        // Back in time, a crossed quote, no rows.
+        let late = "time,bid,ask\n2025-11-24T00:07:00Z,1,1\n2025-11-24T00:01:00Z,1,1\n";
+        match read_ticks_csv(late.as_bytes(), SymbolId(3), Timeframe::M5) {
+            Err(DataError::Row {
+                line: 3, reason, ..
+            }) => {
+                assert!(reason.contains("must not go back in time"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let crossed = "time,bid,ask\n2025-11-24T00:07:00Z,2,1\n";
+        assert!(
+            read_ticks_csv(crossed.as_bytes(), SymbolId(3), Timeframe::M5)
+                .unwrap_err()
+                .to_string()
+                .contains("above ask")
+        );
+        assert!(matches!(
+            read_ticks_csv("time,bid,ask\n".as_bytes(), SymbolId(3), Timeframe::M5),
+            Err(DataError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -22,8 +22,9 @@ use std::process::ExitCode;
 
 use domain::{Bar, ConversionRate, Price, SentimentReading, Timeframe, Timestamp};
 use research::{
-    DataError, OhlcOptions, parse_time, read_ohlc_csv, read_rates_csv, read_sentiment_csv,
-    render_equity_svg, render_html_report, render_table, write_trades_csv,
+    DataError, OhlcOptions, is_ticks_header, parse_time, read_ohlc_csv, read_rates_csv,
+    read_sentiment_csv, read_ticks_csv, render_equity_svg, render_html_report, render_table,
+    write_trades_csv,
 };
 use strategy::backtest::{
     BacktestConfig, BacktestResult, Backtester, Currencies, QuoteConversion, backtest_symbol,
@@ -70,7 +71,8 @@ pub struct BacktestArgs {
 /// settings), and the costs.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SetupArgs {
-    /// Bars to test on: CSV with a header naming timestamp, open, high, low, close (volume optional).
+    /// Bars to test on: CSV with a header naming timestamp, open, high, low, close (volume
+    /// optional); or ticks (timestamp, bid, ask), aggregated into --timeframe bars as live.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
     /// Bar period of the data (M1, M5, M15, M30, H1, H4, D1) [default: TIMEFRAME if set, else inferred from the data].
@@ -569,7 +571,29 @@ fn read_bars(path: &Path, chosen: Option<Timeframe>) -> Result<Vec<Bar>, Failure
         timeframe: chosen,
         ..OhlcOptions::default()
     };
-    let file = open(path, "price data")?;
+    let mut file = open(path, "price data")?;
+    // A file of ticks (bid and ask columns) is aggregated into bars of the chosen timeframe.
+    let first_line = {
+        use std::io::BufRead as _;
+        let buffer = file
+            .fill_buf()
+            .map_err(|e| Failure::Io(format!("cannot read {}: {e}", path.display())))?;
+        let end = buffer
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(buffer.len());
+        String::from_utf8_lossy(&buffer[..end]).into_owned()
+    };
+    if is_ticks_header(&first_line) {
+        let Some(timeframe) = chosen else {
+            return Err(Failure::Usage(format!(
+                "{}: a file of ticks (bid, ask) is aggregated into bars: give --timeframe (M1 .. D1)",
+                path.display()
+            )));
+        };
+        return read_ticks_csv(file, domain::SymbolId(0), timeframe)
+            .map_err(|e| data_failure(path, &e));
+    }
     // Parsing a long file takes a moment: show that something is happening, on a terminal only.
     let spinner = std::io::stderr().is_terminal().then(|| {
         let spinner = indicatif::ProgressBar::new_spinner();
