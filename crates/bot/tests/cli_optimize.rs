@@ -149,6 +149,15 @@ fn bad_optimize_options_are_usage_errors() {
             vec!["--param", "rsi_period=7,14", "--random", "0"],
             "--random must be at least 1",
         ),
+        (
+            vec![
+                "--param",
+                "rsi_period=2..2000:1",
+                "--param",
+                "oversold=1..99:0.1",
+            ],
+            "sample them with --random",
+        ),
     ] {
         let mut args = vec!["optimize", "--data", data.as_str()];
         args.extend(extra.iter().copied());

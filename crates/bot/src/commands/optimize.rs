@@ -76,6 +76,9 @@ pub struct OptimizeArgs {
     pub force: bool,
 }
 
+/// Most combinations one search runs (each keeps its statistics in memory).
+const MAX_COMBINATIONS: u64 = 1_000_000;
+
 /// Runs `optimize`; see the module documentation for the exit statuses.
 pub fn run(config_path: Option<&Path>, args: &OptimizeArgs) -> ExitCode {
     exit_status(optimize(config_path, args))
@@ -136,6 +139,14 @@ fn optimize(config_path: Option<&Path>, args: &OptimizeArgs) -> Result<(), Failu
         .map_err(usage)?;
     if args.random == Some(0) {
         return Err(usage("--random must be at least 1"));
+    }
+    let size = space.size().unwrap_or(u64::MAX);
+    let searched = args.random.map_or(size, |n| n.min(size));
+    if searched > MAX_COMBINATIONS {
+        return Err(usage(format!(
+            "{} combinations is more than {MAX_COMBINATIONS}: sample them with --random N (and --seed)",
+            searched
+        )));
     }
     let heatmap_params = match (&args.heatmap, &args.heatmap_params) {
         (None, Some(_)) => return Err(usage("--heatmap-params needs --heatmap FILE.svg")),
