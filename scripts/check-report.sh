@@ -39,4 +39,9 @@ timeout 120 "$browser" "${flags[@]}" --window-size=1100,2400 --screenshot="$shot
     > /dev/null 2> "$work/shot.log" || fail "no screenshot: $(tail -3 "$work/shot.log")"
 size=$(stat -c %s "$shot")
 [ "$size" -gt 50000 ] || fail "the screenshot is nearly empty ($size bytes)"
-echo "report renders: $(grep -o '<tr class=' "$work/dom.html" | wc -l) trade rows, screenshot $shot ($size bytes)"
+rows=$(grep -o '<tr class=' "$work/dom.html" | wc -l)
+if [ -n "${SCREENSHOT:-}" ]; then
+    echo "report renders: $rows trade rows, screenshot $shot ($size bytes)"
+else
+    echo "report renders: $rows trade rows, screenshot of $size bytes (SCREENSHOT=FILE.png keeps it)"
+fi
