@@ -449,6 +449,23 @@ impl Ledger {
         rate: ConversionRate,
     ) -> i128 {
         let e7 = price_move_e7(side, entry, exit, volume).unwrap_or(i128::MAX);
+        // The same currency (most backtests): 64-bit arithmetic, rounded exactly as
+        // `convert_e7_minor` rounds (half away from zero), without a 128-bit division per bar.
+        if rate == ConversionRate::IDENTITY
+            && self.digits < 7
+            && let Ok(e) = i64::try_from(e7)
+        {
+            let scale = 10_i64.pow(7 - u32::from(self.digits));
+            let half = scale / 2;
+            let rounded = if e >= 0 {
+                e.checked_add(half)
+            } else {
+                e.checked_sub(half)
+            };
+            if let Some(r) = rounded {
+                return i128::from(r / scale);
+            }
+        }
         rate.convert_e7_minor(e7, self.digits).unwrap_or(if e7 < 0 {
             i128::MIN / 2
         } else {

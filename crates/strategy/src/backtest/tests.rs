@@ -749,3 +749,44 @@ fn a_quote_to_account_rate_converts_every_trade() {
     assert_eq!(series.rate_at(bars[9].start), half);
     assert_eq!(series.rate_at(bars[13].start), half);
 }
+
+/// The same-currency fast path of the ledger rounds exactly as the general conversion does.
+#[test]
+fn the_same_currency_ledger_rounds_as_the_conversion() {
+    for digits in 0..=6_u8 {
+        let ledger = Ledger {
+            digits,
+            half_spread_down: 0,
+            half_spread_up: 0,
+            commission: 0,
+        };
+        for (entry, exit, volume) in [
+            (100_000_i64, 150_000_i64, 1_i64),
+            (412_512_345, 412_500_000, 7),
+            (412_500_000, 412_512_345, 13),
+            (1, 6, 1),
+            (6, 1, 1),
+            (1, 51, 1),
+            (51, 1, 3),
+            (400_000_000, 100_000, 123_456_789),
+        ] {
+            for side in [Side::Buy, Side::Sell] {
+                let fast = ledger.pnl(
+                    side,
+                    Price(entry),
+                    Price(exit),
+                    Volume(volume),
+                    ConversionRate::IDENTITY,
+                );
+                let e7 = price_move_e7(side, Price(entry), Price(exit), Volume(volume)).unwrap();
+                let general = ConversionRate::IDENTITY
+                    .convert_e7_minor(e7, digits)
+                    .unwrap();
+                assert_eq!(
+                    fast, general,
+                    "{side:?} {entry} {exit} {volume} at {digits} digits"
+                );
+            }
+        }
+    }
+}
