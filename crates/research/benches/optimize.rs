@@ -95,6 +95,7 @@ pub(crate) fn run(space: &Space, indices: &[u64], bars: &[Bar]) -> u64 {
         direction: Direction::Maximise,
     };
     let market = Market {
+        warm_up: &[],
         bars,
         sentiment: &[],
     };

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use domain::{Bar, Price, SentimentReading};
 use rayon::prelude::*;
 use strategy::backtest::{BacktestConfig, Backtester, Report};
-use strategy::{RsiSentimentConfig, RsiSentimentStrategy, RsiSeries};
+use strategy::{RsiSentimentConfig, RsiSentimentStrategy, RsiSeries, Strategy};
 
 use crate::metric::{Constraint, Objective};
 use crate::space::Space;
@@ -33,6 +33,9 @@ pub type Build<'a> = dyn Fn(&[(&str, &str)]) -> Result<Candidate, String> + Sync
 /// The market data a search runs over.
 #[derive(Debug, Clone, Copy)]
 pub struct Market<'a> {
+    /// Bars before the first traded bar, fed to the strategy first so its RSI is warm (e.g. the
+    /// bars before `--from`); may be empty.
+    pub warm_up: &'a [Bar],
     /// Bars, oldest first.
     pub bars: &'a [Bar],
     /// Sentiment readings sorted by the time they became known.
@@ -132,7 +135,13 @@ pub fn search(
         })
         .collect();
     // 2. One RSI series per period in use.
-    let closes: Arc<[Price]> = market.bars.iter().map(|b| b.close).collect();
+    // The series cover the warm-up bars too: the strategy is fed them first.
+    let closes: Arc<[Price]> = market
+        .warm_up
+        .iter()
+        .chain(market.bars)
+        .map(|b| b.close)
+        .collect();
     let mut periods: Vec<u32> = prepared
         .iter()
         .filter_map(|(_, c)| c.as_ref().ok().map(|c| c.strategy.rsi_period))
@@ -207,6 +216,7 @@ fn run_one(
         Ok(s) => s,
         Err(e) => return Status::Invalid(e.to_string()),
     };
+    strategy.warm_up(market.warm_up);
     match backtester.run(&mut strategy, market.bars, market.sentiment, &mut |_, _| {}) {
         Ok(result) => {
             let mut report = result.report;

@@ -201,6 +201,7 @@ pub fn walk_forward(
             indices,
             build,
             Market {
+                warm_up: &[],
                 bars: train_bars,
                 sentiment: market.sentiment,
             },

@@ -85,6 +85,7 @@ fn results_do_not_depend_on_the_thread_count_and_match_the_live_strategy() {
         Constraint::parse("stop_loss != 40", &params).unwrap(),
     ];
     let market = Market {
+        warm_up: &[],
         bars: &bars,
         sentiment: &[],
     };
@@ -171,6 +172,7 @@ fn a_seeded_random_search_is_reproducible() {
     let indices = space.indices(Some((10, 42)));
     assert_eq!(indices.len(), 10);
     let market = Market {
+        warm_up: &[],
         bars: &bars[..800],
         sentiment: &[],
     };
@@ -212,6 +214,7 @@ fn walk_forward_trades_each_winner_out_of_sample() {
         &indices,
         &build,
         Market {
+            warm_up: &[],
             bars: &bars,
             sentiment: &[],
         },
@@ -246,4 +249,30 @@ fn walk_forward_trades_each_winner_out_of_sample() {
     assert!(table.contains("Walk-forward efficiency"), "{table}");
     let json = result.to_json();
     assert_eq!(json["windows"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn warm_up_bars_warm_the_shared_rsi_as_they_warm_the_live_one() {
+    let all = bars();
+    let (warm, traded) = all.split_at(1500);
+    let space = Space::new(vec![parse_param("rsi_period=7,14").unwrap()]).unwrap();
+    let indices = space.indices(None);
+    let market = Market {
+        warm_up: warm,
+        bars: traded,
+        sentiment: &[],
+    };
+    let result = search(&space, &indices, &build, market, SHARPE, &[], &|_, _| {});
+    for o in &result.outcomes {
+        let c = build(&[("rsi_period", o.values[0].as_str())]).unwrap();
+        let mut live = RsiSentimentStrategy::new(c.strategy.clone()).unwrap();
+        strategy::Strategy::warm_up(&mut live, warm);
+        let mut direct = Backtester::new(c.backtest.clone())
+            .unwrap()
+            .run(&mut live, traded, &[], &mut |_, _| {})
+            .unwrap()
+            .report;
+        direct.trades.clear();
+        assert_eq!(o.report(), Some(&direct));
+    }
 }

@@ -30,7 +30,7 @@ use strategy::backtest::{
     BacktestConfig, BacktestResult, Backtester, Currencies, QuoteConversion, backtest_symbol,
     parse_money, parse_size,
 };
-use strategy::{RsiSentimentConfig, RsiSentimentStrategy, SizingRule};
+use strategy::{RsiSentimentConfig, RsiSentimentStrategy, SizingRule, Strategy};
 
 use crate::config::{Config, ConfigErrors, SentimentPolicySetting};
 use crate::settings::{Origin, RawSettings};
@@ -339,11 +339,12 @@ impl SetupArgs {
         Ok((from, to))
     }
 
-    /// Reads the bars (those in `--from`..`--to`) and the sentiment readings.
+    /// Reads the bars before `--from` (to warm the strategy up), those in `--from`..`--to`,
+    /// and the sentiment readings.
     pub(crate) fn market(
         &self,
         settings: &RunSettings,
-    ) -> Result<(Vec<Bar>, Vec<SentimentReading>), Failure> {
+    ) -> Result<(Vec<Bar>, Vec<Bar>, Vec<SentimentReading>), Failure> {
         let range = self.range()?;
         // TIMEFRAME counts only when someone chose it: the default (M15) says nothing about a file.
         let chosen_timeframe = settings
@@ -353,8 +354,10 @@ impl SetupArgs {
             .then_some(settings.config.strategy.timeframe);
         let mut bars = read_bars(&self.data, chosen_timeframe)?;
         let total = bars.len();
+        let mut warm_up = Vec::new();
         if let Some(from) = range.0 {
-            bars.retain(|b| b.start >= from);
+            let first = bars.partition_point(|b| b.start < from);
+            warm_up = bars.drain(..first).collect();
         }
         if let Some(to) = range.1 {
             bars.retain(|b| b.start < to);
@@ -369,7 +372,7 @@ impl SetupArgs {
             Some(path) => read_sentiment(path)?,
             None => Vec::new(),
         };
-        Ok((bars, sentiment))
+        Ok((warm_up, bars, sentiment))
     }
 }
 
@@ -392,7 +395,9 @@ fn backtest(config_path: Option<&Path>, args: &BacktestArgs) -> Result<(), Failu
         args.force,
         &setup.inputs(config_path),
     )?;
-    let (bars, sentiment) = setup.market(&settings)?;
+    let (warm_up, bars, sentiment) = setup.market(&settings)?;
+    // The bars before --from warm the RSI up, so the strategy can trade from the first bar.
+    strategy.warm_up(&warm_up);
     for warning in cannot_trade_warnings(&settings.config, bars.len(), setup.sentiment.is_some()) {
         eprintln!("warning: {warning}");
     }

@@ -198,7 +198,7 @@ fn optimize(config_path: Option<&Path>, args: &OptimizeArgs) -> Result<(), Failu
         args.force,
         &setup.inputs(config_path),
     )?;
-    let (bars, sentiment) = setup.market(&base)?;
+    let (warm_up, bars, sentiment) = setup.market(&base)?;
     let build = |pairs: &[(&str, &str)]| -> Result<Candidate, String> {
         let mut extra = Vec::new();
         let mut size = None;
@@ -220,6 +220,7 @@ fn optimize(config_path: Option<&Path>, args: &OptimizeArgs) -> Result<(), Failu
     };
     let indices = space.indices(args.random.map(|n| (n, args.seed)));
     let market = Market {
+        warm_up: &warm_up,
         bars: &bars,
         sentiment: &sentiment,
     };
