@@ -240,6 +240,9 @@ pub(crate) fn exit_status(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
+/// Warm-up bars (before `--from`), the bars to trade, and the sentiment readings.
+pub(crate) type MarketData = (Vec<Bar>, Vec<Bar>, Vec<SentimentReading>);
+
 /// The settings of one run: the layered settings with the flags (and `extra` overrides, e.g. an
 /// optimisation's parameters) on top, mapped to the engine's and the strategy's configuration.
 #[derive(Debug, Clone)]
@@ -341,10 +344,7 @@ impl SetupArgs {
 
     /// Reads the bars before `--from` (to warm the strategy up), those in `--from`..`--to`,
     /// and the sentiment readings.
-    pub(crate) fn market(
-        &self,
-        settings: &RunSettings,
-    ) -> Result<(Vec<Bar>, Vec<Bar>, Vec<SentimentReading>), Failure> {
+    pub(crate) fn market(&self, settings: &RunSettings) -> Result<MarketData, Failure> {
         let range = self.range()?;
         // TIMEFRAME counts only when someone chose it: the default (M15) says nothing about a file.
         let chosen_timeframe = settings
