@@ -123,6 +123,9 @@ enum Act {
     MarginCall,
 }
 
+/// The bot's log message for a margin call trigger.
+const MARGIN_CALL_HEARD: &str =
+    "margin call: the account's margin level crossed the broker's threshold";
 /// Palm oil's minimum volume (0.01 units) in the simulator, and the raised one (50 units: more
 /// than 1 % of the account's equity affords at the soak's stop).
 const MIN_VOLUME: i64 = 100;
@@ -627,9 +630,22 @@ impl Soak {
                 self.symbol_changes += 1;
             }
             Act::MarginCall => {
-                self.world
-                    .sim
-                    .trigger_margin_call(MarginCallType::Threshold1, 80.0);
+                // The broker sends the event once, to the sessions connected then: sent again
+                // until the bot has heard it (it may be reconnecting at that moment).
+                let bot = self.bot.as_ref().unwrap();
+                let heard = (0..10).any(|_| {
+                    let from = bot.line_count();
+                    self.world
+                        .sim
+                        .trigger_margin_call(MarginCallType::Threshold1, 80.0);
+                    bot.wait_for_message(from, MARGIN_CALL_HEARD, Duration::from_secs(3))
+                        .is_some()
+                });
+                assert!(
+                    heard,
+                    "the bot never heard the margin call\n{}",
+                    bot.transcript()
+                );
                 self.margin_calls += 1;
             }
             Act::EquitySample => {
