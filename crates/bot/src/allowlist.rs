@@ -57,6 +57,13 @@ impl NetworkAllowList {
         list
     }
 
+    /// Adds the hosts operator notifications go to.
+    pub fn allow_notifications(&mut self, hosts: &[String]) {
+        for host in hosts {
+            self.allow(host);
+        }
+    }
+
     /// Adds the host of `url`; `fallback` when the URL has none (validation refuses such URLs,
     /// so this only keeps the list meaningful for hand-built configurations).
     fn allow_url(&mut self, url: &str, fallback: &str) {

@@ -137,6 +137,23 @@ pub struct SentimentSettings {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Operator notifications: what is sent, when, and where the services are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// Kinds never sent.
+    pub events_off: std::collections::BTreeSet<notify::NotificationKind>,
+    /// Seconds the broker link must stay down before it is notified.
+    pub disconnect_after_secs: u64,
+    /// Least seconds between two messages to one destination.
+    pub min_interval_secs: u64,
+    /// Root of Telegram's Bot API.
+    pub telegram_base_url: String,
+    /// Where a Discord webhook's path is posted.
+    pub discord_base_url: String,
+    /// Where a Slack webhook's path is posted.
+    pub slack_base_url: String,
+}
+
 /// The whole validated, non-secret configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -160,6 +177,8 @@ pub struct Config {
     pub log_filter: String,
     /// Label prefix marking our positions.
     pub label_prefix: LabelPrefix,
+    /// Operator notifications.
+    pub notify: NotifySettings,
 }
 
 /// Credentials for the cTrader Open API, from the environment only.
@@ -247,6 +266,18 @@ impl Reader<'_> {
         }
     }
 
+    /// A service's root URL: `https://` with a host, or `http://` to this machine (a local mock).
+    fn service_url(&mut self, name: &str) -> Option<String> {
+        let url = self.text(name)?;
+        match check_service_url(&url) {
+            Ok(()) => Some(url.trim_end_matches('/').to_owned()),
+            Err(why) => {
+                self.problems.push(SettingProblem::new(name, why));
+                None
+            }
+        }
+    }
+
     /// A readable file named by the setting, when it is set.
     fn file(&mut self, name: &str) -> Option<PathBuf> {
         let path = PathBuf::from(self.text(name)?);
@@ -313,6 +344,33 @@ impl Config {
             raw,
             problems: Vec::new(),
         };
+        // One pass over the table: a setting with a default that was set blank has no value
+        // (named here, rather than failing below without a word), except those whose blank
+        // means their default or that name their own problem.
+        const BLANK_HANDLED: [&str; 11] = [
+            "SENTIMENT_SOURCES",
+            "RUST_LOG",
+            "LOG_FORMAT",
+            "CTRADER_PORT",
+            "SENTIMENT_POLICY",
+            "CTRADER_AUTH_URL",
+            "CTRADER_TOKEN_URL",
+            "DATABASE_URL",
+            "SYMBOL_CANDIDATES",
+            "LABEL_PREFIX",
+            "NITTER_QUERIES",
+        ];
+        for spec in crate::settings::SETTINGS {
+            if let Some(default) = spec.default.filter(|d| !d.is_empty())
+                && !BLANK_HANDLED.contains(&spec.name)
+                && raw.get(spec.name).is_none()
+            {
+                r.problem(
+                    spec.name,
+                    format!("is empty: it needs a value (default {default})"),
+                );
+            }
+        }
         let env = match r
             .text("CTRADER_ENV")
             .as_deref()
@@ -517,98 +575,123 @@ impl Config {
             })
             .ok();
 
-        let problems = r.problems;
-        let (
-            Some(timeframe),
-            Some(rsi_period),
-            Some(oversold),
-            Some(overbought),
-            Some(long_only),
-            Some(stop_loss),
-            Some(take_profit),
-            Some(order_volume),
-            Some(daily_loss_limit),
-            Some(max_drawdown),
-            Some(sentiment_veto),
-            Some(sentiment_policy),
-            Some(sentiment_max_age_secs),
-            Some(refresh_secs),
-            Some(bind_ip),
-            Some(http_port),
-            Some(perplexity_base_url),
-            Some(x_base_url),
-            Some(label_prefix),
-        ) = (
-            timeframe,
-            rsi_period,
-            oversold,
-            overbought,
-            long_only,
-            stop_loss,
-            take_profit,
-            order_volume,
-            daily_loss_limit,
-            max_drawdown,
-            sentiment_veto,
-            sentiment_policy,
-            sentiment_max_age_secs,
-            refresh_secs,
-            bind_ip,
-            http_port,
-            perplexity_base_url,
-            x_base_url,
-            label_prefix,
-        )
-        else {
-            return Err(ConfigErrors(problems));
-        };
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems));
+        let notify = notify_settings(&mut r);
+
+        // Every value below parsed, or its problem is recorded: `?` meets a `None` only then.
+        let config = (|| {
+            Some(Config {
+                broker: BrokerEndpoint {
+                    env,
+                    host,
+                    host_set,
+                    port,
+                    ca_file,
+                    simulator_clock,
+                },
+                symbol_candidates,
+                strategy: StrategySettings {
+                    timeframe: timeframe?,
+                    rsi_period: rsi_period?,
+                    oversold: oversold?,
+                    overbought: overbought?,
+                    long_only: long_only?,
+                    stop_loss: stop_loss?,
+                    take_profit: take_profit?,
+                    sentiment_veto: sentiment_veto?,
+                    sentiment_policy: sentiment_policy?,
+                    sentiment_max_age_secs: sentiment_max_age_secs?,
+                },
+                risk: RiskSettings {
+                    order_volume: order_volume?,
+                    risk_per_trade,
+                    daily_loss_limit: daily_loss_limit?,
+                    max_drawdown: max_drawdown?,
+                },
+                sentiment: SentimentSettings {
+                    sources,
+                    refresh_secs: refresh_secs?,
+                    nitter_instances,
+                    nitter_queries,
+                    perplexity_base_url: perplexity_base_url?,
+                    x_base_url: x_base_url?,
+                    ca_file: sentiment_ca_file,
+                },
+                database_url,
+                http_bind: SocketAddr::new(bind_ip?, http_port?),
+                log_format,
+                log_filter,
+                label_prefix: label_prefix?,
+                notify: notify?,
+            })
+        })();
+        match config {
+            Some(config) if r.problems.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(r.problems)),
         }
-        Ok(Config {
-            broker: BrokerEndpoint {
-                env,
-                host,
-                host_set,
-                port,
-                ca_file,
-                simulator_clock,
-            },
-            symbol_candidates,
-            strategy: StrategySettings {
-                timeframe,
-                rsi_period,
-                oversold,
-                overbought,
-                long_only,
-                stop_loss,
-                take_profit,
-                sentiment_veto,
-                sentiment_policy,
-                sentiment_max_age_secs,
-            },
-            risk: RiskSettings {
-                order_volume,
-                risk_per_trade,
-                daily_loss_limit,
-                max_drawdown,
-            },
-            sentiment: SentimentSettings {
-                sources,
-                refresh_secs,
-                nitter_instances,
-                nitter_queries,
-                perplexity_base_url,
-                x_base_url,
-                ca_file: sentiment_ca_file,
-            },
-            database_url,
-            http_bind: SocketAddr::new(bind_ip, http_port),
-            log_format,
-            log_filter,
-            label_prefix,
-        })
     }
+}
+
+/// The notification settings; `None` when one of them is invalid (the problem is recorded).
+fn notify_settings(r: &mut Reader<'_>) -> Option<NotifySettings> {
+    let mut events_off = std::collections::BTreeSet::new();
+    for name in r.list("NOTIFY_EVENTS_OFF") {
+        match notify::NotificationKind::parse(&name) {
+            Some(kind) => {
+                events_off.insert(kind);
+            }
+            None => {
+                let known: Vec<&str> = notify::NotificationKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                r.problem(
+                    "NOTIFY_EVENTS_OFF",
+                    format!("{name:?} is not one of {}", known.join(", ")),
+                );
+            }
+        }
+    }
+    let disconnect_after_secs = r.parsed::<u64>("NOTIFY_DISCONNECT_AFTER", "a number of seconds");
+    if disconnect_after_secs == Some(0) {
+        r.problem("NOTIFY_DISCONNECT_AFTER", "must be at least 1 second");
+    }
+    let min_interval_secs = r.parsed::<u64>("NOTIFY_MIN_INTERVAL", "a number of seconds");
+    if min_interval_secs.is_some_and(|s| s > 3_600) {
+        r.problem("NOTIFY_MIN_INTERVAL", "must be from 0 to 3600 seconds");
+    }
+    let telegram_base_url = r.service_url("TELEGRAM_API_BASE_URL");
+    let discord_base_url = r.service_url("DISCORD_BASE_URL");
+    let slack_base_url = r.service_url("SLACK_BASE_URL");
+    Some(NotifySettings {
+        events_off,
+        disconnect_after_secs: disconnect_after_secs.filter(|s| *s > 0)?,
+        min_interval_secs: min_interval_secs.filter(|s| *s <= 3_600)?,
+        telegram_base_url: telegram_base_url?,
+        discord_base_url: discord_base_url?,
+        slack_base_url: slack_base_url?,
+    })
+}
+
+/// `https://` with a host, or plain `http://` only to this machine (a local mock); no spaces.
+pub fn check_service_url(url: &str) -> Result<(), String> {
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .and_then(crate::allowlist::host_of_url);
+    match host {
+        _ if url.contains(char::is_whitespace) => Err(format!("{url:?} contains a space")),
+        None => Err(format!("{url:?} must be an https:// URL with a host")),
+        Some(h) if url.starts_with("http://") && !is_loopback_host(h) => Err(format!(
+            "{url:?}: plain http only to this machine (127.0.0.1, localhost, ::1), for a local mock; use https://"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `DATABASE_URL` names a SQLite file: `sqlite://PATH`, `sqlite:PATH` or a bare path; any other
@@ -959,6 +1042,16 @@ mod tests {
         assert!(is_local_or_private_host("172.16.0.1"));
         assert!(!is_local_or_private_host("172.32.0.1"));
         assert!(!is_local_or_private_host("localhost.evil.example"));
+    }
+
+    /// A required setting set blank is named, never a failure without a problem.
+    #[test]
+    fn a_blank_required_setting_is_named() {
+        for name in ["TIMEFRAME", "PORT", "TELEGRAM_API_BASE_URL", "MAX_DRAWDOWN"] {
+            refused(&[(name, " ")], name, "is empty");
+        }
+        // A blank log filter still means info.
+        assert!(problems_of(&[("RUST_LOG", "")]).is_empty());
     }
 
     /// Issue 14, report 6: `--help` said stand-aside, the setting took only stand_aside.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod live_guard;
 pub mod market_hours;
+pub mod notifications;
 pub mod reconcile;
 pub mod runtime;
 pub mod sentiment_setup;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use bot::commands;
 
@@ -15,7 +15,7 @@ use bot::commands;
 )]
 struct Cli {
     /// TOML file with non-secret settings (keys are the lower-case setting names); the environment wins.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "PALM_OIL_BOT_CONFIG")]
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -53,7 +53,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--help` lists every setting with its environment variable (they are read from the
+    // environment and the file by `settings`, not by clap, so the list is added here).
+    let help = bot::settings::help_text();
+    let command = Cli::command()
+        .after_help("Every setting is an environment variable: `--help` lists them all.")
+        .after_long_help(help.clone())
+        .mut_subcommand("run", |c| c.after_long_help(help.clone()))
+        .mut_subcommand("check-config", |c| c.after_long_help(help));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Run(args) => commands::run::run(cli.config.as_deref(), &args),
         Command::Auth(args) => commands::auth::run(cli.config.as_deref(), &args),

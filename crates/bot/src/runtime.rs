@@ -16,10 +16,12 @@ use scraper::SentimentService;
 use tokio::sync::watch;
 
 use crate::config::{Config, LogFormat};
-use crate::engine::{Engine, EngineError, EngineSettings, Observers};
+use crate::engine::{AlertSettings, Engine, EngineError, EngineSettings, Observers};
 use crate::live_guard::{self, LiveConsent};
+use crate::notifications::NotifySecrets;
 use crate::strategy_setup;
 use crate::token_vault::{TokenOrigin, TokenVault};
+use notify::{Notification, NotificationKind, Notifier, Severity};
 
 /// Exit status for a clean stop.
 pub const EXIT_OK: u8 = 0;
@@ -75,20 +77,35 @@ pub fn install_globals(config: &Config, redact: Vec<domain::Secret>) -> Result<(
         format,
         redact,
     };
-    match observability::init(&log) {
-        Ok(()) | Err(observability::ObservabilityError::SubscriberAlreadySet) => Ok(()),
-        Err(e) => Err(format!("logging: {e}")),
-    }
+    // observability builds the subscriber; installing it is the binary's business alone.
+    let subscriber = observability::build_subscriber(&log, std::io::stderr)
+        .map_err(|e| format!("logging: {e}"))?;
+    // Ignored when already installed (tests start several sessions in one process).
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(())
 }
 
-/// Metrics, status and the HTTP server (metrics, health, dashboard), serving until `shutdown`.
+/// Metrics, status, notifications (when `notify` names destinations) and the HTTP server
+/// (metrics, health, dashboard), serving until `shutdown`.
 pub async fn start_observability(
     config: &Config,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
+    notify: Option<&NotifySecrets>,
 ) -> Result<(Observers, std::net::SocketAddr), String> {
     let metrics = Arc::new(Metrics::new(clock.clone()).map_err(|e| format!("metrics: {e}"))?);
     metrics.set_drawdown_limit(config.risk.max_drawdown);
+    let notifier = match notify {
+        Some(secrets) => {
+            crate::notifications::start(&config.notify, secrets, &metrics, clock.clone())?
+        }
+        None => Notifier::disabled(),
+    };
+    let alerts = AlertSettings {
+        disconnect_after: Duration::from_secs(config.notify.disconnect_after_secs),
+        sentiment_max_age: Some(Duration::from_secs(config.strategy.sentiment_max_age_secs)),
+        ..AlertSettings::default()
+    };
     let status = StatusHandle::new(StatusConfig::default(), clock);
     let server = HttpServer::bind(
         ServerConfig::at(config.http_bind),
@@ -109,7 +126,24 @@ pub async fn start_observability(
         Duration::from_secs(30),
         wait_for(shutdown),
     ));
-    Ok((Observers { metrics, status }, addr))
+    Ok((
+        Observers {
+            metrics,
+            status,
+            notifier,
+            alerts,
+        },
+        addr,
+    ))
+}
+
+/// At the end of a session: lets the last messages (the stop, a failure) leave, for at most ten
+/// seconds, then stops delivery.
+pub async fn finish_notifications(notifier: &Notifier) {
+    if !notifier.flush(Duration::from_secs(10)).await {
+        tracing::warn!("some notifications were still waiting at exit and are lost");
+    }
+    notifier.close();
 }
 
 /// Resolves when the shutdown flag turns true (or its sender is gone).
@@ -298,12 +332,14 @@ pub async fn trade(
         }
         broker.credentials.access_token = start.access;
         broker.credentials.refresh_token = start.refresh;
+        let mut session_obs = obs.clone();
+        session_obs.alerts.token_expires_at = broker.token_expiry.map(|t| t.expires_at);
         let session = SessionParts {
             config,
             broker,
             store: store.clone(),
             clock: clock.clone(),
-            obs: obs.clone(),
+            obs: session_obs,
             sentiment: sentiment.clone(),
             options,
             vault: vault.clone(),
@@ -311,12 +347,18 @@ pub async fn trade(
         match start_session(session, shutdown.clone()).await {
             Ok(Some(started)) => break started,
             Ok(None) => return Ok(()),
-            Err(StartFailure::Fatal(e)) => return Err(e),
+            Err(StartFailure::Fatal(e)) => return Err(refusal_notified(&obs, clock.as_ref(), e)),
             // A broker never reached since this process started is more likely a wrong host or
             // port than a blip: say so and exit, for the operator or the supervisor.
             Err(StartFailure::Transient(
                 e @ (BrokerError::Io { .. } | BrokerError::Tls { .. }),
-            )) if !reached => return Err(SessionError::Failed(e.to_string())),
+            )) if !reached => {
+                return Err(refusal_notified(
+                    &obs,
+                    clock.as_ref(),
+                    SessionError::Failed(e.to_string()),
+                ));
+            }
             Err(StartFailure::Transient(why)) => {
                 reached = true;
                 tracing::warn!(
@@ -514,6 +556,24 @@ async fn connect(
         SessionError::Failed("the account's kind changed between two connections".to_owned())
             .into(),
     )
+}
+
+/// Tells the operator that the session could not start trading (the engine tells them of what
+/// happens once it runs), and hands the error on.
+fn refusal_notified(obs: &Observers, clock: &dyn Clock, error: SessionError) -> SessionError {
+    obs.notifier.send(
+        Notification::new(
+            NotificationKind::Stopped,
+            Severity::Critical,
+            clock.now(),
+            format!("{error}"),
+        )
+        .body(format!(
+            "exit status {}; the bot needs a person before it trades",
+            error.exit_code()
+        )),
+    );
+    error
 }
 
 fn refused_or_failed(error: &BrokerError) -> SessionError {

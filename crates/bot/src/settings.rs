@@ -195,6 +195,36 @@ pub const SETTINGS: &[SettingSpec] = &[
         "log level filter, e.g. info or palm_oil_bot=debug,info",
     ),
     spec(
+        "NOTIFY_EVENTS_OFF",
+        Some(""),
+        "notification kinds never sent (comma-separated): order_filled, position_closed, order_rejected, kill_switch_engaged, kill_switch_released, disconnected, reconnected, reconciliation, token_refreshed, token_near_expiry, token_invalid, margin_call, sentiment_unavailable, started, stopped, daily_summary; empty: all are sent",
+    ),
+    spec(
+        "NOTIFY_DISCONNECT_AFTER",
+        Some("120"),
+        "seconds the broker link must stay down before it is notified (at least 1); the recovery after such an outage is notified too",
+    ),
+    spec(
+        "NOTIFY_MIN_INTERVAL",
+        Some("1"),
+        "least seconds between two messages to one destination (0 to 3600); messages about the same thing merge while they wait",
+    ),
+    spec(
+        "TELEGRAM_API_BASE_URL",
+        Some("https://api.telegram.org"),
+        "root of Telegram's Bot API (https, or http to this machine for a local mock); its host joins the network allow-list when TELEGRAM_BOT_TOKEN is set",
+    ),
+    spec(
+        "DISCORD_BASE_URL",
+        Some("https://discord.com"),
+        "where DISCORD_WEBHOOK_URL's path is posted (https, or http to this machine for a local mock); its host joins the network allow-list when the webhook is set",
+    ),
+    spec(
+        "SLACK_BASE_URL",
+        Some("https://hooks.slack.com"),
+        "where SLACK_WEBHOOK_URL's path is posted (https, or http to this machine for a local mock); its host joins the network allow-list when the webhook is set",
+    ),
+    spec(
         "LABEL_PREFIX",
         Some("pob"),
         "prefix of the order labels that mark positions as this bot's",
@@ -209,7 +239,36 @@ pub const SECRET_NAMES: &[&str] = &[
     "CTRADER_REFRESH_TOKEN",
     "PERPLEXITY_API_KEY",
     "X_BEARER_TOKEN",
+    "NOTIFY_WEBHOOK_URL",
+    "NOTIFY_WEBHOOK_TOKEN",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_CHAT_ID",
+    "DISCORD_WEBHOOK_URL",
+    "SLACK_WEBHOOK_URL",
 ];
+
+/// The environment variable `--config` also reads its file from.
+pub const CONFIG_ENV: &str = "PALM_OIL_BOT_CONFIG";
+
+/// `--help`'s list of every setting with its environment variable, default and meaning, and of
+/// the secrets (environment only).
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "Settings (each from its environment variable, or from --config FILE under its lower-case name; the environment wins):\n",
+    );
+    for s in SETTINGS {
+        let default = match s.default {
+            Some("") => " (default empty)".to_owned(),
+            Some(d) => format!(" (default {d})"),
+            None => String::new(),
+        };
+        out.push_str(&format!("  {}{default}\n      {}\n", s.name, s.doc));
+    }
+    out.push_str("\nSecrets (environment only, never from the file): ");
+    out.push_str(&SECRET_NAMES.join(", "));
+    out.push('\n');
+    out
+}
 
 /// Where a setting's effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

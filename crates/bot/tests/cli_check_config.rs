@@ -248,3 +248,68 @@ fn help_shows_the_demo_flag_and_a_simulator_set_up() {
         assert!(simulate.contains(needle), "{needle} missing:\n{simulate}");
     }
 }
+
+#[test]
+fn help_names_every_setting_by_its_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let out = bot(dir.path(), args, &[]);
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for s in bot::settings::SETTINGS {
+            assert!(
+                help.contains(&format!("  {}", s.name)),
+                "{args:?} lacks {}",
+                s.name
+            );
+        }
+        for name in bot::settings::SECRET_NAMES {
+            assert!(help.contains(name), "{args:?} lacks {name}");
+        }
+    }
+    let top = bot(dir.path(), &["--help"], &[]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("[env: PALM_OIL_BOT_CONFIG=]"));
+    // The variable works like the flag: a file that does not exist is named.
+    let out = bot(
+        dir.path(),
+        &["check-config"],
+        &[("PALM_OIL_BOT_CONFIG", "no-such.toml".to_owned())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such.toml"), "{}", text(&out));
+}
+
+#[test]
+fn check_config_names_the_notification_destinations_never_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = credentials();
+    env.push((
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T0/B0/VALUE-slack".to_owned(),
+    ));
+    env.push(("TELEGRAM_BOT_TOKEN", "1:VALUE-telegram".to_owned()));
+    env.push(("TELEGRAM_CHAT_ID", "-1001".to_owned()));
+    let out = bot(dir.path(), &["check-config"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("notifications: telegram, slack"), "{all}");
+    assert!(
+        all.contains("api.telegram.org") && all.contains("hooks.slack.com"),
+        "{all}"
+    );
+    assert!(
+        all.contains("SLACK_WEBHOOK_URL") && all.contains("set"),
+        "{all}"
+    );
+    assert_no_secret(&out);
+    // A token without its chat is a configuration error (exit 2), named without its value.
+    env.retain(|(k, _)| *k != "TELEGRAM_CHAT_ID");
+    let out = bot(dir.path(), &["run"], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("TELEGRAM_CHAT_ID"), "{}", text(&out));
+    assert_no_secret(&out);
+}

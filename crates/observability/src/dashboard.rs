@@ -49,6 +49,26 @@ mod tests {
         }
     }
 
+    /// The parts `scripts/check-dashboard.sh` drives in a browser must be in the page.
+    #[test]
+    fn page_has_the_stale_state_trades_and_collapsed_holds() {
+        for needed in [
+            "id=\"stale-banner\"",
+            "bot unreachable",
+            "data-state",
+            "id=\"trades\"",
+            "hold ×",
+            "account authenticated",
+            "broker link up",
+            "trade-marker",
+            "max-width: 600px",
+        ] {
+            assert!(TEMPLATE.contains(needed), "dashboard lacks {needed}");
+        }
+        // Trades come before decisions on the page.
+        assert!(TEMPLATE.find("id=\"trades\"") < TEMPLATE.find("id=\"decisions\""));
+    }
+
     #[test]
     fn script_breakouts_are_escaped() {
         let s = script_safe(r#"{"m":"</script><!-- & \u2028"}"#);

@@ -17,8 +17,8 @@ pub use dashboard::CONTENT_SECURITY_POLICY;
 pub use error::ObservabilityError;
 pub use logging::{
     LogConfig, LogFormat, Redacted, RedactingMakeWriter, RedactingWriter, TradeEvent, UtcRfc3339,
-    build_subscriber, build_subscriber_as, fields, init, log_heartbeat, log_trade_event,
-    parse_filter, run_heartbeat,
+    build_subscriber, build_subscriber_as, fields, log_heartbeat, log_trade_event, parse_filter,
+    run_heartbeat,
 };
 pub use metrics::{
     METRIC_PREFIX, Metrics, OrderOutcome, PROMETHEUS_CONTENT_TYPE, SentimentResult, TradeOutcome,
@@ -26,6 +26,6 @@ pub use metrics::{
 pub use server::{DEFAULT_PORT, HttpServer, ServerConfig};
 pub use status::{
     AccountView, CheckResult, ConnectionState, ConversionView, DecisionRecord, EquityPoint,
-    EventLevel, EventRecord, KillSwitchView, LiveStatus, PositionView, QuoteView, Readiness,
-    SentimentView, StatusConfig, StatusHandle, StatusSnapshot, evaluate_readiness,
+    EventLevel, EventRecord, FillRecord, KillSwitchView, LiveStatus, PositionView, QuoteView,
+    Readiness, SentimentView, StatusConfig, StatusHandle, StatusSnapshot, evaluate_readiness,
 };

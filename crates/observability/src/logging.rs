@@ -186,13 +186,6 @@ where
     Ok(Registry::default().with(filter).with(json).with(pretty))
 }
 
-/// Builds the subscriber on stderr and installs it as the global default. Only the bot calls it.
-pub fn init(config: &LogConfig) -> Result<(), ObservabilityError> {
-    let subscriber = build_subscriber(config, io::stderr)?;
-    tracing::subscriber::set_global_default(subscriber)
-        .map_err(|_| ObservabilityError::SubscriberAlreadySet)
-}
-
 /// A value that prints `***` in `Debug` and `Display`, for logging that a secret-bearing value
 /// was present without its content.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

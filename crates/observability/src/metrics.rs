@@ -198,8 +198,13 @@ pub struct Metrics {
     sentiment_cache_misses: Counter<u64>,
     reconciliation_corrections: Counter<u64>,
     kill_switch: Gauge<u64>,
+    build_info: Gauge<u64>,
+    account_info: Gauge<u64>,
+    account_currency: std::sync::Mutex<Option<String>>,
+    notifications: Counter<u64>,
     // Held so their callbacks stay registered for the provider's lifetime.
     _observables: Vec<ObservableGauge<f64>>,
+    _process_cpu: opentelemetry::metrics::ObservableCounter<f64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -322,6 +327,9 @@ impl Metrics {
                     .build()
             },
         ];
+        let mut observables = observables;
+        let (process_cpu, process_gauges) = process::instruments(&meter);
+        observables.extend(process_gauges);
 
         let metrics = Metrics {
             realized_pnl: gauge(
@@ -441,7 +449,24 @@ impl Metrics {
                 "kill_switch_engaged",
                 "1 while the kill switch stops new positions, else 0.",
             ),
+            build_info: flag(
+                &meter,
+                "build_info",
+                "Always 1; the version label says which build is running.",
+            ),
+            account_info: flag(
+                &meter,
+                "account_info",
+                "1 for the account's deposit currency (label currency): every money metric is in it.",
+            ),
+            account_currency: std::sync::Mutex::new(None),
+            notifications: counter(
+                &meter,
+                "notifications",
+                "Operator notifications by destination and outcome (sent, failed, dropped, merged, retried).",
+            ),
             _observables: observables,
+            _process_cpu: process_cpu,
             registry,
             provider,
             scrape,
@@ -469,6 +494,8 @@ impl Metrics {
         self.sentiment_cache_hits.add(0, &[]);
         self.sentiment_cache_misses.add(0, &[]);
         self.set_connection_state(ConnectionState::Disconnected);
+        self.build_info
+            .record(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]);
     }
 
     /// Encodes every metric in the Prometheus text format (what `GET /metrics` serves).
@@ -659,6 +686,51 @@ impl Metrics {
         }
     }
 
+    // ---- account and notifications ------------------------------------------------------------
+
+    /// The account's deposit currency (ISO code): `palm_oil_bot_account_info{currency}` is 1 for
+    /// it (0 for one seen before, after a change of account).
+    pub fn set_account_currency(&self, code: &str) {
+        let code = label_value(code);
+        let mut current = self
+            .account_currency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = current.as_deref()
+            && old != code
+        {
+            self.account_info
+                .record(0, &[KeyValue::new("currency", old.to_owned())]);
+        }
+        self.account_info
+            .record(1, &[KeyValue::new("currency", code.clone())]);
+        *current = Some(code);
+    }
+
+    /// A notification to `destination` ended with `outcome` (`sent`, `failed`, `dropped`, ...).
+    pub fn record_notification(&self, destination: &str, outcome: &str) {
+        self.notifications.add(
+            1,
+            &[
+                KeyValue::new("destination", label_value(destination)),
+                KeyValue::new("outcome", label_value(outcome)),
+            ],
+        );
+    }
+
+    /// Starts a destination's notification series at zero, so alerts see their first increase.
+    pub fn register_notification_destination(&self, destination: &str, outcomes: &[&str]) {
+        for outcome in outcomes {
+            self.notifications.add(
+                0,
+                &[
+                    KeyValue::new("destination", label_value(destination)),
+                    KeyValue::new("outcome", label_value(outcome)),
+                ],
+            );
+        }
+    }
+
     // ---- reconciliation -----------------------------------------------------------------------
 
     /// Reconciliation applied a correction of `kind` (e.g. `closed_externally`, `adopted`).
@@ -668,9 +740,115 @@ impl Metrics {
     }
 }
 
+/// Process figures read from `/proc/self` at scrape time (Linux; nothing elsewhere):
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`.
+mod process {
+    use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge};
+
+    /// Clock ticks per second of `/proc/self/stat`'s times: USER_HZ, fixed at 100 by the Linux
+    /// user-space ABI on every architecture the bot is built for.
+    const USER_HZ: f64 = 100.0;
+
+    /// CPU time (user + system) of the whole process, in seconds.
+    pub(super) fn cpu_seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after ")": state is 0.
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / USER_HZ)
+    }
+
+    /// Resident set size in bytes (`VmRSS`).
+    pub(super) fn resident_bytes() -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024.0)
+    }
+
+    /// Open file descriptors.
+    pub(super) fn open_fds() -> Option<f64> {
+        let count = std::fs::read_dir("/proc/self/fd").ok()?.count();
+        // Far below 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        let count = count as f64;
+        Some(count)
+    }
+
+    pub(super) fn instruments(
+        meter: &Meter,
+    ) -> (ObservableCounter<f64>, Vec<ObservableGauge<f64>>) {
+        let cpu = meter
+            .f64_observable_counter("process_cpu_seconds")
+            .with_description("Total user and system CPU time spent by the bot, in seconds.")
+            .with_callback(|o| {
+                if let Some(v) = cpu_seconds() {
+                    o.observe(v, &[]);
+                }
+            })
+            .build();
+        let gauges = vec![
+            meter
+                .f64_observable_gauge("process_resident_memory_bytes")
+                .with_description("Resident memory of the bot, in bytes.")
+                .with_callback(|o| {
+                    if let Some(v) = resident_bytes() {
+                        o.observe(v, &[]);
+                    }
+                })
+                .build(),
+            meter
+                .f64_observable_gauge("process_open_fds")
+                .with_description("File descriptors the bot holds open.")
+                .with_callback(|o| {
+                    if let Some(v) = open_fds() {
+                        o.observe(v, &[]);
+                    }
+                })
+                .build(),
+        ];
+        (cpu, gauges)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_process_account_and_notification_series_are_exported() {
+        let clock: Arc<dyn Clock> = Arc::new(domain::FixedClock::new(Timestamp(0)));
+        let m = Metrics::new(clock).unwrap();
+        m.set_account_currency("USD");
+        m.set_account_currency("MYR");
+        m.record_notification("telegram", "failed");
+        let text = m.encode().unwrap();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+        };
+        assert_eq!(
+            value(&format!(
+                "palm_oil_bot_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            1.0
+        );
+        assert_eq!(value("palm_oil_bot_account_info{currency=\"MYR\"}"), 1.0);
+        assert_eq!(value("palm_oil_bot_account_info{currency=\"USD\"}"), 0.0);
+        assert_eq!(
+            value("palm_oil_bot_notifications_total{destination=\"telegram\",outcome=\"failed\"}"),
+            1.0
+        );
+        // This test process has memory, files and some CPU time of its own.
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+    }
 
     #[test]
     fn label_values_are_bounded_and_printable() {

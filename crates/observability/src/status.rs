@@ -135,12 +135,48 @@ pub struct AccountView {
     pub realized_pnl: f64,
     /// Unrealized PnL of the open position.
     pub unrealized_pnl: f64,
-    /// Drawdown from the equity peak as a fraction.
+    /// Drawdown from the equity peak as a fraction: the kill switch's own figure
+    /// (`drawdown_bps` / 10 000).
     pub drawdown_ratio: f64,
+    /// Drawdown from the equity peak in basis points, exactly as the kill switch compares it.
+    #[serde(default)]
+    pub drawdown_bps: u32,
+    /// The drawdown limit in basis points, when one is set.
+    #[serde(default)]
+    pub drawdown_limit_bps: Option<u32>,
+    /// Loss since the start of the UTC day in basis points, as the kill switch compares it.
+    #[serde(default)]
+    pub daily_loss_bps: u32,
+    /// The daily-loss limit in basis points, when one is set.
+    #[serde(default)]
+    pub daily_loss_limit_bps: Option<u32>,
     /// Share of closed trades that won, when any closed.
     pub win_rate: Option<f64>,
     /// Closed trades counted.
     pub closed_trades: u64,
+}
+
+/// One fill, for the dashboard's trades table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillRecord {
+    /// When it filled (ms since the epoch).
+    pub at_ms: i64,
+    /// The broker's position id.
+    pub position_id: i64,
+    /// `open` (a position opened or grew) or `close`.
+    pub effect: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Volume in units of the instrument.
+    pub volume_units: f64,
+    /// Fill price.
+    pub price: f64,
+    /// Net realized PnL in the account's currency, on a close when known.
+    pub pnl: Option<f64>,
+    /// The account's currency code.
+    pub currency: String,
+    /// Why: `strategy`, `stop_loss`, `take_profit`, `manual`, ...
+    pub reason: String,
 }
 
 /// The latest sentiment reading, for display.
@@ -303,6 +339,9 @@ pub struct StatusSnapshot {
     pub decisions: Vec<DecisionRecord>,
     /// Recent events, oldest first.
     pub events: Vec<EventRecord>,
+    /// Recent fills, oldest first.
+    #[serde(default)]
+    pub fills: Vec<FillRecord>,
 }
 
 /// Bounds and thresholds of the status.
@@ -312,6 +351,8 @@ pub struct StatusConfig {
     pub max_events: usize,
     /// Recent decisions kept.
     pub max_decisions: usize,
+    /// Recent fills kept.
+    pub max_fills: usize,
     /// Equity-curve points kept.
     pub max_equity_points: usize,
     /// A new equity point closer than this to the previous one replaces it, so a day of
@@ -326,6 +367,7 @@ impl Default for StatusConfig {
         StatusConfig {
             max_events: 200,
             max_decisions: 200,
+            max_fills: 100,
             max_equity_points: 2_000,
             equity_min_interval: Duration::from_secs(60),
             max_quote_age: Duration::from_secs(60),
@@ -346,6 +388,7 @@ struct StatusState {
     equity: VecDeque<EquityPoint>,
     decisions: VecDeque<DecisionRecord>,
     events: VecDeque<EventRecord>,
+    fills: VecDeque<FillRecord>,
 }
 
 /// The shared, cheaply cloned handle the bot writes to and the server reads from. The lock is a
@@ -387,6 +430,7 @@ impl StatusHandle {
                 equity: VecDeque::new(),
                 decisions: VecDeque::new(),
                 events: VecDeque::new(),
+                fills: VecDeque::new(),
             })),
             clock,
             config,
@@ -439,6 +483,14 @@ impl StatusHandle {
         push_bounded(&mut state.decisions, decision, cap);
     }
 
+    /// Records a fill.
+    pub fn push_fill(&self, mut fill: FillRecord) {
+        fill.reason = bounded_text(&fill.reason);
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let cap = self.config.max_fills;
+        push_bounded(&mut state.fills, fill, cap);
+    }
+
     /// Records a notable event at `at`.
     pub fn push_event(&self, at: Timestamp, level: EventLevel, message: &str) {
         let event = EventRecord {
@@ -459,6 +511,7 @@ impl StatusHandle {
         let equity_curve = state.equity.iter().copied().collect();
         let decisions = state.decisions.iter().cloned().collect();
         let events = state.events.iter().cloned().collect();
+        let fills = state.fills.iter().cloned().collect();
         drop(state);
         let last_quote_age_seconds = live
             .last_quote
@@ -475,6 +528,7 @@ impl StatusHandle {
             equity_curve,
             decisions,
             events,
+            fills,
         }
     }
 
@@ -545,15 +599,24 @@ pub fn evaluate_readiness(live: &LiveStatus, now: Timestamp, max_quote_age: Dura
         },
     };
     let checks = vec![
+        // The link (TCP and TLS up) and the account's authorisation are told apart.
         check(
             "connected",
             live.connection.is_connected(),
-            format!("broker link {state}"),
+            if live.connection.is_connected() {
+                "broker link up".to_owned()
+            } else {
+                format!("broker link {state}")
+            },
         ),
         check(
             "authenticated",
             live.connection == ConnectionState::Authenticated,
-            format!("broker link {state}"),
+            if live.connection == ConnectionState::Authenticated {
+                "account authorised for trading".to_owned()
+            } else {
+                format!("account not authorised (broker link {state})")
+            },
         ),
         check(
             "reconciled",
@@ -718,6 +781,33 @@ mod tests {
                 (95_000, 5_000.0)
             ]
         );
+    }
+
+    #[test]
+    fn fills_are_kept_newest_last_and_bounded() {
+        let (status, _) = handle(StatusConfig {
+            max_fills: 2,
+            ..StatusConfig::default()
+        });
+        for i in 0..3 {
+            status.push_fill(FillRecord {
+                at_ms: i,
+                position_id: 7,
+                effect: if i == 2 { "close" } else { "open" }.into(),
+                side: "buy".into(),
+                volume_units: 1.0,
+                price: 4_100.0,
+                pnl: (i == 2).then_some(-12.5),
+                currency: "USD".into(),
+                reason: "stop_loss".into(),
+            });
+        }
+        let fills = status.snapshot().fills;
+        assert_eq!(fills.iter().map(|f| f.at_ms).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fills[1].pnl, Some(-12.5));
+        let json = serde_json::to_value(status.snapshot()).unwrap();
+        assert_eq!(json["fills"][1]["pnl"], -12.5);
+        assert_eq!(json["fills"][1]["currency"], "USD");
     }
 
     #[test]

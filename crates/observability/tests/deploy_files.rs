@@ -22,17 +22,23 @@ fn deploy_file(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `palm_oil_bot_*` token in `text`.
+/// Every `palm_oil_bot_*` and `process_*` token in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = names_with(text, "palm_oil_bot_");
+    out.extend(names_with(text, "process_"));
+    out
+}
+
+fn names_with(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
-    while let Some(at) = rest.find("palm_oil_bot_") {
+    while let Some(at) = rest.find(prefix) {
         let tail = &rest[at..];
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
         // The bare prefix (as in a comment about naming) is not a metric.
-        if end > "palm_oil_bot_".len() {
+        if end > prefix.len() {
             out.insert(tail[..end].to_owned());
         }
         rest = &tail[end..];
@@ -66,6 +72,8 @@ fn exported_names() -> BTreeSet<String> {
     m.record_sentiment_request("s", SentimentResult::Ok, Timestamp(0));
     m.record_sentiment_cache(true);
     m.record_reconciliation_correction("k");
+    m.record_notification("webhook", "sent");
+    m.set_account_currency("USD");
     let e = parse_exposition(&m.encode().unwrap()).unwrap();
     e.samples.iter().map(|s| s.name.clone()).collect()
 }
@@ -101,6 +109,7 @@ fn every_alert_named_in_the_brief_exists_and_is_unit_tested() {
         "DrawdownLimitExceeded",
         "KillSwitchEngaged",
         "SentimentUnavailable",
+        "NotificationsFailing",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}")),

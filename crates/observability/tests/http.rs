@@ -367,6 +367,10 @@ async fn dashboard_and_status_render_a_known_state() {
             realized_pnl: 250.0,
             unrealized_pnl: 115.0,
             drawdown_ratio: 0.02,
+            drawdown_bps: 200,
+            drawdown_limit_bps: Some(1_000),
+            daily_loss_bps: 50,
+            daily_loss_limit_bps: Some(300),
             win_rate: Some(0.6),
             closed_trades: 5,
         });

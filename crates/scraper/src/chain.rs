@@ -58,7 +58,9 @@ impl FallbackChain {
                     self.count(|s| {
                         *s.served_by.entry(source.name().to_owned()).or_default() += 1;
                     });
-                    tracing::info!(
+                    // Every refresh serves one: routine, so below info (the refresher logs new
+                    // readings at info).
+                    tracing::debug!(
                         source = source.name(),
                         score = reading.score,
                         "sentiment served"

@@ -19,7 +19,7 @@ pub use decision::{
     SentimentUse, Strategy,
 };
 pub use error::{AggregationError, ConfigError};
-pub use risk::{EntryRefusal, RiskConfig, RiskGate, SizingRule};
+pub use risk::{EntryRefusal, RiskConfig, RiskGate, SizingRule, daily_loss_bps, drawdown_bps};
 pub use rsi::{FLAT_RSI, Rsi, RsiSeries};
 pub use rsi_sentiment::{
     RsiSentimentConfig, RsiSentimentStrategy, SentimentPolicy, SentimentRules,

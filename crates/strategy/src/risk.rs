@@ -293,6 +293,34 @@ impl RiskGate {
     }
 }
 
+/// How far `equity` is below the kill switch's equity peak, in basis points (0 without a peak or
+/// at or above it): the very number the drawdown limit is compared with, for display.
+pub fn drawdown_bps(kill: &KillSwitchState, equity: Money) -> u32 {
+    kill.equity_peak
+        .and_then(|peak| fall_bps(peak, equity))
+        .map_or(0, |bps| u32::try_from(bps.clamp(0, 10_000)).unwrap_or(0))
+}
+
+/// How far `equity` is below the day's starting equity, in basis points (0 when not below): the
+/// number the daily-loss limit is compared with.
+pub fn daily_loss_bps(kill: &KillSwitchState, equity: Money) -> u32 {
+    kill.day_start_equity
+        .and_then(|start| fall_bps(start, equity))
+        .map_or(0, |bps| u32::try_from(bps.clamp(0, 10_000)).unwrap_or(0))
+}
+
+impl RiskGate {
+    /// The drawdown limit in basis points, when one is set.
+    pub fn max_drawdown_bps(&self) -> Option<u32> {
+        self.config.max_drawdown_bps
+    }
+
+    /// The daily-loss limit in basis points, when one is set.
+    pub fn daily_loss_limit_bps(&self) -> Option<u32> {
+        self.config.daily_loss_limit_bps
+    }
+}
+
 /// Both amounts in minor units of the finer precision.
 fn common(a: Money, b: Money) -> (i128, i128) {
     let digits = u32::from(a.digits.max(b.digits).min(30));

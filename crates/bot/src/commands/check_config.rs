@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::allowlist::NetworkAllowList;
 use crate::config::{BrokerCredentials, Config, ConfigErrors};
+use crate::notifications::NotifySecrets;
 use crate::sentiment_setup::{SentimentSecrets, plan};
 use crate::settings::{RawSettings, SECRET_NAMES, SETTINGS, SettingProblem};
 use crate::strategy_setup::strategy_setup;
@@ -62,6 +63,8 @@ pub struct TradingSettings {
     pub credentials: BrokerCredentials,
     /// Sentiment keys from the environment.
     pub sentiment: SentimentSecrets,
+    /// Notification secrets from the environment.
+    pub notify: NotifySecrets,
     /// The hosts connections may go to.
     pub allow: NetworkAllowList,
     /// Set-ups that are valid but probably not what the operator wants (e.g. no usable
@@ -79,7 +82,12 @@ pub fn validate_trading(
 ) -> Result<TradingSettings, ConfigErrors> {
     let settings = load_settings_from(path, env);
     let credentials = BrokerCredentials::from_env(env);
-    let mut problems = Vec::new();
+    let notify = NotifySecrets::from_env(env);
+    let mut problems = notify
+        .as_ref()
+        .err()
+        .map(|e| e.0.clone())
+        .unwrap_or_default();
     if let Ok((_, config)) = &settings
         && let Err(e) = strategy_setup(config)
     {
@@ -94,12 +102,14 @@ pub fn validate_trading(
             return Err(ConfigErrors(all));
         }
     };
+    let notify = notify.unwrap_or_default();
     let sentiment = SentimentSecrets::from_env(env);
-    let allow = NetworkAllowList::from_config(
+    let mut allow = NetworkAllowList::from_config(
         &config,
         sentiment.perplexity_api_key.is_some(),
         sentiment.x_bearer_token.is_some(),
     );
+    allow.allow_notifications(&crate::notifications::hosts(&config.notify, &notify));
     if let Err(e) = allow.check(&config.broker.host) {
         return Err(ConfigErrors(vec![SettingProblem::new(
             "CTRADER_HOST",
@@ -112,6 +122,7 @@ pub fn validate_trading(
         config,
         credentials,
         sentiment,
+        notify,
         allow,
         warnings,
     })
@@ -181,6 +192,16 @@ pub fn run(path: Option<&Path>) -> ExitCode {
                 println!("{name:<24} {}", if set { "set" } else { "not set" });
             }
             println!("network allow-list: {}", checked.allow);
+            let destinations: Vec<&str> =
+                crate::notifications::destinations(&checked.config.notify, &checked.notify)
+                    .iter()
+                    .map(notify::Destination::name)
+                    .collect();
+            if destinations.is_empty() {
+                println!("notifications: none configured (see the README's Alerting section)");
+            } else {
+                println!("notifications: {}", destinations.join(", "));
+            }
             for warning in &checked.warnings {
                 eprintln!("warning: {warning}");
             }

@@ -190,7 +190,9 @@ async fn trade_against(
     stop_rx: watch::Receiver<bool>,
 ) -> u8 {
     let (obs, http) =
-        match runtime::start_observability(config, clock.clone(), stop_rx.clone()).await {
+        // No notifications from the demo: it is offline, and a token that happens to be set
+        // is never used.
+        match runtime::start_observability(config, clock.clone(), stop_rx.clone(), None).await {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("{e}");

@@ -14,6 +14,7 @@ use crate::allowlist::NetworkAllowList;
 use crate::commands::check_config::{TradingSettings, validate_trading, warn_about_dotenv};
 use crate::config::{BrokerCredentials, Config};
 use crate::live_guard::{self, LiveConsent};
+use crate::notifications::NotifySecrets;
 use crate::runtime::{self, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::sentiment_setup::{SentimentSecrets, build_service};
 use crate::store::{StoreRequest, TradingStore, open_trading_store};
@@ -69,6 +70,8 @@ pub struct TradingSetup {
     pub credentials: BrokerCredentials,
     /// Sentiment keys from the environment.
     pub sentiment: SentimentSecrets,
+    /// Notification secrets from the environment.
+    pub notify: NotifySecrets,
     /// The hosts connections may go to.
     pub allow: NetworkAllowList,
 }
@@ -86,6 +89,7 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
         config,
         credentials,
         sentiment,
+        notify,
         allow,
         ..
     } = validate_trading(config_path, &env).map_err(|errors| {
@@ -100,6 +104,7 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
     redact.extend(credentials.refresh_token.clone());
     redact.extend(sentiment.perplexity_api_key.clone());
     redact.extend(sentiment.x_bearer_token.clone());
+    redact.extend(notify.redact());
     runtime::install_globals(&config, redact).map_err(|e| {
         eprintln!("{e}");
         EXIT_RUNTIME
@@ -113,6 +118,7 @@ pub fn prepare_trading(config_path: Option<&Path>) -> Result<TradingSetup, u8> {
         config,
         credentials,
         sentiment,
+        notify,
         allow,
     })
 }
@@ -124,6 +130,7 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         config,
         credentials,
         sentiment: sentiment_secrets,
+        notify,
         allow,
     } = match prepare_trading(config_path) {
         Ok(setup) => setup,
@@ -161,6 +168,7 @@ pub fn run(config_path: Option<&Path>, args: &RunArgs) -> ExitCode {
         broker,
         identity,
         sentiment_secrets,
+        notify,
         allow,
         args.clone(),
     ));
@@ -199,6 +207,7 @@ async fn session(
     broker: CTraderConfig,
     identity: StoreIdentity,
     secrets: SentimentSecrets,
+    notify: NotifySecrets,
     allow: NetworkAllowList,
     args: RunArgs,
 ) -> u8 {
@@ -232,6 +241,7 @@ async fn session(
         held.shared(),
         clock,
         secrets,
+        &notify,
         &allow,
         &args,
         bound_live,
@@ -259,6 +269,7 @@ async fn trade_session(
     store: Arc<dyn TradeStore>,
     clock: Arc<dyn Clock>,
     secrets: SentimentSecrets,
+    notify: &NotifySecrets,
     allow: &NetworkAllowList,
     args: &RunArgs,
     bound_live: bool,
@@ -266,7 +277,9 @@ async fn trade_session(
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
     let (obs, addr) =
-        match runtime::start_observability(config, clock.clone(), stop_rx.clone()).await {
+        match runtime::start_observability(config, clock.clone(), stop_rx.clone(), Some(notify))
+            .await
+        {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("{e}");
@@ -303,13 +316,17 @@ async fn trade_session(
         follow_account: config.broker.env.is_none() && !config.broker.host_set,
         store_bound_live: bound_live,
     };
-    match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            tracing::error!("{e}");
-            e.exit_code()
-        }
-    }
+    let notifier = obs.notifier.clone();
+    let code =
+        match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                tracing::error!("{e}");
+                e.exit_code()
+            }
+        };
+    runtime::finish_notifications(&notifier).await;
+    code
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ impl<B: Broker + 'static> Engine<B> {
     /// switch's equity marks move by the cash that moved, so a withdrawal is not taken for a loss
     /// (nor a deposit for a gain).
     pub(super) async fn on_account_changed(&mut self, balance: Money) -> Result<(), EngineError> {
-        self.obs.metrics.record_broker_event("account_changed");
+        self.publish_broker_event("account_changed");
         let before = self.money.balance;
         let old_digits = self.money.currency.money_digits;
         if balance.digits != old_digits {
@@ -49,7 +49,6 @@ impl<B: Broker + 'static> Engine<B> {
                 moved.map_or_else(|| "change unknown".to_owned(), |d| self.money.show(d))
             ),
         );
-        self.publish_money();
         Ok(())
     }
 
@@ -129,7 +128,7 @@ impl<B: Broker + 'static> Engine<B> {
             tracing::debug!(?symbols, "symbols changed that are not traded here");
             return Ok(());
         }
-        self.obs.metrics.record_broker_event("symbol_changed");
+        self.publish_broker_event("symbol_changed");
         let state = match self
             .broker
             .symbol_state(self.symbol.id, &self.symbol.name)
@@ -198,7 +197,7 @@ impl<B: Broker + 'static> Engine<B> {
                 }
             }
             mode => {
-                self.obs.metrics.record_broker_event("symbol_not_tradable");
+                self.publish_broker_event("symbol_not_tradable");
                 self.pause(Pause::SymbolNotTradable(format!(
                     "the broker set {} to {} (open positions keep their broker-side stop-loss and take-profit)",
                     self.symbol.name,
@@ -221,7 +220,7 @@ impl<B: Broker + 'static> Engine<B> {
             MarginCallKind::Trigger => "margin_call_trigger",
             MarginCallKind::Update => "margin_call_update",
         };
-        self.obs.metrics.record_broker_event(label);
+        self.publish_broker_event(label);
         match kind {
             MarginCallKind::Update => {
                 tracing::warn!(
@@ -245,7 +244,10 @@ impl<B: Broker + 'static> Engine<B> {
                 if let Err(e) = self.store.save_kill_switch(&self.kill).await {
                     return Err(self.store_failed(e));
                 }
-                self.publish_kill_switch();
+                self.publish_margin_call(&format!(
+                    "{threshold} crossed, margin level {level}%, balance {}; the kill switch is engaged",
+                    self.money.show(self.money.balance)
+                ));
                 if !was {
                     self.event(
                         EventLevel::Error,

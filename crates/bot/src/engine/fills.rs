@@ -7,7 +7,6 @@ use std::collections::HashSet;
 
 use ctrader_client::{Broker, ExecutionKind, ExecutionReport};
 use domain::PositionStatus;
-use observability::EventLevel;
 use persistence::FillRecorded;
 
 use super::{Engine, EngineError};
@@ -30,7 +29,6 @@ impl<B: Broker + 'static> Engine<B> {
                 ours.take_profit = bp.take_profit;
                 ours.volume = bp.volume;
                 self.money.set_charges(bp);
-                self.publish_money();
             }
             return Ok(());
         };
@@ -90,35 +88,15 @@ impl<B: Broker + 'static> Engine<B> {
         if position.status == PositionStatus::Closed {
             self.settle(&mut position).await?;
         }
-        tracing::info!(
-            trade_id = fill.deal_id,
-            position_id = position.id.0,
-            symbol_id = fill.symbol.0,
-            side = fill.side.as_str(),
-            volume = %fill.volume,
-            price = %fill.price,
-            reason = position.close_reason.map_or("position changed", |r| r.as_str()),
-            "broker execution recorded"
-        );
+        self.publish_fill(&fill, &position, None);
         if position.status == PositionStatus::Closed {
-            self.record_closed_trade(&position);
             self.position = None;
             self.money.clear_charges();
-            // A realized loss counts against the kill switch's limits at once, not at the next bar.
-            self.publish_position();
-            // Broker time, like the bars': the kill switch's UTC day must follow one clock.
+            // A realized loss counts against the kill switch's limits at once, not at the next
+            // bar. Broker time, like the bars': the kill switch's UTC day must follow one clock.
             return self.observe_equity(fill.time).await;
-        } else {
-            self.event(
-                EventLevel::Info,
-                format!(
-                    "position {} changed by the broker: volume {}",
-                    position.id, position.volume
-                ),
-            );
-            self.position = Some(position);
         }
-        self.publish_position();
+        self.position = Some(position);
         Ok(())
     }
 }

@@ -10,6 +10,9 @@ mod account;
 mod fills;
 mod money;
 mod orders;
+mod publish;
+
+pub use self::publish::AlertSettings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,10 +24,9 @@ use domain::{
 };
 
 use self::money::AccountMoney;
-use observability::{
-    ConnectionState, DecisionRecord, EventLevel, KillSwitchView, Metrics,
-    PositionView as PositionStatusView, SentimentView, StatusHandle,
-};
+use self::publish::{AlertState, TradeStats};
+use notify::{NotificationKind, Notifier, Severity};
+use observability::{ConnectionState, EventLevel, Metrics, StatusHandle};
 use persistence::{StoreError, TradeStore};
 use strategy::{
     Action, BarAggregator, BarContext, PositionView, RiskConfig, RiskGate, RsiSentimentStrategy,
@@ -59,6 +61,22 @@ pub struct Observers {
     pub metrics: Arc<Metrics>,
     /// The status the dashboard and health checks read.
     pub status: StatusHandle,
+    /// Messages to the operator (a disabled notifier when none is configured).
+    pub notifier: Notifier,
+    /// When time-dependent alerts fire.
+    pub alerts: AlertSettings,
+}
+
+impl Observers {
+    /// Metrics and status, without notifications and with the default alert timings.
+    pub fn new(metrics: Arc<Metrics>, status: StatusHandle) -> Observers {
+        Observers {
+            metrics,
+            status,
+            notifier: Notifier::disabled(),
+            alerts: AlertSettings::default(),
+        }
+    }
 }
 
 /// Why the engine stopped trading.
@@ -114,6 +132,8 @@ pub struct Engine<B: Broker> {
     market_open: Option<bool>,
     /// Closed-trade statistics from the store, for metrics and the dashboard.
     trades: TradeStats,
+    /// Time-dependent alerts (outage, stale sentiment, token expiry, the daily summary).
+    alerts: AlertState,
 }
 
 /// Why no order may leave right now.
@@ -134,29 +154,6 @@ impl std::fmt::Display for Pause {
             | Pause::NeedsReconcile(why)
             | Pause::SymbolNotTradable(why) => f.write_str(why),
         }
-    }
-}
-
-/// Closed trades as the store records them, in the deposit currency.
-#[derive(Debug, Clone, Copy, Default)]
-struct TradeStats {
-    closed: u64,
-    wins: u64,
-    realized: Money,
-}
-
-impl TradeStats {
-    /// Counts one closed trade with its net PnL (`None`: not known, counted as zero).
-    fn add(&mut self, pnl: Option<Money>) {
-        let pnl = pnl.unwrap_or(Money::zero(self.realized.digits));
-        self.closed += 1;
-        self.wins += u64::from(pnl.minor > 0);
-        self.realized = self.realized.checked_add(pnl).unwrap_or(self.realized);
-    }
-
-    fn win_rate(self) -> Option<f64> {
-        #[allow(clippy::cast_precision_loss)] // trade counts are far below 2^52
-        (self.closed > 0).then(|| self.wins as f64 / self.closed as f64)
     }
 }
 
@@ -184,10 +181,7 @@ impl<B: Broker + 'static> Engine<B> {
         risk: RiskConfig,
         sentiment: watch::Receiver<Option<SentimentReading>>,
     ) -> Result<Engine<B>, EngineError> {
-        obs.status
-            .update(|s| s.connection = ConnectionState::Authenticated);
-        obs.metrics
-            .set_connection_state(ConnectionState::Authenticated);
+        publish::connection(&obs, ConnectionState::Authenticated);
         let symbol = broker.resolve_symbol(&settings.symbol_candidates).await?;
         tracing::info!(symbol_id = symbol.id.0, symbol = %symbol.name, digits = symbol.digits, "trading symbol resolved");
         let risk = RiskGate::new(risk, symbol.clone())?;
@@ -215,13 +209,16 @@ impl<B: Broker + 'static> Engine<B> {
             kill.currency = Some(currency.code.clone());
             store.save_kill_switch(&kill).await?;
         }
+        let mut released = None;
         if kill.engaged && settings.reset_kill_switch {
+            let reason = kill.reason.clone().unwrap_or_else(|| "unknown".to_owned());
             tracing::warn!(
-                reason = kill.reason.as_deref().unwrap_or("unknown"),
+                reason = reason.as_str(),
                 "kill switch reset by the operator (--reset-kill-switch)"
             );
             kill.reset();
             store.save_kill_switch(&kill).await?;
+            released = Some(reason);
         }
         if kill.engaged {
             tracing::error!(
@@ -232,6 +229,7 @@ impl<B: Broker + 'static> Engine<B> {
         let balance = broker.balance().await?;
         let money = AccountMoney::new(currency, chain, balance);
         let bars = BarAggregator::new(symbol.id, settings.timeframe);
+        let alerts = AlertState::new(&obs.alerts);
         let mut engine = Engine {
             broker,
             store,
@@ -253,32 +251,26 @@ impl<B: Broker + 'static> Engine<B> {
             last_rsi: None,
             market_open: None,
             trades: TradeStats::default(),
+            alerts,
         };
-        engine.obs.status.update(|s| {
-            s.symbol = engine.symbol.name.clone();
-            s.store_writable = true;
-        });
-        engine.publish_kill_switch();
+        engine.publish_symbol();
+        if let Some(reason) = released {
+            engine.notify(
+                NotificationKind::KillSwitchReleased,
+                Severity::Warning,
+                "kill switch released by the operator (--reset-kill-switch)".to_owned(),
+                format!("it had engaged because: {reason}"),
+            );
+        }
+        engine.publish();
         engine.reconcile_now("start-up").await?;
         engine.warm_up().await?;
         engine.broker.subscribe_quotes(engine.symbol.id).await?;
         for conversion in engine.money.chain.symbols().collect::<Vec<_>>() {
             engine.broker.subscribe_quotes(conversion).await?;
         }
-        engine.publish_money();
-        engine.event(
-            EventLevel::Info,
-            format!(
-                "trading {} ({}), {}",
-                engine.symbol.name,
-                engine.symbol.id,
-                if engine.settings.dry_run {
-                    "dry run: no orders are sent"
-                } else {
-                    "orders enabled"
-                }
-            ),
-        );
+        engine.publish();
+        engine.publish_started();
         Ok(engine)
     }
 
@@ -299,15 +291,15 @@ impl<B: Broker + 'static> Engine<B> {
         tokio::pin!(shutdown);
         let mut sentiment_open = true;
         loop {
-            tokio::select! {
+            let handled = tokio::select! {
                 biased;
                 () = &mut shutdown => {
-                    self.event(EventLevel::Info, "shutting down: no new orders; open positions stay protected by their broker-side stop-loss and take-profit".to_owned());
+                    self.publish_stopped(None);
                     return Ok(EngineExit::Shutdown);
                 }
                 event = events.next() => match event {
-                    Some(event) => self.on_event(event).await?,
-                    None => return Err(EngineError::Stopped("the broker client ended".to_owned())),
+                    Some(event) => self.on_event(event).await,
+                    None => Err(EngineError::Stopped("the broker client ended".to_owned())),
                 },
                 // A closed channel (no sentiment source) answers at once forever: stop polling it,
                 // or this biased select would spin and starve the tick.
@@ -318,8 +310,16 @@ impl<B: Broker + 'static> Engine<B> {
                         sentiment_open = false;
                         tracing::warn!("no sentiment source is running; the strategy's SENTIMENT_POLICY applies");
                     }
+                    Ok(())
                 }
-                _ = tick.tick() => self.on_tick().await?,
+                _ = tick.tick() => self.on_tick().await,
+            };
+            // One projection per event: the position, kill switch, money and statistics the
+            // event left behind, onto metrics and status.
+            self.publish();
+            if let Err(e) = handled {
+                self.publish_stopped(Some(&e));
+                return Err(e);
             }
         }
     }
@@ -334,7 +334,6 @@ impl<B: Broker + 'static> Engine<B> {
                 code,
                 description,
             } => {
-                self.obs.metrics.record_order_rejection(&code);
                 let text = format!(
                     "order error {code}{}{}{}",
                     order_id.map(|o| format!(" order {o}")).unwrap_or_default(),
@@ -343,7 +342,7 @@ impl<B: Broker + 'static> Engine<B> {
                         .unwrap_or_default(),
                     description.map(|d| format!(": {d}")).unwrap_or_default()
                 );
-                self.event(EventLevel::Warn, text);
+                self.publish_rejection(&code, text);
                 Ok(())
             }
             BrokerEvent::Disconnected { reason } => {
@@ -351,50 +350,22 @@ impl<B: Broker + 'static> Engine<B> {
                     "broker disconnected: {reason}"
                 )));
                 self.money.link_lost();
-                self.publish_money();
-                self.obs.status.update(|s| {
-                    s.connection = ConnectionState::Connecting;
-                    s.reconciled = false;
-                });
-                self.obs
-                    .metrics
-                    .set_connection_state(ConnectionState::Connecting);
+                self.publish_disconnected(&reason);
                 Ok(())
             }
             BrokerEvent::Reconnected => {
-                self.obs.metrics.record_reconnect();
-                self.obs
-                    .status
-                    .update(|s| s.connection = ConnectionState::Authenticated);
-                self.obs
-                    .metrics
-                    .set_connection_state(ConnectionState::Authenticated);
-                self.event(
-                    EventLevel::Info,
-                    "reconnected: reconciling before trading resumes".to_owned(),
-                );
+                self.publish_reconnected();
                 // A failure keeps trading paused; the tick retries it.
                 let _ = self.reconcile_now("reconnect").await;
                 Ok(())
             }
             BrokerEvent::TokenRefreshed { expires_at, .. } => {
                 // The client hands the event over only once the pair is stored.
-                self.event(
-                    EventLevel::Info,
-                    format!(
-                        "access token refreshed and the new pair stored for the next start{}",
-                        expires_at
-                            .map(|t| format!(" (expires {t})"))
-                            .unwrap_or_default()
-                    ),
-                );
+                self.publish_token_refreshed(expires_at);
                 Ok(())
             }
             BrokerEvent::TokenInvalidated { reason } => {
-                self.event(
-                    EventLevel::Error,
-                    format!("access token invalidated: {reason}"),
-                );
+                self.publish_token_invalid(&reason);
                 Err(EngineError::Stopped(format!(
                     "access token invalidated: {reason}"
                 )))
@@ -422,20 +393,12 @@ impl<B: Broker + 'static> Engine<B> {
 
     async fn on_quote(&mut self, quote: Quote) -> Result<(), EngineError> {
         if quote.symbol != self.symbol.id {
-            if self.money.on_quote(quote) {
-                self.publish_money();
-            }
+            self.money.on_quote(quote);
             return Ok(());
         }
         let received = Instant::now();
-        let now = self.clock.now();
-        self.obs.metrics.record_quote(now);
         self.last_quote = Some(quote);
-        self.obs.status.update(|s| {
-            s.last_quote = Some(observability::QuoteView::from_quote(&quote, now));
-            s.market_open = self.symbol.schedule.is_open(quote.time);
-        });
-        self.publish_money();
+        self.publish_quote(&quote);
         match self.bars.on_quote(&quote) {
             Ok(Some(bar)) => self.on_bar(bar, received).await,
             Ok(None) => Ok(()),
@@ -456,8 +419,7 @@ impl<B: Broker + 'static> Engine<B> {
         // The schedule, not the last quote, says whether the market is open: before the first
         // quote of a session, readiness must see an open market with no quote yet.
         let open = self.symbol.schedule.is_open(now);
-        self.obs.metrics.set_market_open(open);
-        self.obs.status.update(|s| s.market_open = open);
+        publish::market_open(&self.obs, open);
         if self.market_open != Some(open) {
             if !open {
                 let note = market_hours::closed_note(&self.symbol.name, &self.symbol.schedule, now);
@@ -470,6 +432,7 @@ impl<B: Broker + 'static> Engine<B> {
             }
             self.market_open = Some(open);
         }
+        self.check_alerts(now);
         // Closes the bar on time when quotes stop at the end of a period.
         if let Some(bar) = self.bars.on_tick(now) {
             self.on_bar(bar, Instant::now()).await?;
@@ -489,33 +452,25 @@ impl<B: Broker + 'static> Engine<B> {
             sentiment: reading.as_ref(),
         };
         let decision = self.strategy.on_bar(&bar, &ctx);
-        self.obs
-            .metrics
-            .observe_tick_to_decision(received.elapsed());
+        let decided_in = received.elapsed();
         self.last_rsi = self.strategy.rsi();
-        if let Some(rsi) = self.last_rsi {
-            self.obs.metrics.set_rsi(rsi);
-        }
-        self.obs.status.update(|s| s.rsi = self.last_rsi);
         // Marked at the broker's latest time: a bar closed late (a gap, a reconnect) must not
         // stamp the kill switch with a moment long past.
         let marked_at = self.last_quote.map_or(ctx.now, |q| q.time.max(ctx.now));
         self.observe_equity(marked_at).await?;
         let action = action_name(&decision.action);
         let reason = decision.reason.to_string();
-        self.obs.status.push_decision(DecisionRecord {
-            at_ms: ctx.now.millis(),
-            action: action.to_owned(),
-            reason: reason.clone(),
-            rsi: self.last_rsi,
-            sentiment: reading.as_ref().map(|r| r.score),
-            price: Some(bar.close.to_f64()),
-        });
+        self.publish_decision(
+            &bar,
+            ctx.now,
+            action,
+            &reason,
+            reading.as_ref().map(|r| r.score),
+            decided_in,
+        );
         if matches!(decision.action, Action::Hold) {
-            tracing::debug!(symbol_id = self.symbol.id.0, price = %bar.close, reason = %reason, "hold");
             return Ok(());
         }
-        tracing::info!(symbol_id = self.symbol.id.0, price = %bar.close, action, reason = %reason, "decision");
         if let Some(why) = &self.paused {
             self.event(
                 EventLevel::Warn,
@@ -550,33 +505,12 @@ impl<B: Broker + 'static> Engine<B> {
         {
             Ok(done) => done,
             Err(e) => {
-                self.obs.status.update(|s| s.reconciled = false);
+                self.publish_reconcile_failed(&e);
                 self.pause(Pause::NeedsReconcile(e.to_string()));
                 return Err(e.into());
             }
         };
-        for correction in &plan.corrections {
-            self.obs
-                .metrics
-                .record_reconciliation_correction(correction.kind());
-        }
-        if !plan.corrections.is_empty() || !plan.foreign.is_empty() {
-            let level = if plan.flagged() > 0 {
-                EventLevel::Warn
-            } else {
-                EventLevel::Info
-            };
-            self.event(
-                level,
-                format!(
-                    "reconciled ({why}): {} correction(s), {} flagged, {} in sync, {} position(s) not ours",
-                    report.corrections.len(),
-                    report.flagged,
-                    report.in_sync,
-                    report.foreign_positions.len()
-                ),
-            );
-        }
+        self.publish_reconciled(why, &plan, &report);
         self.refresh_position().await?;
         self.refresh_trade_stats().await?;
         let balance = self.broker.balance().await?;
@@ -604,12 +538,7 @@ impl<B: Broker + 'static> Engine<B> {
         if state.spec != self.symbol || state.mode != ctrader_client::TradingMode::Enabled {
             self.apply_symbol_state(state);
         }
-        self.obs.status.update(|s| s.reconciled = true);
-        tracing::info!(
-            reason = why,
-            corrections = plan.corrections.len(),
-            "reconciled with the broker; trading enabled"
-        );
+        self.publish_trading_enabled(why, plan.corrections.len());
         Ok(())
     }
 
@@ -630,7 +559,11 @@ impl<B: Broker + 'static> Engine<B> {
             .collect();
         self.strategy.warm_up(&closed);
         self.last_rsi = self.strategy.rsi();
-        tracing::info!(bars = closed.len(), rsi = ?self.last_rsi, "indicators warmed up from history");
+        tracing::info!(
+            bars = closed.len(),
+            rsi = self.last_rsi,
+            "indicators warmed up from history"
+        );
         Ok(())
     }
 
@@ -643,7 +576,6 @@ impl<B: Broker + 'static> Engine<B> {
                     .as_deref()
                     .is_some_and(|l| self.settings.label_prefix.is_ours(l))
         });
-        self.publish_position();
         Ok(())
     }
 
@@ -664,10 +596,6 @@ impl<B: Broker + 'static> Engine<B> {
             stats.add(p.pnl);
         }
         self.trades = stats;
-        self.obs.metrics.set_realized_pnl(stats.realized.to_f64());
-        if let Some(rate) = stats.win_rate() {
-            self.obs.metrics.set_win_rate(rate);
-        }
         Ok(())
     }
 
@@ -691,7 +619,9 @@ impl<B: Broker + 'static> Engine<B> {
 
     /// Marks equity for the kill switch (once per closed bar and after fills) and the equity curve.
     async fn observe_equity(&mut self, at: Timestamp) -> Result<(), EngineError> {
-        let (equity, unrealized) = self.publish_money();
+        let unrealized = self
+            .money
+            .unrealized(self.position.as_ref(), self.last_quote);
         if self.position.is_some() && unrealized.is_none() {
             // Without a rate the open position's value is unknown: no mark beats a wrong one.
             tracing::warn!(
@@ -700,6 +630,7 @@ impl<B: Broker + 'static> Engine<B> {
             );
             return Ok(());
         }
+        let equity = self.money.equity(unrealized);
         let before = self.kill.clone();
         let engaged = self.risk.observe_equity(&mut self.kill, equity, at);
         // A durable write only when the state moved (a new peak, a new day, the switch):
@@ -707,63 +638,11 @@ impl<B: Broker + 'static> Engine<B> {
         if self.kill != before {
             self.store.save_kill_switch(&self.kill).await?;
         }
-        self.obs.status.push_equity(at, equity.to_f64());
+        self.publish_equity_mark(at, equity);
         if engaged {
-            let reason = self.kill.reason.clone().unwrap_or_default();
-            // The figures it acted on, so an operator can check them against the broker's.
-            tracing::info!(
-                equity = %equity,
-                balance = %self.money.balance,
-                unrealized = %unrealized.map(|u| u.to_string()).unwrap_or_default(),
-                position_id = self.position.as_ref().map_or(0, |p| p.id.0),
-                at = %at,
-                "kill switch figures"
-            );
-            self.event(
-                EventLevel::Error,
-                format!(
-                    "kill switch engaged: {reason}; no new positions until an operator resets it"
-                ),
-            );
+            self.publish_kill_switch_engaged(equity, unrealized, at);
         }
-        self.publish_money();
-        self.publish_kill_switch();
         Ok(())
-    }
-
-    /// Computes unrealized PnL and equity once, and shows that one result everywhere: metrics,
-    /// the position card and the account card. Returns (equity, unrealized).
-    fn publish_money(&self) -> (Money, Option<Money>) {
-        let unrealized = self
-            .money
-            .unrealized(self.position.as_ref(), self.last_quote);
-        let equity = self.money.equity(unrealized);
-        let drawdown = drawdown_ratio(self.kill.equity_peak, equity);
-        let m = &self.obs.metrics;
-        m.set_equity(equity.to_f64());
-        m.set_balance(self.money.balance.to_f64());
-        m.set_drawdown(drawdown);
-        m.set_unrealized_pnl(unrealized.map_or(0.0, Money::to_f64));
-        let stats = self.trades;
-        let account = observability::AccountView {
-            currency: self.money.currency.code.clone(),
-            balance: self.money.balance.to_f64(),
-            equity: equity.to_f64(),
-            realized_pnl: stats.realized.to_f64(),
-            unrealized_pnl: unrealized.map_or(0.0, Money::to_f64),
-            drawdown_ratio: drawdown,
-            win_rate: stats.win_rate(),
-            closed_trades: stats.closed,
-        };
-        let conversion = self.money.view();
-        self.obs.status.update(|s| {
-            if let Some(p) = s.position.as_mut() {
-                p.unrealized_pnl = unrealized.map(Money::to_f64);
-            }
-            s.account = Some(account);
-            s.conversion = Some(conversion);
-        });
-        (equity, unrealized)
     }
 
     /// Balance plus the open position's unrealized PnL at the last quote.
@@ -776,78 +655,9 @@ impl<B: Broker + 'static> Engine<B> {
 
     fn pause(&mut self, why: Pause) {
         if self.paused.as_ref() != Some(&why) {
-            tracing::warn!(reason = %why, "trading paused");
-            self.obs.status.push_event(
-                self.clock.now(),
-                EventLevel::Warn,
-                &format!("trading paused: {why}"),
-            );
+            self.publish_paused(&why.to_string());
         }
         self.paused = Some(why);
-    }
-
-    fn event(&self, level: EventLevel, message: String) {
-        match level {
-            EventLevel::Info => tracing::info!("{message}"),
-            EventLevel::Warn => tracing::warn!("{message}"),
-            EventLevel::Error => tracing::error!("{message}"),
-        }
-        self.obs
-            .status
-            .push_event(self.clock.now(), level, &message);
-    }
-
-    fn publish_position(&self) {
-        let view = self
-            .position
-            .as_ref()
-            .map(|p| PositionStatusView::from_position(p, None));
-        let signed = self.position.as_ref().map_or(0.0, |p| match p.side {
-            domain::Side::Buy => p.volume.units_f64(),
-            domain::Side::Sell => -p.volume.units_f64(),
-        });
-        self.obs.metrics.set_position_volume(signed);
-        self.obs.status.update(|s| s.position = view);
-        // The position's PnL and the account's equity come from one computation.
-        self.publish_money();
-    }
-
-    fn publish_kill_switch(&self) {
-        self.obs.metrics.set_kill_switch(self.kill.engaged);
-        let view = KillSwitchView {
-            engaged: self.kill.engaged,
-            reason: self.kill.reason.clone(),
-        };
-        self.obs.status.update(|s| s.kill_switch = view);
-    }
-
-    fn publish_sentiment(&mut self) {
-        let reading = self.sentiment.borrow_and_update().clone();
-        if let Some(r) = reading {
-            self.obs.metrics.set_sentiment_score(&r.source, r.score);
-            self.obs
-                .status
-                .update(|s| s.sentiment = Some(SentimentView::from_reading(&r)));
-        }
-    }
-}
-
-/// How far `equity` is below `peak`, as a fraction (0 at or above the peak), from integer money.
-fn drawdown_ratio(peak: Option<Money>, equity: Money) -> f64 {
-    let Some(peak) = peak.filter(|p| p.minor > 0) else {
-        return 0.0;
-    };
-    let digits = peak.digits.max(equity.digits);
-    match (peak.rescale(digits), equity.rescale(digits)) {
-        (Some(p), Some(e)) if e.minor < p.minor => {
-            // Basis points of a millionth, exact in integers, then a fraction for display.
-            let fall =
-                (i128::from(p.minor) - i128::from(e.minor)) * 1_000_000 / i128::from(p.minor);
-            #[allow(clippy::cast_precision_loss)] // at most 10^6
-            let ratio = fall as f64 / 1_000_000.0;
-            ratio
-        }
-        _ => 0.0,
     }
 }
 

@@ -7,7 +7,7 @@ use domain::{
     Bar, ClientOrderId, CloseReason, DecisionId, IntentStatus, OrderIntent, OrderPurpose,
     OrderRequest, Position, PositionStatus, Price, Side, Timestamp,
 };
-use observability::{EventLevel, OrderOutcome as OrderMetric, TradeOutcome};
+use observability::EventLevel;
 use persistence::{OrderAnswer, StoreError};
 use strategy::Entry;
 
@@ -29,16 +29,14 @@ impl<B: Broker + 'static> Engine<B> {
             .risk
             .check_entry(&self.kill, leaves_at, self.position.is_some())
         {
-            self.obs.metrics.record_entry_refused(refusal.label());
-            self.event(EventLevel::Info, format!("entry not taken: {refusal}"));
+            self.publish_entry_refused(refusal.label(), EventLevel::Info, &refusal.to_string());
             return Ok(());
         }
         // Sizing needs the loss at the stop in the account's currency: no rate, no entry.
         let rate = match self.money.rate() {
             Ok(rate) => rate,
             Err(why) => {
-                self.obs.metrics.record_entry_refused("no_conversion_rate");
-                self.event(EventLevel::Warn, format!("entry not taken: {why}"));
+                self.publish_entry_refused("no_conversion_rate", EventLevel::Warn, &why);
                 return Ok(());
             }
         };
@@ -64,8 +62,7 @@ impl<B: Broker + 'static> Engine<B> {
         let volume = match self.risk.size(&sizing, self.equity(), price, rate) {
             Ok(v) => v,
             Err(refusal) => {
-                self.obs.metrics.record_entry_refused(refusal.label());
-                self.event(EventLevel::Warn, format!("entry not taken: {refusal}"));
+                self.publish_entry_refused(refusal.label(), EventLevel::Warn, &refusal.to_string());
                 return Ok(());
             }
         };
@@ -183,7 +180,7 @@ impl<B: Broker + 'static> Engine<B> {
             client_order_id = %id,
             symbol_id = self.symbol.id.0,
             side = request.side.as_str(),
-            volume = %request.volume,
+            volume = request.volume.units_f64(),
             position_id = request.position_to_close.map(|p| p.0),
             reason,
             "order sent"
@@ -191,11 +188,10 @@ impl<B: Broker + 'static> Engine<B> {
         let started = Instant::now();
         match self.broker.place_order(&request).await {
             Ok(OrderOutcome::Filled(fill)) => {
-                self.obs.metrics.observe_order_latency(started.elapsed());
-                self.on_order_filled(&request, fill).await
+                self.on_order_filled(&request, fill, started.elapsed())
+                    .await
             }
             Ok(OrderOutcome::Rejected(rejection)) => {
-                self.obs.metrics.record_order_rejection(&rejection.code);
                 let why = match &rejection.description {
                     Some(d) => format!("{}: {d}", rejection.code),
                     None => rejection.code.clone(),
@@ -208,15 +204,15 @@ impl<B: Broker + 'static> Engine<B> {
                     .record_answer(&answer, self.clock.now())
                     .await
                     .map_err(|e| self.store_failed(e))?;
-                self.event(
-                    EventLevel::Warn,
+                self.publish_rejection(
+                    &rejection.code,
                     format!("order {id} rejected by the broker: {why}"),
                 );
                 Ok(())
             }
             Err(e) => {
                 // Sent once, answer unknown: the broker's view decides, never a resend.
-                self.obs.metrics.record_order(OrderMetric::TimedOut);
+                self.publish_order_unknown();
                 self.pause(super::Pause::NeedsReconcile(format!(
                     "order {id} outcome unknown ({e}); reconciling"
                 )));
@@ -231,6 +227,7 @@ impl<B: Broker + 'static> Engine<B> {
         &mut self,
         request: &OrderRequest,
         filled: OrderFill,
+        latency: std::time::Duration,
     ) -> Result<(), EngineError> {
         let OrderFill {
             fill,
@@ -291,11 +288,6 @@ impl<B: Broker + 'static> Engine<B> {
             .record_answer(&answer, now)
             .await
             .map_err(|e| self.store_failed(e))?;
-        self.obs.metrics.record_order(if partial {
-            OrderMetric::PartiallyFilled
-        } else {
-            OrderMetric::Filled
-        });
         if let Some(balance) = fill.close.as_ref().map(|c| c.balance) {
             self.money.balance = balance;
             self.mark_closing_balance(balance, fill.time);
@@ -308,27 +300,15 @@ impl<B: Broker + 'static> Engine<B> {
             (Some(bp), PositionStatus::Open) => self.money.set_charges(bp),
             _ => self.money.clear_charges(),
         }
-        tracing::info!(
-            trade_id = fill.deal_id,
-            client_order_id = %request.client_order_id,
-            position_id = position.id.0,
-            symbol_id = self.symbol.id.0,
-            side = fill.side.as_str(),
-            volume = %fill.volume,
-            price = %fill.price,
-            reason = "order filled",
-            "fill recorded"
-        );
+        self.publish_order_filled(latency, partial);
+        self.publish_fill(&fill, &position, Some(&request.client_order_id));
         if position.status == PositionStatus::Closed {
-            self.record_closed_trade(&position);
             self.position = None;
-            self.publish_position();
             // A realized loss counts against the kill switch's limits at once.
             // Broker time, like the bars': the kill switch's UTC day must follow one clock.
             return self.observe_equity(fill.time).await;
         }
         self.position = Some(position);
-        self.publish_position();
         Ok(())
     }
 
@@ -346,47 +326,9 @@ impl<B: Broker + 'static> Engine<B> {
         }
     }
 
-    /// Metrics and the dashboard for a closed trade.
-    pub(super) fn record_closed_trade(&mut self, position: &Position) {
-        self.trades.add(position.pnl);
-        self.obs
-            .metrics
-            .set_realized_pnl(self.trades.realized.to_f64());
-        if let Some(rate) = self.trades.win_rate() {
-            self.obs.metrics.set_win_rate(rate);
-        }
-        let minor = position.pnl.map_or(0, |p| p.minor);
-        let outcome = match minor.signum() {
-            1 => TradeOutcome::Win,
-            -1 => TradeOutcome::Loss,
-            _ => TradeOutcome::Breakeven,
-        };
-        self.obs.metrics.record_trade(outcome);
-        let reason = position.close_reason.map_or("unknown", CloseReason::as_str);
-        self.event(
-            EventLevel::Info,
-            format!(
-                "position {} closed ({reason}) at {}: PnL {}",
-                position.id,
-                position
-                    .exit_price
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                position
-                    .pnl
-                    .map(|p| self.money.show(p))
-                    .unwrap_or_else(|| "unknown".to_owned())
-            ),
-        );
-    }
-
     /// A store failure: nothing can be made durable, so trading stops (fail closed).
     pub(super) fn store_failed(&mut self, error: StoreError) -> EngineError {
-        self.obs.status.update(|s| s.store_writable = false);
-        self.event(
-            EventLevel::Error,
-            format!("store failed, trading stopped: {error}"),
-        );
+        self.publish_store_failed(&error);
         EngineError::Store(error)
     }
 }

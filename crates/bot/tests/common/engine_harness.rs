@@ -288,10 +288,10 @@ impl Harness {
 
 pub fn observers(clock: Arc<FixedClock>) -> Observers {
     let clock: Arc<dyn Clock> = clock;
-    Observers {
-        metrics: Arc::new(Metrics::new(clock.clone()).unwrap()),
-        status: StatusHandle::new(StatusConfig::default(), clock),
-    }
+    Observers::new(
+        Arc::new(Metrics::new(clock.clone()).unwrap()),
+        StatusHandle::new(StatusConfig::default(), clock),
+    )
 }
 
 /// The value of the metric line that starts with `series` (name and labels as exported).
