@@ -162,7 +162,8 @@ async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, args.duration);
-    let code = trade_against(
+    // Boxed: the session's future is large, and this one is awaited once.
+    let code = Box::pin(trade_against(
         held.shared(),
         &config,
         &secrets,
@@ -171,7 +172,7 @@ async fn demo(config: Config, secrets: SentimentSecrets, args: DemoArgs) -> u8 {
         ca,
         clock,
         stop_rx,
-    )
+    ))
     .await;
     let code = close_store(held, code).await;
     sim.shutdown().await;

@@ -235,7 +235,8 @@ async fn session(
             return e.exit_code();
         }
     };
-    let code = trade_session(
+    // Boxed: the session's future is large, and this one is awaited once.
+    let code = Box::pin(trade_session(
         &config,
         broker,
         held.shared(),
@@ -245,7 +246,7 @@ async fn session(
         &allow,
         &args,
         bound_live,
-    )
+    ))
     .await;
     close_store(held, code).await
 }
