@@ -45,7 +45,7 @@ const START: Timestamp = Timestamp(1_742_169_600_000);
 const SESSION_ZONE: &str = "Europe/London";
 /// The risk a stop-loss may take, as a fraction of equity in the account's currency.
 const RISK_PER_TRADE: f64 = 0.01;
-const DAILY_LOSS_LIMIT: f64 = 0.04;
+const DAILY_LOSS_LIMIT: f64 = 0.08;
 /// Kills in a simulated year: the issue asks for at least 50.
 const KILLS_PER_YEAR: i64 = 56;
 
@@ -314,7 +314,7 @@ impl Soak {
             ("STOP_LOSS", "15"),
             ("TAKE_PROFIT", "30"),
             ("RISK_PER_TRADE", "0.01"),
-            ("DAILY_LOSS_LIMIT", "0.04"),
+            ("DAILY_LOSS_LIMIT", "0.08"),
             ("MAX_DRAWDOWN", "0.30"),
             ("PORT", &port),
         ];
@@ -741,10 +741,14 @@ fn assert_kill_switch_kept_its_limits(
         Timestamp(at)
     );
     if reason.starts_with("daily loss") {
-        let start = kill
-            .day_start_equity
-            .expect("a daily-loss engagement has a day start")
-            .minor;
+        // The day start it acted on, from its reason ("daily loss 4.15% from 10000 at the start
+        // ..."): the stored one has moved on with the days since.
+        let start_text = reason
+            .split(" from ")
+            .nth(1)
+            .and_then(|rest| rest.split(" at the start").next())
+            .expect("a daily-loss reason names the day's start");
+        let start = (start_text.parse::<f64>().expect("an amount") * 100.0).round() as i64;
         let day = at.div_euclid(DAY_MS);
         let that_day: Vec<i64> = equity
             .iter()
