@@ -14,7 +14,8 @@ pub struct FaultPlan {
     pub drop_after_messages: Option<u64>,
     /// Cut each connection this long after it was accepted.
     pub drop_every: Option<Duration>,
-    /// Hold every reply this long before sending it (pushed events are not delayed).
+    /// Hold every reply this long before sending it (pushed events are not delayed, nor the
+    /// answer to a token refresh, whose loss no client could recover from).
     pub reply_delay: Option<Duration>,
     /// Refuse the next new order with this cTrader error code (e.g. `NOT_ENOUGH_MONEY`), once.
     pub reject_next_order: Option<String>,

@@ -233,7 +233,12 @@ impl Session {
         }
         let duplicate = faults.duplicate_execution_events;
         let mut outcome = Outcome::send(duplicate_executions(replies, duplicate));
-        outcome.delay = faults.reply_delay;
+        // A token refresh's answer is never held: the tokens are already rotated and single-use,
+        // so a client killed while waiting for it is locked out for good (as with a real server);
+        // the fault is for orders in flight, and would test nothing but that.
+        outcome.delay = faults
+            .reply_delay
+            .filter(|_| payload_type != REFRESH_TOKEN_REQ);
         if faults.malformed_frame_after_messages == Some(self.received) {
             outcome.frames.push(Outgoing::Raw(MALFORMED_FRAME.to_vec()));
         }
@@ -1441,6 +1446,9 @@ fn error_res(
         ..ProtoOaErrorRes::default()
     }
 }
+
+/// `ProtoOARefreshTokenReq`'s payload type.
+const REFRESH_TOKEN_REQ: u32 = 2173;
 
 /// The refusal of every request while a maintenance window lasts, with its end in seconds.
 fn maintenance_error(end_seconds: i64) -> ProtoOaErrorRes {
