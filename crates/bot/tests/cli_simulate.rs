@@ -329,6 +329,49 @@ fn stops_by_itself_after_its_duration_and_reuses_its_ca() {
     assert_eq!(status.code(), Some(0), "{err}");
 }
 
+/// Issue 15: scheduled broker events fire once each, after their delay, with nobody connected,
+/// and the simulator still stops cleanly at its duration.
+#[test]
+fn fires_scheduled_broker_events_and_stops_at_its_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let mut sim = SimProcess::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-dir",
+            arg(&certs),
+            "--deposit",
+            "1000@1s",
+            "--margin-call",
+            "2s",
+            "--stop-out",
+            "1s",
+            "--duration",
+            "4s",
+        ],
+    );
+    sim.ready();
+    let (status, _, err) = sim.wait();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(
+        err.matches("scheduled broker event: deposit 1000").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("scheduled broker event: margin call").count(),
+        1,
+        "{err}"
+    );
+    // With no position open a stop-out has nothing to close: said, not pretended.
+    assert!(
+        err.contains("scheduled broker event stop-out not carried out: no position is open"),
+        "{err}"
+    );
+}
+
 /// Runs `simulate` with `args` expecting it to refuse at once.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -374,6 +417,10 @@ fn bad_flags_are_named_with_exit_status_2() {
     let (code, err) = refused(&["--listen", "127.0.0.1:0", "--drop-every", "soon"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--drop-every"), "{err}");
+
+    let (code, err) = refused(&["--listen", "127.0.0.1:0", "--deposit", "lots@1s"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--deposit"), "{err}");
 
     let (code, err) = refused(&["--listen", "127.0.0.1:0", "--client-secret", ""]);
     assert_eq!(code, Some(2), "{err}");

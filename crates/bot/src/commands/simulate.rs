@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ctrader_sim::{
-    AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarketHours, PartialFills,
-    PriceSource, SimConfig, SimCredentials, SimError, Simulator,
+    AccountCurrency, CertificateSource, FaultPlan, MaintenanceWindow, MarginCallType, MarketHours,
+    PALM_OIL_SYMBOL_ID, PartialFills, PriceSource, SimConfig, SimCredentials, SimError, SimHandle,
+    Simulator,
 };
 use domain::{AcceleratedClock, Secret};
 use tokio::sync::watch;
@@ -159,6 +160,272 @@ pub struct SimulateArgs {
     /// Broker behaviour: send ProtoOAMarginChangedEvent after every deal.
     #[arg(long, help_heading = "Broker behaviour")]
     pub margin_changed_events: bool,
+    /// Scheduled: deposit AMOUNT (account currency, e.g. 1000 or 250.50) AFTER a real-time delay
+    /// (e.g. 30s, 5m): a DEPOSIT_WITHDRAW execution event and a trader update. Repeatable.
+    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = parse_deposit, help_heading = EVENTS)]
+    pub deposit: Vec<ScheduledEvent>,
+    /// Scheduled: withdraw AMOUNT AFTER a delay, as --deposit; more than the balance is refused
+    /// (logged). Repeatable.
+    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = parse_withdraw, help_heading = EVENTS)]
+    pub withdraw: Vec<ScheduledEvent>,
+    /// Scheduled: change the account's money digits to D (0 to 8) AFTER a delay, rescaling the
+    /// balance; a trader update carries the new moneyDigits. Repeatable.
+    #[arg(long, value_name = "D@AFTER", value_parser = parse_money_digits, help_heading = EVENTS)]
+    pub money_digits: Vec<ScheduledEvent>,
+    /// Scheduled: set the palm oil symbol's minimum volume to UNITS (e.g. 2 or 0.5) AFTER a delay;
+    /// a symbol changed event names it (a value off the symbol's step is refused, logged).
+    /// Repeatable.
+    #[arg(long, value_name = "UNITS@AFTER", value_parser = parse_min_volume, help_heading = EVENTS)]
+    pub min_volume: Vec<ScheduledEvent>,
+    /// Scheduled: suspend palm oil trading AFTER a delay (every order and close refused with
+    /// TRADING_DISABLED), and resume it FOR later when given. Repeatable.
+    #[arg(long, value_name = "AFTER[:FOR]", value_parser = parse_suspend_trading, help_heading = EVENTS)]
+    pub suspend_trading: Vec<TradingPause>,
+    /// Scheduled: let palm oil only close positions AFTER a delay, and trade normally again FOR
+    /// later when given. Repeatable.
+    #[arg(long, value_name = "AFTER[:FOR]", value_parser = parse_close_only, help_heading = EVENTS)]
+    pub close_only: Vec<TradingPause>,
+    /// Scheduled: a margin call (ProtoOAMarginCallTriggerEvent, threshold 1 at a 100 % margin
+    /// level) AFTER a delay. Repeatable.
+    #[arg(long, value_name = "AFTER", value_parser = parse_margin_call, help_heading = EVENTS)]
+    pub margin_call: Vec<ScheduledEvent>,
+    /// Scheduled: stop out the oldest open position AFTER a delay (a broker close with isStopOut;
+    /// logged and skipped when none is open). Repeatable.
+    #[arg(long, value_name = "AFTER", value_parser = parse_stop_out, help_heading = EVENTS)]
+    pub stop_out: Vec<ScheduledEvent>,
+    /// Scheduled: log the account out of every connection (ProtoOAAccountDisconnectEvent) AFTER a
+    /// delay. Repeatable.
+    #[arg(long, value_name = "AFTER", value_parser = parse_account_disconnect, help_heading = EVENTS)]
+    pub account_disconnect: Vec<ScheduledEvent>,
+    /// Scheduled: end every open session (ProtoOAClientDisconnectEvent) AFTER a delay. Repeatable.
+    #[arg(long, value_name = "AFTER", value_parser = parse_client_disconnect, help_heading = EVENTS)]
+    pub client_disconnect: Vec<ScheduledEvent>,
+}
+
+/// Help heading of the broker events `simulate` schedules.
+const EVENTS: &str = "Scheduled broker events";
+
+/// The margin level (percent) a scheduled margin call reports for threshold 1.
+const MARGIN_CALL_LEVEL: f64 = 100.0;
+
+/// A positive decimal as written on the command line: `digits` / 10^`scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    digits: i64,
+    scale: u32,
+}
+
+impl Decimal {
+    /// Parses `1000` or `250.50` (more than 0, at most `max_scale` decimals).
+    fn parse(text: &str, max_scale: u32) -> Result<Decimal, String> {
+        let not_a_number = || format!("{text:?} is not a positive number like 1000 or 250.50");
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || !all_digits(whole)
+            || !all_digits(fraction)
+            || (text.contains('.') && fraction.is_empty())
+        {
+            return Err(not_a_number());
+        }
+        let scale = u32::try_from(fraction.len())
+            .ok()
+            .filter(|s| *s <= max_scale)
+            .ok_or_else(|| format!("{text:?} has more than {max_scale} decimals"))?;
+        let digits: i64 = format!("{whole}{fraction}")
+            .parse()
+            .map_err(|_| format!("{text:?} is too large"))?;
+        if digits == 0 {
+            return Err(format!("{text:?} must be more than 0"));
+        }
+        Ok(Decimal { digits, scale })
+    }
+
+    /// The amount in units of 10^-`digits`, when that is exact and fits.
+    fn in_units_of(self, digits: u32) -> Option<i64> {
+        if self.scale <= digits {
+            10_i64
+                .checked_pow(digits - self.scale)?
+                .checked_mul(self.digits)
+        } else {
+            let divisor = 10_i64.checked_pow(self.scale - digits)?;
+            (self.digits % divisor == 0).then_some(self.digits / divisor)
+        }
+    }
+}
+
+impl std::fmt::Display for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.scale == 0 {
+            return write!(f, "{}", self.digits);
+        }
+        let text = format!("{:0>width$}", self.digits, width = self.scale as usize + 1);
+        let (whole, fraction) = text.split_at(text.len() - self.scale as usize);
+        write!(f, "{whole}.{fraction}")
+    }
+}
+
+/// A one-off broker action `simulate` carries out at a scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerEvent {
+    /// Cash in, in the account currency.
+    Deposit(Decimal),
+    /// Cash out, in the account currency.
+    Withdraw(Decimal),
+    /// New digits of the account's money.
+    MoneyDigits(u32),
+    /// New minimum volume of the palm oil symbol, in units of the symbol.
+    MinVolume(Decimal),
+    /// Palm oil trading suspended.
+    SuspendTrading,
+    /// Palm oil trades closes only.
+    CloseOnly,
+    /// Palm oil trades normally again.
+    ResumeTrading,
+    /// A margin call at threshold 1.
+    MarginCall,
+    /// The oldest open position stopped out.
+    StopOut,
+    /// The account logged out of every connection.
+    AccountDisconnect,
+    /// Every open session ended by the server.
+    ClientDisconnect,
+}
+
+impl std::fmt::Display for BrokerEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerEvent::Deposit(amount) => write!(f, "deposit {amount}"),
+            BrokerEvent::Withdraw(amount) => write!(f, "withdrawal {amount}"),
+            BrokerEvent::MoneyDigits(digits) => write!(f, "money digits {digits}"),
+            BrokerEvent::MinVolume(units) => write!(f, "minimum volume {units} units"),
+            BrokerEvent::SuspendTrading => f.write_str("trading suspended"),
+            BrokerEvent::CloseOnly => f.write_str("close only"),
+            BrokerEvent::ResumeTrading => f.write_str("trading resumed"),
+            BrokerEvent::MarginCall => f.write_str("margin call"),
+            BrokerEvent::StopOut => f.write_str("stop-out"),
+            BrokerEvent::AccountDisconnect => f.write_str("account disconnect"),
+            BrokerEvent::ClientDisconnect => f.write_str("client disconnect"),
+        }
+    }
+}
+
+/// A broker event and how long after the simulator starts (real time) it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduledEvent {
+    /// Real time after the start.
+    pub after: Duration,
+    /// What happens.
+    pub event: BrokerEvent,
+}
+
+/// Palm oil trading restricted (`event`) after a delay, and resumed `lasts` later when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradingPause {
+    /// Real time after the start.
+    pub after: Duration,
+    /// How long the restriction lasts; `None`: until the simulator stops.
+    pub lasts: Option<Duration>,
+    /// The restriction: [`BrokerEvent::SuspendTrading`] or [`BrokerEvent::CloseOnly`].
+    pub event: BrokerEvent,
+}
+
+/// Splits `VALUE@AFTER`.
+fn value_at(text: &str, shape: &str) -> Result<(String, Duration), String> {
+    let (value, after) = text
+        .split_once('@')
+        .ok_or_else(|| format!("{text:?} is not {shape}@AFTER (e.g. 1000@30s)"))?;
+    Ok((value.trim().to_owned(), parse_duration(after)?))
+}
+
+fn parse_cash(text: &str, event: fn(Decimal) -> BrokerEvent) -> Result<ScheduledEvent, String> {
+    let (amount, after) = value_at(text, "AMOUNT")?;
+    // Money digits go up to 8: an amount with more decimals fits no account.
+    let amount = Decimal::parse(&amount, 8)?;
+    Ok(ScheduledEvent {
+        after,
+        event: event(amount),
+    })
+}
+
+fn parse_deposit(text: &str) -> Result<ScheduledEvent, String> {
+    parse_cash(text, BrokerEvent::Deposit)
+}
+
+fn parse_withdraw(text: &str) -> Result<ScheduledEvent, String> {
+    parse_cash(text, BrokerEvent::Withdraw)
+}
+
+fn parse_money_digits(text: &str) -> Result<ScheduledEvent, String> {
+    let (digits, after) = value_at(text, "D")?;
+    let digits: u32 = digits
+        .parse()
+        .ok()
+        .filter(|d| *d <= 8)
+        .ok_or_else(|| format!("{digits:?} is not a number of money digits from 0 to 8"))?;
+    Ok(ScheduledEvent {
+        after,
+        event: BrokerEvent::MoneyDigits(digits),
+    })
+}
+
+fn parse_min_volume(text: &str) -> Result<ScheduledEvent, String> {
+    let (units, after) = value_at(text, "UNITS")?;
+    // Volumes are in 0.01 units: two decimals at most.
+    let units = Decimal::parse(&units, 2)?;
+    if units.in_units_of(2).is_none() {
+        return Err(format!("{units} units is too large"));
+    }
+    Ok(ScheduledEvent {
+        after,
+        event: BrokerEvent::MinVolume(units),
+    })
+}
+
+fn parse_pause(text: &str, event: BrokerEvent) -> Result<TradingPause, String> {
+    let (after, lasts) = match text.split_once(':') {
+        Some((after, lasts)) => (after, Some(parse_duration(lasts)?)),
+        None => (text, None),
+    };
+    if lasts == Some(Duration::ZERO) {
+        return Err(format!("{text:?}: FOR must be longer than 0"));
+    }
+    Ok(TradingPause {
+        after: parse_duration(after)?,
+        lasts,
+        event,
+    })
+}
+
+fn parse_suspend_trading(text: &str) -> Result<TradingPause, String> {
+    parse_pause(text, BrokerEvent::SuspendTrading)
+}
+
+fn parse_close_only(text: &str) -> Result<TradingPause, String> {
+    parse_pause(text, BrokerEvent::CloseOnly)
+}
+
+fn parse_at(text: &str, event: BrokerEvent) -> Result<ScheduledEvent, String> {
+    Ok(ScheduledEvent {
+        after: parse_duration(text)?,
+        event,
+    })
+}
+
+fn parse_margin_call(text: &str) -> Result<ScheduledEvent, String> {
+    parse_at(text, BrokerEvent::MarginCall)
+}
+
+fn parse_stop_out(text: &str) -> Result<ScheduledEvent, String> {
+    parse_at(text, BrokerEvent::StopOut)
+}
+
+fn parse_account_disconnect(text: &str) -> Result<ScheduledEvent, String> {
+    parse_at(text, BrokerEvent::AccountDisconnect)
+}
+
+fn parse_client_disconnect(text: &str) -> Result<ScheduledEvent, String> {
+    parse_at(text, BrokerEvent::ClientDisconnect)
 }
 
 /// Wraps a secret flag so `Debug` of the parsed arguments never shows it.
@@ -248,6 +515,96 @@ impl SimulateArgs {
             .map_err(|e| SimulateArgsError(e.to_string()))?;
         Ok(config)
     }
+
+    /// Every scheduled broker event, earliest first (a pause with FOR yields its resumption too).
+    pub fn schedule(&self) -> Vec<ScheduledEvent> {
+        let mut events: Vec<ScheduledEvent> = [
+            &self.deposit,
+            &self.withdraw,
+            &self.money_digits,
+            &self.min_volume,
+            &self.margin_call,
+            &self.stop_out,
+            &self.account_disconnect,
+            &self.client_disconnect,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+        for pause in self.suspend_trading.iter().chain(&self.close_only) {
+            events.push(ScheduledEvent {
+                after: pause.after,
+                event: pause.event,
+            });
+            if let Some(lasts) = pause.lasts {
+                events.push(ScheduledEvent {
+                    after: pause.after.saturating_add(lasts),
+                    event: BrokerEvent::ResumeTrading,
+                });
+            }
+        }
+        // Stable: events due at the same time keep the order above.
+        events.sort_by_key(|e| e.after);
+        events
+    }
+}
+
+/// Carries out each scheduled event once, at its time after the call, earliest first; returns
+/// when the last has fired. `money_digits`: the account's at the start.
+async fn fire_events(sim: &SimHandle, events: Vec<ScheduledEvent>, mut money_digits: u32) {
+    let start = tokio::time::Instant::now();
+    for scheduled in events {
+        tokio::time::sleep_until(start + scheduled.after).await;
+        let event = scheduled.event;
+        match carry_out(sim, event, &mut money_digits) {
+            Ok(()) => tracing::info!("scheduled broker event: {event}"),
+            Err(e) => tracing::warn!("scheduled broker event {event} not carried out: {e}"),
+        }
+    }
+}
+
+/// Makes the simulator do `event` now; `money_digits` follows a change of digits.
+fn carry_out(sim: &SimHandle, event: BrokerEvent, money_digits: &mut u32) -> Result<(), String> {
+    let digits = *money_digits;
+    let minor = |amount: Decimal| {
+        amount
+            .in_units_of(digits)
+            .ok_or_else(|| format!("{amount} does not fit the account's {digits} money digits"))
+    };
+    let done = match event {
+        BrokerEvent::Deposit(amount) => sim.deposit(minor(amount)?).map(drop),
+        BrokerEvent::Withdraw(amount) => sim.withdraw(minor(amount)?).map(drop),
+        BrokerEvent::MoneyDigits(new) => sim.set_money_digits(new).map(|()| *money_digits = new),
+        BrokerEvent::MinVolume(units) => {
+            let volume = units
+                .in_units_of(2)
+                .ok_or_else(|| format!("{units} units is too large"))?;
+            sim.set_symbol_min_volume(PALM_OIL_SYMBOL_ID, volume)
+        }
+        BrokerEvent::SuspendTrading => sim.suspend_trading(PALM_OIL_SYMBOL_ID),
+        BrokerEvent::CloseOnly => sim.close_only(PALM_OIL_SYMBOL_ID),
+        BrokerEvent::ResumeTrading => sim.resume_trading(PALM_OIL_SYMBOL_ID),
+        BrokerEvent::MarginCall => {
+            sim.trigger_margin_call(MarginCallType::Threshold1, MARGIN_CALL_LEVEL);
+            Ok(())
+        }
+        BrokerEvent::StopOut => {
+            let oldest = sim.open_position_ids().first().copied();
+            let oldest = oldest.ok_or_else(|| "no position is open".to_owned())?;
+            sim.stop_out(oldest)
+        }
+        BrokerEvent::AccountDisconnect => {
+            sim.disconnect_account();
+            Ok(())
+        }
+        BrokerEvent::ClientDisconnect => {
+            sim.faults()
+                .disconnect_clients("scheduled by simulate --client-disconnect");
+            Ok(())
+        }
+    };
+    done.map_err(|e| e.to_string())
 }
 
 /// Runs `simulate`: 0 after a clean stop, 2 for bad flags or settings, 1 when the server fails.
@@ -281,12 +638,14 @@ pub fn run(config_path: Option<&Path>, args: &SimulateArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    ExitCode::from(tokio.block_on(serve(sim_config, args.duration)))
+    let events = args.schedule();
+    ExitCode::from(tokio.block_on(serve(sim_config, args.duration, events)))
 }
 
 /// Serves until a signal or the duration; prints the one start line scripts parse.
 #[allow(clippy::print_stdout, clippy::print_stderr)] // the start line is this command's output
-async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
+async fn serve(config: SimConfig, duration: Option<Duration>, events: Vec<ScheduledEvent>) -> u8 {
+    let money_digits = config.money_digits;
     let account = config.credentials.account_id;
     let client_id = config.credentials.client_id.clone();
     let credentials = config.credentials.clone();
@@ -340,7 +699,15 @@ async fn serve(config: SimConfig, duration: Option<Duration>) -> u8 {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     runtime::spawn_signal_watch(stop_tx, duration);
-    runtime::wait_for(stop_rx).await;
+    // The scheduled events run until the last has fired or the simulator stops, whichever is first.
+    let scheduled = async {
+        fire_events(&sim, events, money_digits).await;
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = runtime::wait_for(stop_rx) => {}
+        () = scheduled => {}
+    }
     sim.shutdown().await;
     EXIT_OK
 }
@@ -570,6 +937,152 @@ mod tests {
         );
         assert!(text.contains("CTRADER_PORT='5035'\n"), "{text}");
         assert!(text.contains("CTRADER_HOST='localhost'\n"), "{text}");
+    }
+
+    /// The error clap reports for `extra`, or a panic when it parses.
+    fn refused(extra: &[&str]) -> String {
+        let mut argv = vec![
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-dir",
+            "/tmp/x",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => panic!("{extra:?} was accepted: {:?}", cli.args.schedule()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn at(secs: u64, event: BrokerEvent) -> ScheduledEvent {
+        ScheduledEvent {
+            after: Duration::from_secs(secs),
+            event,
+        }
+    }
+
+    #[test]
+    fn scheduled_events_parse_and_come_earliest_first() {
+        let args = parse(&[
+            "--deposit",
+            "1000@30s",
+            "--deposit",
+            "250.50@5m",
+            "--withdraw",
+            "0.01@1m",
+            "--money-digits",
+            "3@2m",
+            "--min-volume",
+            "0.5@10",
+            "--suspend-trading",
+            "1m:30s",
+            "--close-only",
+            "3m",
+            "--margin-call",
+            "45s",
+            "--stop-out",
+            "1h",
+            "--account-disconnect",
+            "2m",
+            "--client-disconnect",
+            "0s",
+        ]);
+        let deposit = |digits, scale| BrokerEvent::Deposit(Decimal { digits, scale });
+        assert_eq!(
+            args.schedule(),
+            vec![
+                at(0, BrokerEvent::ClientDisconnect),
+                at(
+                    10,
+                    BrokerEvent::MinVolume(Decimal {
+                        digits: 5,
+                        scale: 1
+                    })
+                ),
+                at(30, deposit(1000, 0)),
+                at(45, BrokerEvent::MarginCall),
+                at(
+                    60,
+                    BrokerEvent::Withdraw(Decimal {
+                        digits: 1,
+                        scale: 2
+                    })
+                ),
+                at(60, BrokerEvent::SuspendTrading),
+                at(90, BrokerEvent::ResumeTrading),
+                at(120, BrokerEvent::MoneyDigits(3)),
+                at(120, BrokerEvent::AccountDisconnect),
+                at(180, BrokerEvent::CloseOnly),
+                at(300, deposit(25050, 2)),
+                at(3600, BrokerEvent::StopOut),
+            ]
+        );
+        assert!(
+            parse(&[]).schedule().is_empty(),
+            "nothing scheduled by default"
+        );
+    }
+
+    #[test]
+    fn amounts_convert_exactly_into_the_accounts_money_digits() {
+        let amount = |text| Decimal::parse(text, 8).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(amount("250.50").in_units_of(2), Some(25_050));
+        assert_eq!(amount("1000").in_units_of(2), Some(100_000));
+        assert_eq!(amount("1000").in_units_of(0), Some(1000));
+        assert_eq!(amount("250.50").in_units_of(1), Some(2505));
+        assert_eq!(amount("0.005").in_units_of(2), None, "not exact");
+        assert_eq!(
+            amount("92233720368547758").in_units_of(8),
+            None,
+            "overflows"
+        );
+        assert_eq!(amount("250.50").to_string(), "250.50");
+        assert_eq!(amount("0.05").to_string(), "0.05");
+        assert_eq!(amount("7").to_string(), "7");
+        assert_eq!(
+            BrokerEvent::Deposit(amount("1000")).to_string(),
+            "deposit 1000"
+        );
+    }
+
+    #[test]
+    fn bad_scheduled_events_name_their_flag() {
+        let cases: [(&[&str], &str, &str); 14] = [
+            (&["--deposit", "1000"], "--deposit", "AMOUNT@AFTER"),
+            (&["--deposit=-5@1s"], "--deposit", "positive number"),
+            (&["--deposit", "0@1s"], "--deposit", "more than 0"),
+            (&["--deposit", "1.123456789@1s"], "--deposit", "8 decimals"),
+            (&["--deposit", "10@soon"], "--deposit", "duration"),
+            (&["--withdraw", "ten@1s"], "--withdraw", "positive number"),
+            (&["--money-digits", "9@1s"], "--money-digits", "0 to 8"),
+            (&["--min-volume", "0.001@1s"], "--min-volume", "2 decimals"),
+            (
+                &["--suspend-trading", "1m:0s"],
+                "--suspend-trading",
+                "longer than 0",
+            ),
+            (&["--close-only", "x"], "--close-only", "duration"),
+            (&["--margin-call=-1s"], "--margin-call", "duration"),
+            (&["--stop-out", "1d"], "--stop-out", "duration"),
+            (
+                &["--account-disconnect", ""],
+                "--account-disconnect",
+                "duration",
+            ),
+            (
+                &["--client-disconnect", "5x"],
+                "--client-disconnect",
+                "duration",
+            ),
+        ];
+        for (extra, flag, why) in cases {
+            let message = refused(extra);
+            assert!(
+                message.contains(flag) && message.contains(why),
+                "{extra:?}: {message}"
+            );
+        }
     }
 
     #[test]
