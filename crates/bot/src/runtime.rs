@@ -495,7 +495,11 @@ async fn start_session(
     .await;
     let engine = match engine {
         Ok(engine) => engine,
-        Err(EngineError::Broker(b)) if b.is_transient() => {
+        // A link lost during start-up (also while reconciling) is a blip like any other.
+        Err(
+            EngineError::Broker(b)
+            | EngineError::Reconcile(crate::reconcile::ReconcileFailure::Broker(b)),
+        ) if b.is_transient() => {
             client.shutdown();
             return Err(StartFailure::Transient(b));
         }

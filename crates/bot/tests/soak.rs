@@ -443,9 +443,19 @@ impl Soak {
     fn sample_equity(&mut self, context: &str) {
         let world = &self.world;
         world.sim.freeze_prices();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(30);
+        let mut thawed = started;
         let mut last = String::new();
         let matched = loop {
+            // Held prices send no new spot: a bot that reconnected after the last one may never
+            // see it. Let the prices move a moment, then hold them again.
+            if thawed.elapsed() >= Duration::from_secs(5) {
+                world.sim.release_prices();
+                std::thread::sleep(Duration::from_millis(30));
+                world.sim.freeze_prices();
+                thawed = Instant::now();
+            }
             let (bid, ask) = world.sim.quote(PALM_OIL_SYMBOL_ID).unwrap();
             let open = world.sim.open_positions();
             let broker_net: Option<i64> = open
