@@ -2,17 +2,22 @@
 //!
 //! The short form (a simulated month) runs with the tests; `scripts/soak.sh` runs the long form (a
 //! year, release build). Both drive the real binary through the palm oil schedule (weekends and
-//! holidays closed) kept in London's local hours (so its UTC hours move at each daylight-saving
-//! change; the month spans the spring one, the year both), a weekly maintenance window, random disconnects several times a day, a
-//! disconnect storm each month, the access token expiring every 30 simulated days, daily swaps,
-//! commission on every deal and a moving USDMYR rate, SIGKILLs at seeded moments (some with an
-//! order in flight) each followed by a restart with the original environment, and a redeploy
-//! (SIGTERM, start) each month. After every restart, and at the end, the store must match the
-//! broker, no order may have been sent twice, no finding may wait for a person, and equity on
-//! `/api/status` must equal the broker's balance plus its own unrealized PnL.
+//! holidays closed) kept in London's local hours (its UTC hours move at each daylight-saving
+//! change: the month spans the spring one, the year both), a weekly maintenance window, random
+//! disconnects several times a day, a disconnect storm each month, the access token expiring every
+//! 30 simulated days, daily swaps, commission on every deal, a moving USDMYR rate, margin-changed
+//! events, and each month a week of fills in parts, a deposit and a withdrawal, and a week with the
+//! minimum volume raised past what the risk allows; a margin call near the end; SIGKILLs at seeded
+//! moments (some with an order in flight), each followed by a start with the original
+//! environment; and a redeploy (SIGTERM, start) each month. After every start the store must match
+//! the broker deal by deal (net PnL and balance included), no order may have gone twice, no finding
+//! may wait for a person, and equity on `/api/status` must equal the broker's balance plus its own
+//! unrealized PnL; at the end every loss is held against the risk per trade, the kill switch against
+//! the broker's equity, and the process's memory and open files early against late.
 //!
-//! Settings (environment): `SOAK_DAYS` (30), `SOAK_SEED`, `SOAK_SPEED` (simulated seconds per
-//! real second), `SOAK_REPORT` (a file to write the figures to, JSON).
+//! Settings (environment): `SOAK_DAYS` (30), `SOAK_SEED` (hex), `SOAK_SPEED` (simulated seconds
+//! per real second, 20000), `SOAK_REPORT` (a file for the figures, JSON), `SOAK_LOG` (a file for
+//! every log line of every life of the bot).
 
 // Test code: a broken expectation panics, which is how the test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -45,6 +50,7 @@ const START: Timestamp = Timestamp(1_742_169_600_000);
 const SESSION_ZONE: &str = "Europe/London";
 /// The risk a stop-loss may take, as a fraction of equity in the account's currency.
 const RISK_PER_TRADE: f64 = 0.01;
+/// The daily loss that engages the kill switch: high enough that a month keeps trading.
 const DAILY_LOSS_LIMIT: f64 = 0.08;
 /// Kills in a simulated year: the issue asks for at least 50.
 const KILLS_PER_YEAR: i64 = 56;
