@@ -499,7 +499,7 @@ async fn start_session(
         Err(
             EngineError::Broker(b)
             | EngineError::Reconcile(crate::reconcile::ReconcileFailure::Broker(b)),
-        ) if b.is_transient() => {
+        ) if b.is_transient() || lost_account_authorisation(&b) => {
             client.shutdown();
             return Err(StartFailure::Transient(b));
         }
@@ -580,6 +580,14 @@ fn refusal_notified(obs: &Observers, clock: &dyn Clock, error: SessionError) -> 
     error
 }
 
+/// A request refused because the account is no longer authorised on this connection: a token
+/// refresh during start-up invalidates the old access token and, with it, the account's
+/// authorisation. A new session authorises it afresh; a token that does not grant the account at
+/// all fails at that authorisation instead, for good.
+fn lost_account_authorisation(error: &BrokerError) -> bool {
+    matches!(error, BrokerError::Refused { code, .. } if code == "ACCOUNT_NOT_AUTHORIZED")
+}
+
 fn refused_or_failed(error: &BrokerError) -> SessionError {
     if error.is_transient() {
         SessionError::Failed(error.to_string())
@@ -613,5 +621,28 @@ impl Clock for ScaledClock {
     fn now(&self) -> Timestamp {
         let elapsed_ms = self.wall_start.elapsed().as_secs_f64() * 1000.0 * self.speed;
         self.sim_start.plus_millis(elapsed_ms as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the soak: a start-up refresh left the account unauthorised on the connection, and
+    /// `run` exited 3 instead of starting again.
+    #[test]
+    fn an_account_no_longer_authorised_on_the_connection_starts_the_session_again() {
+        let refused = |code: &str| BrokerError::Refused {
+            request: "symbol by id",
+            code: code.to_owned(),
+            description: None,
+        };
+        assert!(lost_account_authorisation(&refused(
+            "ACCOUNT_NOT_AUTHORIZED"
+        )));
+        assert!(!lost_account_authorisation(&refused("TRADING_DISABLED")));
+        assert!(!lost_account_authorisation(&BrokerError::Stopped(
+            "shut down".into()
+        )));
     }
 }
