@@ -16,8 +16,11 @@
 //! the broker's equity, and the process's memory and open files early against late.
 //!
 //! Settings (environment): `SOAK_DAYS` (30), `SOAK_SEED` (hex), `SOAK_SPEED` (simulated seconds
-//! per real second, 20000), `SOAK_REPORT` (a file for the figures, JSON), `SOAK_LOG` (a file for
-//! every log line of every life of the bot).
+//! per real second, 20000), `SOAK_QUOTE_STEP_MS` (simulated milliseconds between two steps of the
+//! price paths, 1000), `SOAK_EVERY_QUOTE` (1: every quote change is its own spot event, as a real
+//! server streams them; 0, the default: each market update sends the latest quote only),
+//! `SOAK_REPORT` (a file for the figures, JSON), `SOAK_LOG` (a file for every log line of every
+//! life of the bot).
 
 // Test code: a broken expectation panics, which is how the test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,6 +64,8 @@ struct Plan {
     days: i64,
     seed: u64,
     speed: f64,
+    quote_step_ms: u64,
+    every_quote: bool,
 }
 
 impl Plan {
@@ -81,6 +86,8 @@ impl Plan {
             days: var("SOAK_DAYS", 30),
             seed,
             speed: var("SOAK_SPEED", 20_000.0),
+            quote_step_ms: var("SOAK_QUOTE_STEP_MS", 1_000),
+            every_quote: var("SOAK_EVERY_QUOTE", 0_u8) == 1,
         };
         assert!((7..=400).contains(&plan.days), "SOAK_DAYS must be 7 to 400");
         plan
@@ -266,6 +273,8 @@ impl Soak {
                 c.sessions_follow_zone = true;
                 c.history = Duration::from_secs(3 * 86_400);
                 c.tick_interval = Duration::from_millis(10);
+                c.quote_step = Duration::from_millis(plan.quote_step_ms);
+                c.every_quote = plan.every_quote;
                 // cTrader's access token lasts about 30 days; here, 30 simulated days.
                 c.token_lifetime = plan.real(30 * DAY_MS);
                 c.initial_balance = 1_000_000;
@@ -876,11 +885,19 @@ fn the_bot_runs_unattended_through_simulated_months() {
             .map(|d| d.as_millis() as u64)
             .collect(),
     );
+    let wall_seconds = wall.elapsed().as_secs_f64();
+    let quotes_sent = soak.world.sim.spots_sent();
+    let pushes_missed = soak.world.sim.pushes_missed();
     let report = serde_json::json!({
         "seed": format!("{:#x}", plan.seed),
         "simulated_days": plan.days,
         "speed": plan.speed,
-        "wall_seconds": wall.elapsed().as_secs_f64(),
+        "quote_step_ms": plan.quote_step_ms,
+        "every_quote": plan.every_quote,
+        "wall_seconds": wall_seconds,
+        "quotes_sent": quotes_sent,
+        "quotes_per_wall_second": quotes_sent as f64 / wall_seconds,
+        "pushes_missed": pushes_missed,
         "starts": soak.lives,
         "kills": soak.kills,
         "kills_with_order_in_flight": soak.kills_in_flight,
@@ -915,6 +932,10 @@ fn the_bot_runs_unattended_through_simulated_months() {
     eprintln!("soak: {summary}");
 
     assert!(soak.kills >= (plan.days * KILLS_PER_YEAR / 365).max(6) as usize);
+    assert_eq!(
+        pushes_missed, 0,
+        "the bot read too slowly: the broker dropped {pushes_missed} pushed events for it"
+    );
     assert!(
         orders >= plan.days as usize,
         "too few orders to test anything: {orders}"

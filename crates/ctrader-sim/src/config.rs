@@ -128,8 +128,15 @@ pub struct SimConfig {
     pub start_time: Option<Timestamp>,
     /// Simulated price history generated before the start, so trendbar requests have data.
     pub history: Duration,
-    /// Real time between two market updates (spot events are sent at most this often per symbol).
+    /// Real time between two market updates (spot events are sent at most this often per symbol,
+    /// unless [`SimConfig::every_quote`]).
     pub tick_interval: Duration,
+    /// `--quote-step`: simulated time between two steps of every price path, the resolution of
+    /// quotes, SL/TP checks and bars (a whole number of milliseconds, 1 ms to 60 s).
+    pub quote_step: Duration,
+    /// `--every-quote`: every quote change is its own spot event, in order, as a real server streams
+    /// them; off, each market update sends a symbol's latest quote only (lighter at high speeds).
+    pub every_quote: bool,
     /// The server sends a heartbeat when it has sent nothing for this long.
     pub heartbeat_interval: Duration,
     /// A client silent for this long is disconnected; `None` never.
@@ -172,6 +179,8 @@ impl Default for SimConfig {
             start_time: None,
             history: Duration::from_secs(3 * 86_400),
             tick_interval: Duration::from_millis(100),
+            quote_step: Duration::from_secs(1),
+            every_quote: false,
             heartbeat_interval: Duration::from_secs(10),
             client_idle_timeout: Some(Duration::from_secs(60)),
             max_frame_len: 1024 * 1024,
@@ -261,6 +270,14 @@ impl SimConfig {
             || self.tick_interval > Duration::from_secs(60)
         {
             return bad("tick interval must be between 1 ms and 60 s".to_owned());
+        }
+        if self.quote_step < Duration::from_millis(1)
+            || self.quote_step > Duration::from_secs(60)
+            || self.quote_step.subsec_nanos() % 1_000_000 != 0
+        {
+            return bad(
+                "quote step must be a whole number of milliseconds from 1 ms to 60 s".to_owned(),
+            );
         }
         if self.heartbeat_interval < Duration::from_millis(10) {
             return bad("heartbeat interval must be at least 10 ms".to_owned());

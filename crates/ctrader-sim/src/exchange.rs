@@ -4,7 +4,7 @@
 use domain::{Secret, Timestamp};
 
 use crate::broker::{Broker, Execution};
-use crate::market::{Market, SpotUpdate};
+use crate::market::{Market, STEP_MS, SpotUpdate};
 use crate::prices::{PriceDriver, PriceSource, ReplayPath, SyntheticPath, TwoSided, load_ohlc_csv};
 use crate::rng::SimRng;
 use crate::rollover;
@@ -125,6 +125,8 @@ impl Exchange {
             }
         }
         let history_ms = i64::try_from(config.history.as_millis()).unwrap_or(i64::MAX);
+        // Validated: a whole number of milliseconds from 1 ms to a minute.
+        let step_ms = i64::try_from(config.quote_step.as_millis()).unwrap_or(STEP_MS);
         let mut replay = None;
         if let PriceSource::Csv(path) = &config.prices {
             replay = Some(ReplayPath::new(&load_ohlc_csv(path)?));
@@ -143,17 +145,20 @@ impl Exchange {
                     tick: symbol.tick(),
                     spread_ticks: symbol.model.spread_quiet_ticks,
                 },
-                _ => PriceDriver::Synthetic(SyntheticPath::new(
-                    symbol.model.clone(),
-                    config.seed,
-                    stream,
-                )),
+                _ => PriceDriver::Synthetic(
+                    SyntheticPath::new(symbol.model.clone(), config.seed, stream)
+                        .with_step(step_ms as f64 / 1000.0),
+                ),
             };
             drivers.push((symbol.clone(), driver));
         }
-        let mut market = Market::new(drivers, Timestamp(start.0.saturating_sub(history_ms)));
+        let mut market =
+            Market::new(drivers, Timestamp(start.0.saturating_sub(history_ms))).with_step(step_ms);
         // Nothing is open during the warm-up, so only the final quotes matter to the broker.
         market.advance(start, |_| {});
+        if config.every_quote {
+            market.publish_every_quote();
+        }
         let mut broker = Broker::new(&symbols);
         for symbol in &symbols {
             if let Some((quote, at)) = market.last_quote(symbol.id) {

@@ -1,5 +1,6 @@
-//! The market: every symbol's price path stepped one simulated second at a time while the symbol
-//! trades, its one-minute bars, and which quote changes are still to be published as spots.
+//! The market: every symbol's price path stepped one simulated step (a second unless configured)
+//! at a time while the symbol trades, its one-minute bars, and which quote changes are still to be
+//! published as spots.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use crate::bars::BarSeries;
 use crate::prices::{PriceDriver, TwoSided};
 use crate::symbols::SimSymbol;
 
-/// One simulated second: the resolution of the price path, SL/TP checks and bars.
+/// One simulated second: the default resolution of the price path, SL/TP checks and bars.
 pub(crate) const STEP_MS: i64 = 1_000;
 
 /// A price change of one symbol at one instant.
@@ -56,6 +57,26 @@ struct Feed {
 }
 
 impl Feed {
+    /// The change from the last published quote to the latest one, now marked published.
+    fn unpublished(&mut self) -> Option<SpotUpdate> {
+        let last = self.last?;
+        let previous = self.published;
+        if previous == Some(last) {
+            return None;
+        }
+        self.published = Some(last);
+        Some(SpotUpdate {
+            symbol_id: self.symbol.id,
+            bid: previous
+                .is_none_or(|p| p.bid != last.bid)
+                .then_some(last.bid),
+            ask: previous
+                .is_none_or(|p| p.ask != last.ask)
+                .then_some(last.ask),
+            at: self.last_at,
+        })
+    }
+
     /// True when the symbol trades at `at` (weekly sessions minus holidays).
     fn open_at(&mut self, at: Timestamp) -> bool {
         let at = self.symbol.session_time(at);
@@ -98,6 +119,10 @@ pub(crate) struct Market {
     now: Timestamp,
     /// While true the clock runs but no price path moves (a test holding quotes still).
     frozen: bool,
+    /// Simulated milliseconds between two steps of every price path.
+    step_ms: i64,
+    /// Every quote change in order, still to be published, when every quote is its own spot.
+    every_quote: Option<Vec<SpotUpdate>>,
 }
 
 impl Market {
@@ -125,7 +150,22 @@ impl Market {
             feeds,
             now: start,
             frozen: false,
+            step_ms: STEP_MS,
+            every_quote: None,
         }
+    }
+
+    /// Steps the price paths every `step_ms` simulated milliseconds (at least 1) instead of every
+    /// second; the drivers must have been built for the same step.
+    pub(crate) fn with_step(mut self, step_ms: i64) -> Market {
+        self.step_ms = step_ms.max(1);
+        self
+    }
+
+    /// Publishes every quote change as its own spot, in order, as a real server streams them,
+    /// instead of each symbol's latest quote once per call to [`Market::take_spot_updates`].
+    pub(crate) fn publish_every_quote(&mut self) {
+        self.every_quote.get_or_insert_with(Vec::new);
     }
 
     /// The simulated time of the last step.
@@ -165,10 +205,10 @@ impl Market {
         })
     }
 
-    /// Steps every symbol one second at a time up to `to`, reporting each price change.
+    /// Steps every symbol one step at a time up to `to`, reporting each price change.
     pub(crate) fn advance(&mut self, to: Timestamp, mut on_tick: impl FnMut(Tick)) {
-        while self.now.0 + STEP_MS <= to.0 {
-            let at = Timestamp(self.now.0 + STEP_MS);
+        while self.now.0 + self.step_ms <= to.0 {
+            let at = Timestamp(self.now.0 + self.step_ms);
             self.now = at;
             if self.frozen {
                 continue;
@@ -188,6 +228,9 @@ impl Market {
                 }
                 feed.last = Some(quote);
                 feed.last_at = at;
+                if let Some(queue) = &mut self.every_quote {
+                    queue.extend(feed.unpublished());
+                }
                 on_tick(Tick {
                     symbol_id: feed.symbol.id,
                     at,
@@ -216,27 +259,16 @@ impl Market {
         self.feeds.get(&symbol_id).map(|f| &f.bars)
     }
 
-    /// The quote changes since the last call, one per symbol that moved.
+    /// The quote changes since the last call: every one in order when every quote is published,
+    /// else one per symbol that moved.
     pub(crate) fn take_spot_updates(&mut self) -> Vec<SpotUpdate> {
-        let mut updates = Vec::new();
-        for feed in self.feeds.values_mut() {
-            let Some(last) = feed.last else { continue };
-            let previous = feed.published;
-            if previous == Some(last) {
-                continue;
-            }
-            feed.published = Some(last);
-            updates.push(SpotUpdate {
-                symbol_id: feed.symbol.id,
-                bid: previous
-                    .is_none_or(|p| p.bid != last.bid)
-                    .then_some(last.bid),
-                ask: previous
-                    .is_none_or(|p| p.ask != last.ask)
-                    .then_some(last.ask),
-                at: feed.last_at,
-            });
-        }
+        let mut updates = self
+            .every_quote
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        // A quote set by hand (or every change, when only the latest is published).
+        updates.extend(self.feeds.values_mut().filter_map(Feed::unpublished));
         updates
     }
 }
@@ -315,6 +347,86 @@ mod tests {
             }
         }
         assert!(one_sided > 0, "some spots carry only one side");
+    }
+
+    #[test]
+    fn every_quote_is_published_in_order_at_the_configured_step() {
+        let step_ms = 250;
+        let symbols = catalog("PALMOIL", &MarketHours::AlwaysOpen)
+            .into_iter()
+            .map(|s| {
+                let path = SyntheticPath::new(s.model.clone(), 5, s.id.unsigned_abs())
+                    .with_step(step_ms as f64 / 1000.0);
+                (s, PriceDriver::Synthetic(path))
+            })
+            .collect();
+        let mut market = Market::new(symbols, MONDAY_0200).with_step(step_ms);
+        market.take_spot_updates();
+        market.publish_every_quote();
+        let mut ticks = Vec::new();
+        market.advance(MONDAY_0200.plus_millis(60_000), |t| ticks.push(t));
+        assert!(ticks.iter().all(|t| t.at.millis() % step_ms == 0));
+        let busiest = ticks
+            .iter()
+            .map(|t| t.symbol_id)
+            .max_by_key(|id| ticks.iter().filter(|t| t.symbol_id == *id).count());
+        let busy: Vec<Tick> = ticks
+            .iter()
+            .copied()
+            .filter(|t| Some(t.symbol_id) == busiest)
+            .collect();
+        assert!(
+            busy.len() > 60,
+            "more than one quote a second: {}",
+            busy.len()
+        );
+        let spots = market.take_spot_updates();
+        assert_eq!(spots.len(), ticks.len(), "one spot per quote change");
+        // Each spot carries the sides that changed since the one before: replaying them gives
+        // every quote in order.
+        let (mut bid, mut ask) = (None, None);
+        let replayed: Vec<(Timestamp, i64, i64)> = spots
+            .iter()
+            .filter(|u| Some(u.symbol_id) == busiest)
+            .map(|u| {
+                bid = u.bid.or(bid);
+                ask = u.ask.or(ask);
+                (u.at, bid.unwrap(), ask.unwrap())
+            })
+            .collect();
+        let expected: Vec<(Timestamp, i64, i64)> = busy
+            .iter()
+            .map(|t| (t.at, t.quote.bid, t.quote.ask))
+            .collect();
+        assert_eq!(replayed, expected);
+        assert!(market.take_spot_updates().is_empty(), "nothing twice");
+    }
+
+    #[test]
+    fn a_finer_step_keeps_the_daily_volatility() {
+        // The same model stepped every 250 ms or every second moves about as much over a day.
+        let model = catalog("PALMOIL", &MarketHours::AlwaysOpen)
+            .into_iter()
+            .find(|s| s.id == PALM_OIL_SYMBOL_ID)
+            .unwrap()
+            .model;
+        let spread = |step_ms: i64, seed: u64| {
+            let mut path =
+                SyntheticPath::new(model.clone(), seed, 1).with_step(step_ms as f64 / 1000.0);
+            let steps = 6 * 3_600_000 / step_ms;
+            let (mut low, mut high) = (i64::MAX, i64::MIN);
+            for _ in 0..steps {
+                let q = path.step();
+                low = low.min(q.bid);
+                high = high.max(q.bid);
+            }
+            (high - low) as f64
+        };
+        let seeds = 1..=12;
+        let coarse: f64 = seeds.clone().map(|s| spread(1000, s)).sum();
+        let fine: f64 = seeds.map(|s| spread(250, s + 100)).sum();
+        let ratio = fine / coarse;
+        assert!((0.6..1.6).contains(&ratio), "range ratio {ratio}");
     }
 
     #[test]

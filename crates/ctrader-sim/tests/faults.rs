@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestSim, market_buy, place};
-use ctrader_proto::openapi::{ProtoOaReconcileReq, ProtoOaTraderReq};
+use ctrader_proto::openapi::{ProtoOaReconcileReq, ProtoOaSubscribeSpotsReq, ProtoOaTraderReq};
 use ctrader_proto::{Payload, ProtoError};
 use ctrader_sim::{FaultPlan, SimError};
 
@@ -86,6 +86,38 @@ async fn replies_are_delayed() {
         })
         .await;
     assert!(started.elapsed() < Duration::from_millis(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spots_keep_flowing_while_an_order_answer_is_held() {
+    // A real server streams quotes while it works an order: the held answer must not stall them.
+    let sim = TestSim::start(|c| c.speed = 600.0).await;
+    let account = sim.account();
+    let mut client = sim.authorised().await;
+    client
+        .request(ProtoOaSubscribeSpotsReq {
+            ctid_trader_account_id: account,
+            symbol_id: vec![common::PALM],
+            ..Default::default()
+        })
+        .await;
+    sim.handle
+        .faults()
+        .delay_replies(Some(Duration::from_millis(1_500)))
+        .unwrap();
+    let order = client.send(market_buy(account, 100, None, None)).await;
+    let mut spots_before_answer = 0;
+    for _ in 0..5_000 {
+        let (id, payload) = client.next().await;
+        if id.as_deref() == Some(order.as_str()) {
+            break;
+        }
+        spots_before_answer += usize::from(matches!(payload, Payload::SpotEvent(_)));
+    }
+    assert!(
+        spots_before_answer >= 5,
+        "only {spots_before_answer} spots arrived while the answer was held"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

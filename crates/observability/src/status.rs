@@ -72,6 +72,8 @@ pub struct QuoteView {
     pub ask: f64,
     /// When the bot received it (ms since the epoch, UTC); freshness is judged from this.
     pub received_at_ms: i64,
+    /// When the broker quoted it (ms since the epoch, UTC): how far behind the bot reads.
+    pub quoted_at_ms: i64,
 }
 
 impl QuoteView {
@@ -81,6 +83,7 @@ impl QuoteView {
             bid: quote.bid.to_f64(),
             ask: quote.ask.to_f64(),
             received_at_ms: received_at.millis(),
+            quoted_at_ms: quote.time.millis(),
         }
     }
 }
@@ -674,6 +677,7 @@ mod tests {
                 bid: 1.0,
                 ask: 1.1,
                 received_at_ms,
+                quoted_at_ms: received_at_ms,
             }),
             ..LiveStatus::default()
         }

@@ -24,6 +24,7 @@ fn ready_state(received_at_ms: i64) -> LiveStatus {
             bid: 4012.5,
             ask: 4013.0,
             received_at_ms,
+            quoted_at_ms: received_at_ms - 40,
         }),
         ..LiveStatus::default()
     }

@@ -254,6 +254,7 @@ fn heartbeat_line_reports_link_quotes_position_and_equity() {
                 bid: 1.0,
                 ask: 1.1,
                 received_at_ms: 1_763_950_027_500,
+                quoted_at_ms: 1_763_950_027_460,
             }),
             position: Some(PositionView {
                 position_id: 5,

@@ -56,6 +56,14 @@ pub struct SimulateArgs {
     /// Seed of the synthetic price paths.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Simulated time between two steps of the price paths: the resolution of quotes, SL/TP
+    /// checks and bars (e.g. 250ms, 1s; 1 ms to 60 s).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub quote_step: Duration,
+    /// Send every quote change as its own spot event, in order, as a real server streams them
+    /// (otherwise each market update sends a symbol's latest quote only: lighter at high speeds).
+    #[arg(long)]
+    pub every_quote: bool,
     /// Name of the palm oil CFD on this broker.
     #[arg(long, default_value = "PALMOIL", value_name = "NAME")]
     pub symbol: String,
@@ -495,6 +503,8 @@ impl SimulateArgs {
             prices,
             speed: self.speed,
             seed: self.seed,
+            quote_step: self.quote_step,
+            every_quote: self.every_quote,
             palm_oil_symbol: self.symbol.clone(),
             credentials,
             market_hours,
@@ -708,6 +718,13 @@ async fn serve(config: SimConfig, duration: Option<Duration>, events: Vec<Schedu
         () = runtime::wait_for(stop_rx) => {}
         () = scheduled => {}
     }
+    // What a load test reads: how many quotes went out, and whether any client fell behind.
+    println!(
+        "simulator stopped at {}: {} spot events sent, {} pushed events missed by slow clients",
+        sim.sim_time(),
+        sim.spots_sent(),
+        sim.pushes_missed()
+    );
     sim.shutdown().await;
     EXIT_OK
 }

@@ -84,7 +84,7 @@ impl PriceDriver {
         }
     }
 
-    /// Advances one second of trading time ending at `at`; `None` when there is no price yet.
+    /// Advances one step of trading time ending at `at`; `None` when there is no price yet.
     pub(crate) fn step(&mut self, at: Timestamp) -> Option<TwoSided> {
         match self {
             PriceDriver::Synthetic(path) => Some(path.step()),

@@ -53,6 +53,7 @@ pub(crate) struct SyntheticPath {
     switch_to_busy: f64,
     switch_to_quiet: f64,
     jump_chance: f64,
+    widen_chance: f64,
     model: PathModel,
 }
 
@@ -78,11 +79,25 @@ impl SyntheticPath {
             switch_to_busy: 1.0 / model.mean_quiet_seconds.max(1.0),
             switch_to_quiet: 1.0 / model.mean_busy_seconds.max(1.0),
             jump_chance: model.jumps_per_day / per_day,
+            widen_chance: 0.05,
             model,
         }
     }
 
-    /// Moves the path by one second of trading time and returns the new quote.
+    /// The same path stepped every `seconds` of trading time instead of every second: each rate
+    /// scaled to the step, so the path's volatility per day stays what the model says.
+    pub(crate) fn with_step(mut self, seconds: f64) -> SyntheticPath {
+        self.sigma *= seconds.sqrt();
+        self.reversion *= seconds;
+        self.switch_to_busy *= seconds;
+        self.switch_to_quiet *= seconds;
+        self.jump_chance *= seconds;
+        self.widen_chance *= seconds;
+        self
+    }
+
+    /// Moves the path by one step of trading time (a second unless [`SyntheticPath::with_step`]
+    /// says otherwise) and returns the new quote.
     pub(crate) fn step(&mut self) -> TwoSided {
         let switch = if self.busy {
             self.switch_to_quiet
@@ -102,7 +117,7 @@ impl SyntheticPath {
         if self.rng.chance(self.jump_chance) {
             self.log_price += self.model.jump_size * self.rng.normal();
         }
-        if self.rng.chance(0.05) {
+        if self.rng.chance(self.widen_chance) {
             self.widening = match self.widening {
                 0 if self.rng.chance(0.5) => -1,
                 0 => 1,

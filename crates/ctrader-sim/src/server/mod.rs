@@ -98,6 +98,10 @@ pub(crate) struct Shared {
     pub(crate) received_orders: Mutex<Vec<ReceivedOrder>>,
     next_connection: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
+    /// Spot events sent to clients, for [`SimHandle::spots_sent`].
+    pub(crate) spots_sent: AtomicU64,
+    /// Pushed events a slow client missed, for [`SimHandle::pushes_missed`].
+    pub(crate) pushes_missed: AtomicU64,
     /// The end of the maintenance window in force, in seconds since the Unix epoch.
     maintenance_end: Mutex<Option<i64>>,
     /// Where simulated time stood at a wall-clock moment, and its pace: the market follows it.
@@ -191,6 +195,8 @@ impl Simulator {
             received_orders: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
+            spots_sent: AtomicU64::new(0),
+            pushes_missed: AtomicU64::new(0),
             maintenance_end: Mutex::new(None),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -245,6 +251,17 @@ impl SimHandle {
     /// The simulated clock's anchor and pace, for a client to follow (`SIMULATOR_CLOCK`).
     pub fn clock(&self) -> AcceleratedClock {
         self.shared.clock
+    }
+
+    /// Spot events sent to clients so far (one per quote change per subscribed connection).
+    pub fn spots_sent(&self) -> u64 {
+        self.shared.spots_sent.load(Ordering::Relaxed)
+    }
+
+    /// Pushed events (spots, executions, account events) that connections too slow to read them
+    /// missed so far: a client that keeps up misses none.
+    pub fn pushes_missed(&self) -> u64 {
+        self.shared.pushes_missed.load(Ordering::Relaxed)
     }
 
     /// Simulated now.

@@ -1,7 +1,7 @@
 //! One client connection: authentication, requests and their replies, pushed events for the
 //! accounts and symbols it subscribed to, heartbeats, rate limits and per-connection faults.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,8 +97,15 @@ pub(super) async fn serve(
     let mut session = Session::new(Arc::clone(&shared), id);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Replies the reply-delay fault holds, in order with when each is due: the connection keeps
+    // streaming spots and events meanwhile, as a real server does while an order is worked.
+    let mut held: VecDeque<(tokio::time::Instant, Outcome)> = VecDeque::new();
     loop {
-        let outcome = tokio::select! {
+        let next_due = held.front().map(|(due, _)| *due);
+        let mut outcome = tokio::select! {
+            () = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
+                held.pop_front().map(|(_, o)| o).unwrap_or_default()
+            }
             frame = framed.next() => match frame {
                 Some(Ok(message)) => session.on_frame(message),
                 Some(Err(error)) => {
@@ -111,6 +118,7 @@ pub(super) async fn serve(
             push = pushes.recv() => match push {
                 Ok(push) => session.on_push(&push),
                 Err(RecvError::Lagged(missed)) => {
+                    shared.pushes_missed.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(connection = id, missed, "slow client missed pushed events");
                     continue;
                 }
@@ -125,8 +133,9 @@ pub(super) async fn serve(
                 }
             }
         };
-        if let Some(delay) = outcome.delay {
-            tokio::time::sleep(delay).await;
+        if let Some(delay) = outcome.delay.take() {
+            held.push_back((tokio::time::Instant::now() + delay, outcome));
+            continue;
         }
         if !outcome.frames.is_empty() {
             if let Err(error) = write(&mut framed, outcome.frames).await {
@@ -768,6 +777,9 @@ impl Session {
             self.spots.insert((account, *id), with_time);
             // The latest prices at once, even when the market is closed, as cTrader does.
             if let Some((quote, at)) = exchange.market.last_quote(*id) {
+                self.shared
+                    .spots_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 frames.push(wrap(
                     &ProtoOaSpotEvent {
                         ctid_trader_account_id: account,
@@ -1294,6 +1306,9 @@ impl Session {
                     continue;
                 }
                 let trendbar = self.live_trendbars(account, symbol);
+                self.shared
+                    .spots_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 frames.push(wrap(
                     &ProtoOaSpotEvent {
                         ctid_trader_account_id: account,
