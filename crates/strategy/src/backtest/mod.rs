@@ -651,9 +651,17 @@ impl Backtester {
         // the carried mark at the next open): nothing can change then (same peak, same day
         // start, same verdict), so the gate is asked only when the day or the equity moved.
         let mut last_seen: Option<(i64, Money)> = None;
+        // The UTC day of the previous observation, as its first and past-the-end millisecond:
+        // the day is worked out again only when a time falls outside it.
+        let mut day_span = (0_i64, 0_i64, 0_i64);
         let gate = &self.gate;
         let mut observe = |kill: &mut KillSwitchState, equity: Money, at: Timestamp| {
-            let key = (at.epoch_day(), equity);
+            let t = at.millis();
+            if t < day_span.0 || t >= day_span.1 {
+                let d = at.epoch_day();
+                day_span = (d * Timestamp::DAY_MS, (d + 1) * Timestamp::DAY_MS, d);
+            }
+            let key = (day_span.2, equity);
             if last_seen == Some(key) {
                 return false;
             }
