@@ -348,6 +348,19 @@ fn fall_bps(reference: Money, now: Money) -> Option<i128> {
 /// positive reference r and x = (r − n) × 10,000, the truncated quotient x / r is at least
 /// L ≥ 1 exactly when x ≥ L × r, and at least 0 exactly when x > −r.
 fn falls_at_least(reference: Money, now: Money, limit: u32) -> bool {
+    // The usual case in 64 bits: same precision and no overflow.
+    if reference.digits == now.digits {
+        let (r, n) = (reference.minor, now.minor);
+        if r <= 0 {
+            return false;
+        }
+        if let (Some(x), Some(bound)) = (
+            r.checked_sub(n).and_then(|d| d.checked_mul(10_000)),
+            i64::from(limit).checked_mul(r),
+        ) {
+            return if limit == 0 { x > -r } else { x >= bound };
+        }
+    }
     let (r, n) = common(reference, now);
     if r <= 0 {
         return false;
@@ -741,7 +754,21 @@ mod tests {
     #[test]
     fn the_limit_check_without_division_agrees_with_the_figure() {
         let amounts = [
-            -1_000_001, -7, 0, 1, 3, 99, 100, 9_999, 10_000, 10_001, 12_345, 999_999, 1_000_000,
+            -1_000_001,
+            -7,
+            0,
+            1,
+            3,
+            99,
+            100,
+            9_999,
+            10_000,
+            10_001,
+            12_345,
+            999_999,
+            1_000_000,
+            i64::MAX / 3,
+            i64::MIN / 3,
         ];
         let mut checked = 0;
         for &r in &amounts {
@@ -760,6 +787,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 13 * 13 * 3 * 7);
+        assert_eq!(checked, 15 * 15 * 3 * 7);
     }
 }
