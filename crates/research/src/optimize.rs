@@ -3,7 +3,8 @@
 //!
 //! Results never depend on the thread count: each combination is one independent backtest,
 //! results are collected in grid order, and ties rank by grid index. Combinations that share an
-//! RSI period share one [`RsiSeries`], computed once.
+//! RSI period share one [`RsiSeries`], computed once; each combination keeps only its
+//! statistics ([`Backtester::run_report`]: no equity curve, no trade texts).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,6 +94,8 @@ pub struct SearchResult {
     pub ranking: Vec<usize>,
     /// Bar evaluations done (combinations run × bars).
     pub bar_evaluations: u64,
+    /// RSI series computed: one per RSI period in use, shared by every combination with it.
+    pub rsi_series: usize,
 }
 
 impl SearchResult {
@@ -134,43 +137,60 @@ pub fn search(
             (values, candidate)
         })
         .collect();
-    // 2. One RSI series per period in use.
-    // The series cover the warm-up bars too: the strategy is fed them first.
+    // 2. The backtests, grouped by RSI period: each group computes its series once (over the
+    // warm-up bars too: the strategy is fed them first) and shares it. Groups and combinations
+    // are separate tasks, so a thread that finishes early steals a single combination or a whole
+    // group: no barrier between computing series and backtesting, and no tail of several
+    // combinations left to one thread.
     let closes: Arc<[Price]> = market
         .warm_up
         .iter()
         .chain(market.bars)
         .map(|b| b.close)
         .collect();
-    let mut periods: Vec<u32> = prepared
-        .iter()
-        .filter_map(|(_, c)| c.as_ref().ok().map(|c| c.strategy.rsi_period))
-        .collect();
-    periods.sort_unstable();
-    periods.dedup();
-    let series: BTreeMap<u32, RsiSeries> = periods
-        .par_iter()
-        .filter_map(|&p| {
-            RsiSeries::compute(p, Arc::clone(&closes))
-                .ok()
-                .map(|s| (p, s))
-        })
-        .collect();
-    // 3. The backtests.
     let total = prepared.len();
     let done = AtomicUsize::new(0);
-    let statuses: Vec<Status> = prepared
+    let finished = || {
+        let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress(finished, total);
+    };
+    // Every position once: not run, or in the group of its period.
+    let mut settled: Vec<(usize, Status)> = Vec::new();
+    let mut groups: BTreeMap<u32, Vec<Member<'_>>> = BTreeMap::new();
+    for (position, (values, candidate)) in prepared.iter().enumerate() {
+        match candidate {
+            Ok(c) => groups
+                .entry(c.strategy.rsi_period)
+                .or_default()
+                .push((position, values, c)),
+            Err(status) => {
+                settled.push((position, status.clone()));
+                finished();
+            }
+        }
+    }
+    let groups: Vec<(u32, Vec<Member<'_>>)> = groups.into_iter().collect();
+    let computed = AtomicUsize::new(0);
+    let ran: Vec<Vec<(usize, Status)>> = groups
         .par_iter()
-        .map(|(values, candidate)| {
-            let status = match candidate {
-                Err(status) => status.clone(),
-                Ok(c) => run_one(c, &series, market, values, constraints),
-            };
-            let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
-            progress(finished, total);
-            status
+        .with_max_len(1)
+        .map(|(period, members)| {
+            let series = RsiSeries::compute(*period, Arc::clone(&closes)).ok();
+            computed.fetch_add(usize::from(series.is_some()), Ordering::Relaxed);
+            members
+                .par_iter()
+                .with_max_len(1)
+                .map(|&(position, values, candidate)| {
+                    let status = run_one(candidate, series.as_ref(), market, values, constraints);
+                    finished();
+                    (position, status)
+                })
+                .collect()
         })
         .collect();
+    settled.extend(ran.into_iter().flatten());
+    settled.sort_unstable_by_key(|(position, _)| *position);
+    let statuses: Vec<Status> = settled.into_iter().map(|(_, status)| status).collect();
     let ran = statuses
         .iter()
         .filter(|s| matches!(s, Status::Ran { .. }))
@@ -194,12 +214,16 @@ pub fn search(
         bar_evaluations: u64::try_from(ran)
             .unwrap_or(u64::MAX)
             .saturating_mul(u64::try_from(market.bars.len()).unwrap_or(u64::MAX)),
+        rsi_series: computed.into_inner(),
     }
 }
 
+/// A combination to run: its position in the grid's order, values and settings.
+type Member<'a> = (usize, &'a [&'a str], &'a Candidate);
+
 fn run_one(
     candidate: &Candidate,
-    series: &BTreeMap<u32, RsiSeries>,
+    series: Option<&RsiSeries>,
     market: Market<'_>,
     values: &[&str],
     constraints: &[Constraint],
@@ -208,7 +232,7 @@ fn run_one(
         Ok(b) => b,
         Err(e) => return Status::Invalid(e.to_string()),
     };
-    let strategy = match series.get(&candidate.strategy.rsi_period) {
+    let strategy = match series {
         Some(s) => RsiSentimentStrategy::with_shared_rsi(candidate.strategy.clone(), s.clone()),
         None => RsiSentimentStrategy::new(candidate.strategy.clone()),
     };
@@ -217,10 +241,8 @@ fn run_one(
         Err(e) => return Status::Invalid(e.to_string()),
     };
     strategy.warm_up(market.warm_up);
-    match backtester.run(&mut strategy, market.bars, market.sentiment, &mut |_, _| {}) {
-        Ok(result) => {
-            let mut report = result.report;
-            report.trades = Vec::new();
+    match backtester.run_report(&mut strategy, market.bars, market.sentiment) {
+        Ok(report) => {
             let passes = constraints.iter().all(|c| c.holds(values, Some(&report)));
             Status::Ran {
                 report: Box::new(report),

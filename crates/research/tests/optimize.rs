@@ -115,6 +115,8 @@ fn results_do_not_depend_on_the_thread_count_and_match_the_live_strategy() {
     assert_eq!(count(&|s| matches!(s, Status::Invalid(_))), 6);
     assert_eq!(count(&|s| matches!(s, Status::Ran { .. })), 18);
     assert_eq!(one.bar_evaluations, 18 * bars.len() as u64);
+    // 18 runs over three RSI periods: three series, each shared by six runs.
+    assert_eq!(one.rsi_series, 3);
     assert!(!one.ranking.is_empty());
 
     // Ranked best first by Sharpe; only runs that met the constraints.

@@ -260,10 +260,12 @@ impl RiskGate {
         if kill.engaged {
             return false;
         }
+        // The limits are compared without dividing (this runs at every mark of a backtest); the
+        // figure is computed for the message only.
         if let (Some(limit), Some(start)) =
             (self.config.daily_loss_limit_bps, kill.day_start_equity)
+            && falls_at_least(start, equity, limit)
             && let Some(loss_bps) = fall_bps(start, equity)
-            && loss_bps >= i128::from(limit)
         {
             kill.engage(
                 format!(
@@ -276,8 +278,8 @@ impl RiskGate {
             return true;
         }
         if let Some(limit) = self.config.max_drawdown_bps
+            && falls_at_least(peak, equity, limit)
             && let Some(dd_bps) = fall_bps(peak, equity)
-            && dd_bps >= i128::from(limit)
         {
             kill.engage(
                 format!(
@@ -323,6 +325,9 @@ impl RiskGate {
 
 /// Both amounts in minor units of the finer precision.
 fn common(a: Money, b: Money) -> (i128, i128) {
+    if a.digits == b.digits {
+        return (i128::from(a.minor), i128::from(b.minor));
+    }
     let digits = u32::from(a.digits.max(b.digits).min(30));
     let scale = |m: Money| i128::from(m.minor) * 10_i128.pow(digits - u32::from(m.digits.min(30)));
     (scale(a), scale(b))
@@ -337,6 +342,35 @@ fn compare(a: Money, b: Money) -> std::cmp::Ordering {
 fn fall_bps(reference: Money, now: Money) -> Option<i128> {
     let (r, n) = common(reference, now);
     (r > 0).then(|| (r - n) * 10_000 / r)
+}
+
+/// Whether `fall_bps(reference, now) >= limit`, decided with multiplications only: for a
+/// positive reference r and x = (r − n) × 10,000, the truncated quotient x / r is at least
+/// L ≥ 1 exactly when x ≥ L × r, and at least 0 exactly when x > −r.
+fn falls_at_least(reference: Money, now: Money, limit: u32) -> bool {
+    // The usual case in 64 bits: same precision and no overflow.
+    if reference.digits == now.digits {
+        let (r, n) = (reference.minor, now.minor);
+        if r <= 0 {
+            return false;
+        }
+        if let (Some(x), Some(bound)) = (
+            r.checked_sub(n).and_then(|d| d.checked_mul(10_000)),
+            i64::from(limit).checked_mul(r),
+        ) {
+            return if limit == 0 { x > -r } else { x >= bound };
+        }
+    }
+    let (r, n) = common(reference, now);
+    if r <= 0 {
+        return false;
+    }
+    let x = (r - n) * 10_000;
+    if limit == 0 {
+        x > -r
+    } else {
+        x >= i128::from(limit) * r
+    }
 }
 
 #[allow(clippy::cast_precision_loss)] // display only
@@ -715,5 +749,44 @@ mod tests {
         let mut bad = open();
         bad.step_volume = Volume(0);
         assert!(RiskGate::new(RiskConfig::default(), bad).is_err());
+    }
+
+    #[test]
+    fn the_limit_check_without_division_agrees_with_the_figure() {
+        let amounts = [
+            -1_000_001,
+            -7,
+            0,
+            1,
+            3,
+            99,
+            100,
+            9_999,
+            10_000,
+            10_001,
+            12_345,
+            999_999,
+            1_000_000,
+            i64::MAX / 3,
+            i64::MIN / 3,
+        ];
+        let mut checked = 0;
+        for &r in &amounts {
+            for &n in &amounts {
+                for digits in [(2, 2), (2, 4), (5, 2)] {
+                    let (reference, now) = (Money::new(r, digits.0), Money::new(n, digits.1));
+                    for limit in [0_u32, 1, 2, 50, 500, 9_999, 10_000] {
+                        let want = fall_bps(reference, now).is_some_and(|b| b >= i128::from(limit));
+                        assert_eq!(
+                            falls_at_least(reference, now, limit),
+                            want,
+                            "{reference} {now} {limit}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 15 * 15 * 3 * 7);
     }
 }

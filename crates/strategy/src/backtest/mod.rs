@@ -12,7 +12,7 @@ use domain::{
 use serde::{Serialize, Serializer};
 
 use crate::ConfigError;
-use crate::decision::{Action, BarContext, Entry, PositionView, Strategy};
+use crate::decision::{Action, BarContext, Entry, PositionView, Reason, Strategy};
 use crate::risk::{RiskConfig, RiskGate, SizingRule};
 
 /// Settings of a backtest.
@@ -399,15 +399,47 @@ struct OpenTrade {
     stop_loss: Option<Price>,
     take_profit: Option<Price>,
     commission: i128,
-    reason: String,
+    reason: Why,
 }
 
 /// What fills at the next bar's open.
 #[derive(Debug, Clone)]
 enum Pending {
-    Close { kind: ExitKind, reason: String },
-    Open { entry: Entry, reason: String },
-    Reverse { entry: Entry, reason: String },
+    Close { kind: ExitKind, reason: Why },
+    Open { entry: Entry, reason: Why },
+    Reverse { entry: Entry, reason: Why },
+}
+
+/// Why a trade opened or ended, turned into text only when the trade list is kept (a search
+/// keeps none, and formatting was a good part of its time).
+#[derive(Debug, Clone)]
+enum Why {
+    /// The strategy's reason.
+    Decision(Reason),
+    /// Already a sentence.
+    Text(String),
+    /// A stop-loss or take-profit level touched inside a bar.
+    Touched(ExitKind, Price),
+    /// The data ended with the position open.
+    EndOfData,
+}
+
+impl Why {
+    fn text(self) -> String {
+        match self {
+            Why::Decision(reason) => reason.to_string(),
+            Why::Text(text) => text,
+            Why::Touched(kind, level) => {
+                let what = if kind == ExitKind::StopLoss {
+                    "stop-loss"
+                } else {
+                    "take-profit"
+                };
+                format!("{what} at {level} touched inside the bar")
+            }
+            Why::EndOfData => "end of data: closed at the last bar's open".to_owned(),
+        }
+    }
 }
 
 /// Money arithmetic of a run, in minor units at the cash's precision.
@@ -417,6 +449,8 @@ struct Ledger {
     half_spread_down: i64,
     half_spread_up: i64,
     commission: i128,
+    /// 10^(7 − digits): from 1e-7 units to minor units (0 when digits ≥ 7).
+    e7_per_minor: i64,
 }
 
 impl Ledger {
@@ -452,10 +486,10 @@ impl Ledger {
         // The same currency (most backtests): 64-bit arithmetic, rounded exactly as
         // `convert_e7_minor` rounds (half away from zero), without a 128-bit division per bar.
         if rate == ConversionRate::IDENTITY
-            && self.digits < 7
+            && self.e7_per_minor > 0
             && let Ok(e) = i64::try_from(e7)
         {
-            let scale = 10_i64.pow(7 - u32::from(self.digits));
+            let scale = self.e7_per_minor;
             let half = scale / 2;
             let rounded = if e >= 0 {
                 e.checked_add(half)
@@ -522,12 +556,6 @@ impl Backtester {
 
     /// Runs `strategy` over `bars` (oldest first) with `sentiment` readings (sorted by `known_at`),
     /// calling `progress(done, total)` every 65,536 bars and once at the end.
-    ///
-    /// Per bar `i`: (1) fill what bar `i − 1` decided at bar `i`'s open (on the last bar: only
-    /// closes, then any open position is closed there too); (2) stop-loss / take-profit inside the
-    /// bar, the stop first when both are touched; (3) mark equity at the close; (4) the kill switch
-    /// sees that equity; (5) the strategy decides at the close, seeing only bars `0..=i` and
-    /// sentiment known by the close.
     pub fn run<S: Strategy + ?Sized>(
         &self,
         strategy: &mut S,
@@ -535,6 +563,41 @@ impl Backtester {
         sentiment: &[SentimentReading],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<BacktestResult, BacktestError> {
+        let (report, equity_curve) =
+            self.simulate::<S, true>(strategy, bars, sentiment, progress)?;
+        Ok(BacktestResult {
+            report,
+            equity_curve,
+        })
+    }
+
+    /// The report [`Backtester::run`] gives, without its trade list (`trades` is empty): the
+    /// run keeps no equity curve and writes no trade's reasons, which is what a parameter
+    /// search needs, in a fraction of the time and memory.
+    pub fn run_report<S: Strategy + ?Sized>(
+        &self,
+        strategy: &mut S,
+        bars: &[Bar],
+        sentiment: &[SentimentReading],
+    ) -> Result<Report, BacktestError> {
+        self.simulate::<S, false>(strategy, bars, sentiment, &mut |_, _| {})
+            .map(|(report, _)| report)
+    }
+
+    /// The run; `KEEP` keeps the equity curve and the trade list.
+    ///
+    /// Per bar `i`: (1) fill what bar `i − 1` decided at bar `i`'s open (on the last bar: only
+    /// closes, then any open position is closed there too); (2) stop-loss / take-profit inside the
+    /// bar, the stop first when both are touched; (3) mark equity at the close; (4) the kill switch
+    /// sees that equity; (5) the strategy decides at the close, seeing only bars `0..=i` and
+    /// sentiment known by the close.
+    fn simulate<S: Strategy + ?Sized, const KEEP: bool>(
+        &self,
+        strategy: &mut S,
+        bars: &[Bar],
+        sentiment: &[SentimentReading],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Report, Vec<EquityPoint>), BacktestError> {
         let (first, last) = match (bars.first(), bars.last()) {
             (Some(f), Some(l)) => (f, l),
             _ => return Err(BacktestError::NoBars),
@@ -565,6 +628,11 @@ impl Backtester {
                     .rescale(digits)
                     .map_or(0, |m| m.minor),
             ),
+            e7_per_minor: if digits < 7 {
+                10_i64.pow(7 - u32::from(digits))
+            } else {
+                0
+            },
         };
         let mut run = Run {
             gate: &self.gate,
@@ -572,7 +640,9 @@ impl Backtester {
             ledger,
             cash: i128::from(self.config.initial_cash.minor),
             position: None,
+            keep: KEEP,
             trades: Vec::new(),
+            figures: Vec::new(),
             commission_paid: 0,
             refused: 0,
         };
@@ -581,9 +651,17 @@ impl Backtester {
         // the carried mark at the next open): nothing can change then (same peak, same day
         // start, same verdict), so the gate is asked only when the day or the equity moved.
         let mut last_seen: Option<(i64, Money)> = None;
+        // The UTC day of the previous observation, as its first and past-the-end millisecond:
+        // the day is worked out again only when a time falls outside it.
+        let mut day_span = (0_i64, 0_i64, 0_i64);
         let gate = &self.gate;
         let mut observe = |kill: &mut KillSwitchState, equity: Money, at: Timestamp| {
-            let key = (at.epoch_day(), equity);
+            let t = at.millis();
+            if t < day_span.0 || t >= day_span.1 {
+                let d = at.epoch_day();
+                day_span = (d * Timestamp::DAY_MS, (d + 1) * Timestamp::DAY_MS, d);
+            }
+            let key = (day_span.2, equity);
             if last_seen == Some(key) {
                 return false;
             }
@@ -591,7 +669,8 @@ impl Backtester {
             gate.observe_equity(kill, equity, at)
         };
         let mut pending: Option<Pending> = None;
-        let mut curve: Vec<EquityPoint> = Vec::with_capacity(bars.len());
+        let mut curve: Vec<EquityPoint> = Vec::with_capacity(if KEEP { bars.len() } else { 0 });
+        let mut marks = stats::CurveStats::new(self.config.initial_cash.minor);
         let mut equity = run.cash;
         let mut next_reading = 0usize;
         let total = bars.len();
@@ -618,7 +697,7 @@ impl Backtester {
                     bar.start,
                     i,
                     ExitKind::EndOfData,
-                    "end of data: closed at the last bar's open".into(),
+                    Why::EndOfData,
                 );
             }
             let exposed = run.position.is_some();
@@ -630,11 +709,15 @@ impl Backtester {
             let close_time = bar.start.plus_millis(bar.timeframe.millis());
             equity = run.cash + run.unrealized(bar.close, close_time);
             let marked = ledger.money(equity, i)?;
-            curve.push(EquityPoint {
+            let point = EquityPoint {
                 time: bar.start,
                 equity: marked,
                 exposed,
-            });
+            };
+            marks.mark(point);
+            if KEEP {
+                curve.push(point);
+            }
 
             // (4) Kill switch on the close's equity, attributed to the bar's own day.
             let engaged_now = observe(&mut kill, marked, close_time.plus_millis(-1));
@@ -668,7 +751,7 @@ impl Backtester {
                 {
                     pending = Some(Pending::Close {
                         kind: ExitKind::Signal,
-                        reason: decision.reason.to_string(),
+                        reason: Why::Decision(decision.reason),
                     });
                 }
             } else {
@@ -676,7 +759,7 @@ impl Backtester {
                     Action::Hold => None,
                     Action::Close if run.position.is_some() => Some(Pending::Close {
                         kind: ExitKind::Signal,
-                        reason: decision.reason.to_string(),
+                        reason: Why::Decision(decision.reason),
                     }),
                     Action::Close => None,
                     Action::Open(entry) | Action::Reverse(entry) => {
@@ -687,22 +770,22 @@ impl Backtester {
                             Ok(()) => Some(if closes_first {
                                 Pending::Reverse {
                                     entry,
-                                    reason: decision.reason.to_string(),
+                                    reason: Why::Decision(decision.reason),
                                 }
                             } else {
                                 Pending::Open {
                                     entry,
-                                    reason: decision.reason.to_string(),
+                                    reason: Why::Decision(decision.reason),
                                 }
                             }),
                             Err(refusal) => {
                                 run.refused += 1;
                                 closes_first.then(|| Pending::Close {
                                     kind: ExitKind::Signal,
-                                    reason: format!(
+                                    reason: Why::Text(format!(
                                         "{}; entry refused: {refusal}",
                                         decision.reason
-                                    ),
+                                    )),
                                 })
                             }
                         }
@@ -721,21 +804,26 @@ impl Backtester {
             kill_switch: kill.reason.clone(),
             kill_switch_at: kill.engaged_at,
         };
-        let report = stats::summarize(&self.config, first, last, &curve, run.trades, facts);
-        Ok(BacktestResult {
-            report,
-            equity_curve: curve,
-        })
+        let report = stats::summarize(
+            &self.config,
+            first,
+            last,
+            marks,
+            &run.figures,
+            run.trades,
+            facts,
+        );
+        Ok((report, curve))
     }
 }
 
 fn kill_close(kill: &KillSwitchState) -> Pending {
     Pending::Close {
         kind: ExitKind::KillSwitch,
-        reason: format!(
+        reason: Why::Text(format!(
             "kill switch: {}",
             kill.reason.as_deref().unwrap_or("engaged")
-        ),
+        )),
     }
 }
 
@@ -746,7 +834,10 @@ struct Run<'a> {
     ledger: Ledger,
     cash: i128,
     position: Option<OpenTrade>,
+    /// Keep the trade list (with its texts); the figures are kept always.
+    keep: bool,
     trades: Vec<TradeRecord>,
+    figures: Vec<stats::TradeFigures>,
     commission_paid: i128,
     refused: usize,
 }
@@ -767,7 +858,7 @@ impl Run<'_> {
         at: Timestamp,
         index: usize,
         kind: ExitKind,
-        reason: String,
+        reason: Why,
     ) {
         let rate = self.conversion.rate_at(at);
         let gross = self.ledger.pnl(
@@ -790,6 +881,14 @@ impl Run<'_> {
                 digits,
             )
         };
+        let pnl = clamp(gross - total_commission);
+        self.figures.push(stats::TradeFigures {
+            pnl: pnl.minor,
+            duration_ms: at.millis_since(trade.entry_time),
+        });
+        if !self.keep {
+            return;
+        }
         self.trades.push(TradeRecord {
             side: trade.side,
             volume: trade.volume,
@@ -797,13 +896,13 @@ impl Run<'_> {
             entry_price: trade.entry_price,
             exit_time: at,
             exit_price,
-            pnl: clamp(gross - total_commission),
+            pnl,
             commission: clamp(total_commission),
             exit_kind: kind,
             entry_bar: trade.entry_bar,
             exit_bar: index,
-            entry_reason: trade.reason,
-            exit_reason: reason,
+            entry_reason: trade.reason.text(),
+            exit_reason: reason.text(),
         });
     }
 
@@ -917,13 +1016,14 @@ impl Run<'_> {
         if let Some((kind, price, level)) = hit
             && let Some(trade) = self.position.take()
         {
-            let what = if kind == ExitKind::StopLoss {
-                "stop-loss"
-            } else {
-                "take-profit"
-            };
-            let reason = format!("{what} at {level} touched inside the bar");
-            self.close(trade, price, bar.start, index, kind, reason);
+            self.close(
+                trade,
+                price,
+                bar.start,
+                index,
+                kind,
+                Why::Touched(kind, level),
+            );
         }
     }
 }

@@ -32,31 +32,87 @@ pub(super) struct RunFacts {
     pub(super) kill_switch_at: Option<Timestamp>,
 }
 
-/// Computes the report's statistics from the equity curve and the closed trades.
+/// What the statistics need of a closed trade (a run that keeps no trade list keeps these).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TradeFigures {
+    /// Net PnL in minor units.
+    pub(super) pnl: i64,
+    /// Entry fill to exit bar, in milliseconds.
+    pub(super) duration_ms: i64,
+}
+
+/// The statistics of an equity curve gathered mark by mark, so that a run keeping no curve (an
+/// optimisation) reports exactly what a run keeping one reports.
+#[derive(Debug, Clone)]
+pub(super) struct CurveStats {
+    marks: usize,
+    exposed: usize,
+    last: Option<EquityPoint>,
+    drawdown: DrawdownTracker,
+    daily: DailyTracker,
+}
+
+impl CurveStats {
+    /// Nothing marked yet, from `initial` cash (minor units).
+    pub(super) fn new(initial: i64) -> CurveStats {
+        CurveStats {
+            marks: 0,
+            exposed: 0,
+            last: None,
+            drawdown: DrawdownTracker::new(initial),
+            daily: DailyTracker::default(),
+        }
+    }
+
+    /// Takes the next mark (times strictly increasing).
+    #[inline]
+    pub(super) fn mark(&mut self, point: EquityPoint) {
+        self.marks += 1;
+        self.exposed += usize::from(point.exposed);
+        self.drawdown.mark(point.equity.minor, point.time);
+        self.daily.mark(point.equity.minor, point.time);
+        self.last = Some(point);
+    }
+
+    /// The statistics of every mark of `curve`.
+    #[cfg(test)]
+    fn of(initial: i64, curve: &[EquityPoint]) -> CurveStats {
+        let mut stats = CurveStats::new(initial);
+        for &point in curve {
+            stats.mark(point);
+        }
+        stats
+    }
+}
+
+/// Computes the report's statistics from the curve's statistics and the closed trades
+/// (`figures` has one entry per closed trade, in order; `trades` is the full list when kept,
+/// else empty).
 pub(super) fn summarize(
     config: &BacktestConfig,
     first: &Bar,
     last: &Bar,
-    curve: &[EquityPoint],
+    curve: CurveStats,
+    figures: &[TradeFigures],
     trades: Vec<TradeRecord>,
     facts: RunFacts,
 ) -> Report {
     let initial = config.initial_cash.minor;
     let digits = config.initial_cash.digits;
-    let final_equity = curve.last().map_or(config.initial_cash, |p| p.equity);
+    let final_equity = curve.last.map_or(config.initial_cash, |p| p.equity);
     let return_pct = (f(final_equity.minor) - f(initial)) / f(initial) * 100.0;
     let buy_and_hold_return_pct =
         (f(last.close.raw()) - f(first.open.raw())) / f(first.open.raw()) * 100.0;
 
-    let drawdown = drawdown(initial, curve);
-    let daily = DailyReturns::of(curve);
+    let drawdown = curve.drawdown.finish(curve.last.map(|p| p.time));
+    let daily = curve.daily.finish(curve.marks);
     let annual = daily.annualised();
 
-    let pnls: Vec<i64> = trades.iter().map(|t| t.pnl.minor).collect();
+    let pnls: Vec<i64> = figures.iter().map(|t| t.pnl).collect();
     let wins: Vec<i64> = pnls.iter().copied().filter(|&p| p > 0).collect();
     let losses: Vec<i64> = pnls.iter().copied().filter(|&p| p < 0).collect();
     let win_rate_pct =
-        (!trades.is_empty()).then(|| count(wins.len()) / count(trades.len()) * 100.0);
+        (!figures.is_empty()).then(|| count(wins.len()) / count(figures.len()) * 100.0);
     let gross_profit: f64 = wins.iter().map(|&p| f(p)).sum();
     let gross_loss: f64 = losses.iter().map(|&p| -f(p)).sum();
     let profit_factor = (gross_loss > 0.0).then(|| gross_profit / gross_loss);
@@ -68,20 +124,16 @@ pub(super) fn summarize(
             .ok()
             .map(|m| Money::new(m, digits))
     };
-    let durations: Vec<i64> = trades
-        .iter()
-        .map(|t| t.exit_time.millis_since(t.entry_time))
-        .collect();
+    let durations: Vec<i64> = figures.iter().map(|t| t.duration_ms).collect();
 
     let span_ms = last.start.millis_since(first.start);
     let years = f(span_ms) / (365.25 * f(Timestamp::DAY_MS));
     let cagr_pct = (years > 0.0 && initial > 0)
         .then(|| ((f(final_equity.minor) / f(initial)).powf(1.0 / years) - 1.0) * 100.0)
         .and_then(finite);
-    let exposed = curve.iter().filter(|p| p.exposed).count();
     Report {
         currencies: config.currencies.clone(),
-        bars: curve.len(),
+        bars: curve.marks,
         first_bar: first.start,
         last_bar: last.start,
         initial_equity: config.initial_cash,
@@ -94,7 +146,7 @@ pub(super) fn summarize(
         buy_and_hold_return_pct,
         max_drawdown_pct: drawdown.max * 100.0,
         max_drawdown_duration_ms: drawdown.longest_ms,
-        trade_count: trades.len(),
+        trade_count: figures.len(),
         win_rate_pct,
         profit_factor,
         expectancy: mean_money(&pnls),
@@ -114,10 +166,10 @@ pub(super) fn summarize(
             .and_then(|a| finite(a.annual_return / drawdown.max)),
         sqn: sqn(&pnls),
         longest_losing_streak: longest_losing_streak(&pnls),
-        exposure_pct: if curve.is_empty() {
+        exposure_pct: if curve.marks == 0 {
             0.0
         } else {
-            count(exposed) / count(curve.len()) * 100.0
+            count(curve.exposed) / count(curve.marks) * 100.0
         },
         total_commission: facts.total_commission,
         refused_entries: facts.refused_entries,
@@ -139,40 +191,78 @@ struct Drawdown {
     longest_ms: Option<i64>,
 }
 
-fn drawdown(initial: i64, curve: &[EquityPoint]) -> Drawdown {
-    let mut peak = initial;
-    let mut max = 0.0_f64;
-    let mut longest: Option<i64> = None;
-    let mut at_peak: Option<Timestamp> = None;
-    let mut under_water = false;
-    for (i, point) in curve.iter().enumerate() {
-        let e = point.equity.minor;
-        if e >= peak {
-            peak = e;
-            if under_water && let Some(from) = at_peak {
-                let length = point.time.millis_since(from);
-                longest = Some(longest.map_or(length, |l: i64| l.max(length)));
-            }
-            under_water = false;
-            at_peak = Some(point.time);
-        } else {
-            under_water = true;
-            if peak > 0 {
-                max = max.max((f(peak) - f(e)) / f(peak));
-            }
-            if i + 1 == curve.len()
-                && let Some(from) = at_peak
+/// [`Drawdown`] gathered mark by mark.
+#[derive(Debug, Clone)]
+struct DrawdownTracker {
+    peak: i64,
+    /// The lowest equity since the peak: the fall is a division, done only at a new low (for
+    /// one peak the fall only grows as the equity falls, rounding included, so the deepest is
+    /// the same).
+    low: i64,
+    max: f64,
+    longest: Option<i64>,
+    at_peak: Option<Timestamp>,
+    under_water: bool,
+}
+
+impl DrawdownTracker {
+    fn new(initial: i64) -> DrawdownTracker {
+        DrawdownTracker {
+            peak: initial,
+            low: initial,
+            max: 0.0,
+            longest: None,
+            at_peak: None,
+            under_water: false,
+        }
+    }
+
+    #[inline]
+    fn mark(&mut self, e: i64, time: Timestamp) {
+        if e >= self.peak {
+            self.peak = e;
+            self.low = e;
+            if self.under_water
+                && let Some(from) = self.at_peak
             {
-                let length = point.time.millis_since(from);
-                longest = Some(longest.map_or(length, |l: i64| l.max(length)));
+                let length = time.millis_since(from);
+                self.longest = Some(self.longest.map_or(length, |l| l.max(length)));
+            }
+            self.under_water = false;
+            self.at_peak = Some(time);
+        } else {
+            self.under_water = true;
+            if e < self.low {
+                self.low = e;
+                if self.peak > 0 {
+                    self.max = self.max.max((f(self.peak) - f(e)) / f(self.peak));
+                }
             }
         }
     }
-    Drawdown {
-        max,
-        peak,
-        longest_ms: longest,
+
+    /// The figures, `last` being the time of the last mark (still under water: the time since
+    /// the peak counts).
+    fn finish(&self, last: Option<Timestamp>) -> Drawdown {
+        let mut longest = self.longest;
+        if self.under_water
+            && let (Some(from), Some(time)) = (self.at_peak, last)
+        {
+            let length = time.millis_since(from);
+            longest = Some(longest.map_or(length, |l: i64| l.max(length)));
+        }
+        Drawdown {
+            max: self.max,
+            peak: self.peak,
+            longest_ms: longest,
+        }
     }
+}
+
+#[cfg(test)]
+fn drawdown(initial: i64, curve: &[EquityPoint]) -> Drawdown {
+    let stats = CurveStats::of(initial, curve);
+    stats.drawdown.finish(stats.last.map(|p| p.time))
 }
 
 /// Returns of the equity at the last bar of each UTC day that has bars, day over day.
@@ -182,6 +272,63 @@ struct DailyReturns {
     /// Trading days per year: 365 when more than 60 % of a full week's share of bars fall on
     /// weekends (a market that trades every day), else 252.
     days_per_year: f64,
+}
+
+/// [`DailyReturns`] gathered mark by mark: the UTC day is worked out once per day, not per mark.
+#[derive(Debug, Clone, Default)]
+struct DailyTracker {
+    /// The current day's first and past-the-end millisecond (empty before the first mark).
+    day: (i64, i64),
+    weekend: bool,
+    weekend_marks: usize,
+    /// The previous day's last equity and the current day's latest.
+    previous: Option<i64>,
+    current: Option<i64>,
+    returns: Vec<f64>,
+}
+
+impl DailyTracker {
+    #[inline]
+    fn mark(&mut self, equity: i64, time: Timestamp) {
+        let t = time.millis();
+        if t < self.day.0 || t >= self.day.1 || self.current.is_none() {
+            let d = time.epoch_day();
+            self.day = (d * Timestamp::DAY_MS, (d + 1) * Timestamp::DAY_MS);
+            // 1970-01-01 was a Thursday: Monday is 0, Saturday 5, Sunday 6.
+            self.weekend = (d + 3).rem_euclid(7) >= 5;
+            if let Some(close) = self.current {
+                self.close_day(close);
+            }
+        }
+        self.weekend_marks += usize::from(self.weekend);
+        self.current = Some(equity);
+    }
+
+    fn close_day(&mut self, close: i64) {
+        if let Some(previous) = self.previous {
+            self.returns.push(f(close) / f(previous) - 1.0);
+        }
+        self.previous = Some(close);
+    }
+
+    fn finish(mut self, marks: usize) -> DailyReturns {
+        if let Some(close) = self.current.take() {
+            self.close_day(close);
+        }
+        let weekend_share = if marks == 0 {
+            0.0
+        } else {
+            count(self.weekend_marks) / count(marks)
+        };
+        DailyReturns {
+            returns: self.returns,
+            days_per_year: if weekend_share > 2.0 / 7.0 * 0.6 {
+                365.0
+            } else {
+                252.0
+            },
+        }
+    }
 }
 
 /// The annualised figures derived from daily returns.
@@ -194,39 +341,10 @@ struct Annual {
 }
 
 impl DailyReturns {
+    #[cfg(test)]
     fn of(curve: &[EquityPoint]) -> DailyReturns {
-        let mut closes: Vec<i64> = Vec::new();
-        let mut day = None;
-        let mut weekend_bars = 0usize;
-        for point in curve {
-            let d = point.time.epoch_day();
-            // 1970-01-01 was a Thursday: Monday is 0, Saturday 5, Sunday 6.
-            if (d + 3).rem_euclid(7) >= 5 {
-                weekend_bars += 1;
-            }
-            if day == Some(d) {
-                if let Some(last) = closes.last_mut() {
-                    *last = point.equity.minor;
-                }
-            } else {
-                closes.push(point.equity.minor);
-                day = Some(d);
-            }
-        }
-        let returns = closes.windows(2).map(|w| f(w[1]) / f(w[0]) - 1.0).collect();
-        let weekend_share = if curve.is_empty() {
-            0.0
-        } else {
-            count(weekend_bars) / count(curve.len())
-        };
-        DailyReturns {
-            returns,
-            days_per_year: if weekend_share > 2.0 / 7.0 * 0.6 {
-                365.0
-            } else {
-                252.0
-            },
-        }
+        let stats = CurveStats::of(0, curve);
+        stats.daily.finish(stats.marks)
     }
 
     /// `None` without at least one daily return.

@@ -672,6 +672,24 @@ proptest! {
     }
 
     #[test]
+    fn the_report_alone_is_the_full_runs_report(
+        bars in random_bars(),
+        sentiment in random_sentiment(),
+        config in random_config(),
+    ) {
+        let (full, _) = run_with_sentiment(&bars, &sentiment, &config);
+        let mut strategy = RsiSentimentStrategy::new(config.1.clone()).unwrap();
+        let alone = Backtester::new(config.0.clone())
+            .unwrap()
+            .run_report(&mut strategy, &bars, &sentiment)
+            .unwrap();
+        prop_assert!(alone.trades.is_empty());
+        let mut expected = full.report;
+        expected.trades.clear();
+        prop_assert_eq!(alone, expected);
+    }
+
+    #[test]
     fn no_decision_uses_a_later_bar(
         bars in random_bars(),
         sentiment in random_sentiment(),
@@ -759,6 +777,7 @@ fn the_same_currency_ledger_rounds_as_the_conversion() {
             half_spread_down: 0,
             half_spread_up: 0,
             commission: 0,
+            e7_per_minor: 10_i64.pow(7 - u32::from(digits)),
         };
         for (entry, exit, volume) in [
             (100_000_i64, 150_000_i64, 1_i64),
