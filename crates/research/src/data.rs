@@ -406,22 +406,28 @@ fn unreachable_columns() -> Result<(Price, Price), DataError> {
     })
 }
 
+/// The header line [`write_bars_csv`] writes (without its line end).
+pub const BARS_CSV_HEADER: &str = "timestamp,open,high,low,close,volume";
+
 /// Writes bars as the CSV [`read_ohlc_csv`] reads: `timestamp,open,high,low,close,volume`, times
 /// in ISO 8601 UTC, prices as exact decimals.
-pub fn write_bars_csv<W: io::Write>(bars: &[Bar], out: W) -> io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(["timestamp", "open", "high", "low", "close", "volume"])?;
+pub fn write_bars_csv<W: io::Write>(bars: &[Bar], mut out: W) -> io::Result<()> {
+    writeln!(out, "{BARS_CSV_HEADER}")?;
+    write_bar_rows(bars, &mut out)?;
+    out.flush()
+}
+
+/// Writes the rows of [`write_bars_csv`] without its header, one whole line per bar (for a file
+/// that grows a page at a time).
+pub fn write_bar_rows<W: io::Write>(bars: &[Bar], mut out: W) -> io::Result<()> {
     for b in bars {
-        w.write_record([
-            b.start.to_string(),
-            b.open.to_string(),
-            b.high.to_string(),
-            b.low.to_string(),
-            b.close.to_string(),
-            b.volume.to_string(),
-        ])?;
+        writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            b.start, b.open, b.high, b.low, b.close, b.volume
+        )?;
     }
-    w.flush()
+    Ok(())
 }
 
 /// Reads sentiment readings from CSV with a header: a timestamp column (as for price data),
