@@ -105,9 +105,9 @@ fn busiest_second(world: &World) -> usize {
 fn bars_page_resume_ask_nothing_twice_and_backtest() {
     let (world, start) = world(5, RateLimits::default());
     let out = world.dir.path().join("m1.csv");
-    // 4.5 days of M1: two pages of at most 3.5 days; first only the later half (a partial file).
-    let from = Timestamp(start.0 - 4 * Timestamp::DAY_MS - 12 * 60 * MINUTE);
-    let middle = Timestamp(start.0 - 2 * Timestamp::DAY_MS);
+    // 4.75 days of M1: two pages of at most 3.5 days; first only the later half (a partial file).
+    let from = Timestamp(start.0 - 4 * Timestamp::DAY_MS - 18 * 60 * MINUTE);
+    let middle = Timestamp(start.0 - Timestamp::DAY_MS);
     let run = history(&world, &args(middle, start, &["--timeframe", "M1"], &out));
     assert!(run.status.success(), "{}", text(&run));
     let first = world.sim.historical_requests().len();
@@ -127,7 +127,8 @@ fn bars_page_resume_ask_nothing_twice_and_backtest() {
     let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(stdout.contains("now covers"), "{stdout}");
     let resumed = world.sim.historical_requests().len();
-    assert!(resumed >= first + 1, "{resumed} after {first}");
+    // 3.75 days before the file's start: two M1 pages of at most 3.5 days.
+    assert_eq!(resumed - first, 2, "{resumed} after {first}");
     let all = read_ohlc_csv(
         std::fs::File::open(&out).unwrap(),
         &OhlcOptions {

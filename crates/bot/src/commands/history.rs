@@ -223,16 +223,16 @@ fn save_coverage(out: &Path, coverage: &Coverage) -> Result<(), Failure> {
     replace_file(&coverage_path(out), text.as_bytes())
 }
 
+/// A span of time, `[start, end)`.
+type Span = (Timestamp, Timestamp);
+
 /// The spans to fetch so the file covers `[from, to)` without a hole: what lies before the
 /// covered span and what lies after it (the file stays one contiguous span).
 fn missing_spans(
-    covered: Option<(Timestamp, Timestamp)>,
+    covered: Option<Span>,
     from: Timestamp,
     to: Timestamp,
-) -> (
-    Option<(Timestamp, Timestamp)>,
-    Option<(Timestamp, Timestamp)>,
-) {
+) -> (Option<Span>, Option<Span>) {
     match covered {
         None => (None, (from < to).then_some((from, to))),
         Some((start, end)) => (
