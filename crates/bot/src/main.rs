@@ -33,6 +33,8 @@ enum Command {
     CheckConfig,
     /// Replay the strategy over a CSV of bars: table on the terminal, JSON, trades CSV, SVG, HTML report.
     Backtest(Box<commands::backtest::BacktestArgs>),
+    /// Download the broker's trendbars (or ticks) into the CSV the backtester reads; a rerun fetches only what is missing.
+    History(commands::history::HistoryArgs),
     /// Backtest every combination of strategy and risk parameters on all cores and rank them; walk forward.
     Optimize(Box<commands::optimize::OptimizeArgs>),
     /// Fetch one sentiment reading through the configured sources and print it with its source.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(cli.config.as_deref(), &args),
         Command::CheckConfig => commands::check_config::run(cli.config.as_deref()),
         Command::Backtest(args) => commands::backtest::run(cli.config.as_deref(), &args),
+        Command::History(args) => commands::history::run(cli.config.as_deref(), &args),
         Command::Optimize(args) => commands::optimize::run(cli.config.as_deref(), &args),
         Command::Sentiment(args) => commands::sentiment::run(cli.config.as_deref(), &args),
         Command::Simulate(args) => commands::simulate::run(cli.config.as_deref(), &args),

@@ -3,7 +3,7 @@
 //! [`Broker`] operations over the live link.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,10 +13,11 @@ use ctrader_proto::openapi::{
     ProtoOaClosePositionReq, ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaExecutionEvent,
     ProtoOaExecutionType, ProtoOaGetAccountListByAccessTokenReq,
     ProtoOaGetAccountListByAccessTokenRes, ProtoOaGetPositionUnrealizedPnLReq,
-    ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes,
-    ProtoOaNewOrderReq, ProtoOaOrderListReq, ProtoOaOrderListRes, ProtoOaOrderType,
-    ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes,
-    ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
+    ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTickDataReq, ProtoOaGetTickDataRes,
+    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderListReq,
+    ProtoOaOrderListRes, ProtoOaOrderType, ProtoOaReconcileReq, ProtoOaReconcileRes,
+    ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSubscribeSpotsReq,
+    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
     ProtoOaSymbolsForConversionReq, ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq,
     ProtoOaSymbolsListRes, ProtoOaTrader, ProtoOaTraderReq, ProtoOaTraderRes,
 };
@@ -37,7 +38,7 @@ use crate::broker::{
 };
 use crate::config::{CTraderConfig, DEMO_HOST, LIVE_HOST, TokenExpiry};
 use crate::convert;
-use crate::history::{self, RawTrendbar};
+use crate::history::{self, HistoricalTick, QuoteSide, RawTrendbar};
 use crate::limits::{Limits, RequestClass};
 use crate::link::{Inbound, Link, LinkTiming, ReplyKind, RequestFailure};
 use crate::quotes::QuoteBook;
@@ -117,6 +118,8 @@ struct Inner {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<BrokerEvent>>>,
     control: mpsc::UnboundedSender<Control>,
     limits: Limits,
+    /// Historical requests sent (trendbars, ticks, deals), refused ones included.
+    historical_sent: AtomicU64,
     money_digits: Arc<AtomicU8>,
     clock: Arc<dyn Clock>,
     stopped: Mutex<Option<BrokerError>>,
@@ -178,6 +181,7 @@ impl CTraderClient {
             keeper,
             account_live: Mutex::new(None),
             limits: Limits::new(config.rate_limits),
+            historical_sent: AtomicU64::new(0),
             config,
             tls,
             link: Mutex::new(None),
@@ -233,6 +237,86 @@ impl CTraderClient {
     /// Decimal digits of the account's money (`moneyDigits`), as the broker reported them.
     pub fn money_digits(&self) -> u8 {
         self.inner.money_digits.load(Ordering::Relaxed)
+    }
+
+    /// How many historical requests (trendbars, ticks, deals) this client has sent so far.
+    pub fn historical_requests(&self) -> u64 {
+        self.inner.historical_sent.load(Ordering::Relaxed)
+    }
+
+    /// Ticks of one side of `symbol` in `[from, to)`, oldest first (`ProtoOAGetTickDataReq`):
+    /// asked a day at a time from the newest, each day paged backwards while the broker says
+    /// `hasMore`, within the historical rate limit.
+    pub async fn tick_data(
+        &self,
+        symbol: SymbolId,
+        side: QuoteSide,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HistoricalTick>, BrokerError> {
+        let inner = &self.inner;
+        let link = inner.live_link()?;
+        let mut newest_first: Vec<HistoricalTick> = Vec::new();
+        let mut window_to = to;
+        while window_to > from {
+            let window_from = Timestamp(
+                window_to
+                    .0
+                    .saturating_sub(history::TICK_WINDOW_MS)
+                    .max(from.0),
+            );
+            // The broker's `toTimestamp` is inclusive; ours is not.
+            let mut upper = window_to.0 - 1;
+            // Each round either lowers `upper` or keeps more ticks at `upper`: it ends.
+            loop {
+                let res: ProtoOaGetTickDataRes = inner
+                    .call(
+                        &link,
+                        ProtoOaGetTickDataReq {
+                            ctid_trader_account_id: inner.account(),
+                            symbol_id: symbol.0,
+                            r#type: side.code(),
+                            from_timestamp: Some(window_from.0),
+                            to_timestamp: Some(upper),
+                            ..Default::default()
+                        }
+                        .into(),
+                        "tick data",
+                        RequestClass::Historical,
+                    )
+                    .await?;
+                let pairs: Vec<(i64, i64)> = res
+                    .tick_data
+                    .iter()
+                    .map(|t| (t.timestamp, t.tick))
+                    .collect();
+                let page = history::decode_ticks(&pairs)?;
+                if let Some(out) = page.iter().find(|t| t.at.0 > upper || t.at < window_from) {
+                    return Err(BrokerError::BadValue(format!(
+                        "tick at {} is outside the asked range {window_from} .. {}",
+                        out.at,
+                        Timestamp(upper)
+                    )));
+                }
+                // Ticks at `upper` kept from the page before come first again: skip them.
+                let kept = newest_first
+                    .iter()
+                    .rev()
+                    .take_while(|t| t.at.0 == upper)
+                    .count();
+                let before = newest_first.len();
+                newest_first.extend(page.into_iter().skip(kept));
+                let progressed = newest_first.len() > before;
+                match newest_first.last() {
+                    Some(oldest) if res.has_more && progressed => upper = oldest.at.0,
+                    _ if res.has_more && upper > window_from.0 => upper -= 1,
+                    _ => break,
+                }
+            }
+            window_to = window_from;
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 }
 
@@ -747,6 +831,9 @@ impl Inner {
         loop {
             attempt += 1;
             self.limits.acquire(class).await;
+            if class == RequestClass::Historical {
+                self.historical_sent.fetch_add(1, Ordering::Relaxed);
+            }
             let envelope = link
                 .request(
                     payload.clone(),

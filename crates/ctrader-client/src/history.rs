@@ -6,7 +6,7 @@ use crate::BrokerError;
 
 /// The longest span one trendbar request may cover for a period (cTrader's documented limits:
 /// M1–M5 3.5 days, M10–H1 35 weeks, H4–D1 366 days).
-pub(crate) const fn max_span_ms(timeframe: Timeframe) -> i64 {
+pub const fn max_span_ms(timeframe: Timeframe) -> i64 {
     match timeframe {
         Timeframe::M1 | Timeframe::M5 => 302_400_000,
         Timeframe::M15 | Timeframe::M30 | Timeframe::H1 => 35 * 7 * Timestamp::DAY_MS,
@@ -28,11 +28,7 @@ pub(crate) const fn period_code(timeframe: Timeframe) -> i32 {
 }
 
 /// Splits `[from, to)` into consecutive windows no longer than the period's limit.
-pub(crate) fn pages(
-    timeframe: Timeframe,
-    from: Timestamp,
-    to: Timestamp,
-) -> Vec<(Timestamp, Timestamp)> {
+pub fn pages(timeframe: Timeframe, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Timestamp)> {
     let span = max_span_ms(timeframe);
     let mut out = Vec::new();
     let mut cursor = from;
@@ -96,6 +92,81 @@ pub(crate) fn tidy(mut bars: Vec<Bar>, from: Timestamp, to: Timestamp) -> Vec<Ba
     bars
 }
 
+/// Which side of the quote a tick history is for (`ProtoOAQuoteType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuoteSide {
+    /// Bid prices (`BID = 1`).
+    Bid,
+    /// Ask prices (`ASK = 2`).
+    Ask,
+}
+
+impl QuoteSide {
+    /// The protocol's number for the side.
+    pub(crate) const fn code(self) -> i32 {
+        match self {
+            QuoteSide::Bid => 1,
+            QuoteSide::Ask => 2,
+        }
+    }
+}
+
+/// One historical price of one side: when, and the price in 1/100000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoricalTick {
+    /// When the price took effect (UTC).
+    pub at: Timestamp,
+    /// The price.
+    pub price: Price,
+}
+
+/// How far back one tick request looks: the client asks for ticks a day at a time and pages
+/// backwards inside the day with `hasMore`.
+pub(crate) const TICK_WINDOW_MS: i64 = Timestamp::DAY_MS;
+
+/// Decodes a `ProtoOAGetTickDataRes` page, given as `(timestamp, tick)` pairs in wire order: the
+/// first pair is absolute, every later one is the change from the pair before it (so times go
+/// back: the page is newest first). Returns the ticks newest first. A time that moves forward, a
+/// price that is not positive or a sum that overflows is a bad value, never a panic.
+pub(crate) fn decode_ticks(pairs: &[(i64, i64)]) -> Result<Vec<HistoricalTick>, BrokerError> {
+    let mut out: Vec<HistoricalTick> = Vec::with_capacity(pairs.len());
+    let mut previous: Option<(i64, i64)> = None;
+    for (index, &(time, price)) in pairs.iter().enumerate() {
+        let (at, value) = match previous {
+            None => (time, price),
+            Some((t, p)) => match (t.checked_add(time), p.checked_add(price)) {
+                (Some(at), Some(value)) => (at, value),
+                _ => {
+                    return Err(BrokerError::BadValue(format!(
+                        "tick {index}: the change ({time} ms, {price}) overflows"
+                    )));
+                }
+            },
+        };
+        if time > 0 && previous.is_some() {
+            return Err(BrokerError::BadValue(format!(
+                "tick {index}: time moves forward by {time} ms in a newest-first tick list"
+            )));
+        }
+        if at < 0 {
+            return Err(BrokerError::BadValue(format!(
+                "tick {index}: time {at} is before 1970"
+            )));
+        }
+        if value <= 0 {
+            return Err(BrokerError::BadValue(format!(
+                "tick {index}: price {value} is not positive"
+            )));
+        }
+        previous = Some((at, value));
+        out.push(HistoricalTick {
+            at: Timestamp(at),
+            price: Price(value),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +218,38 @@ mod tests {
             }
         };
         assert!(decode_bar(SymbolId(1), Timeframe::M1, overflow).is_err());
+    }
+
+    #[test]
+    fn ticks_decode_from_the_first_absolute_then_changes() {
+        let ticks =
+            decode_ticks(&[(1_000_000, 412_000), (-1_000, 5), (0, -10), (-250, 0)]).unwrap();
+        let got: Vec<(i64, i64)> = ticks.iter().map(|t| (t.at.0, t.price.0)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1_000_000, 412_000),
+                (999_000, 412_005),
+                (999_000, 411_995),
+                (998_750, 411_995)
+            ]
+        );
+        assert!(decode_ticks(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_ticks_are_errors_not_panics() {
+        // Time moving forward: not newest first.
+        let e = decode_ticks(&[(1_000, 5), (10, 0)]).unwrap_err();
+        assert!(e.to_string().contains("forward"), "{e}");
+        // A price that falls to zero or below.
+        let e = decode_ticks(&[(1_000, 5), (0, -5)]).unwrap_err();
+        assert!(e.to_string().contains("not positive"), "{e}");
+        assert!(decode_ticks(&[(1_000, -1)]).is_err());
+        // Overflowing sums.
+        assert!(decode_ticks(&[(1_000, i64::MAX), (0, 1)]).is_err());
+        assert!(decode_ticks(&[(i64::MIN + 1, 5), (-10, 0)]).is_err());
+        // Before the epoch.
+        assert!(decode_ticks(&[(5, 5), (-10, 0)]).is_err());
     }
 }

@@ -36,4 +36,5 @@ pub use config::{
 pub use error::BrokerError;
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeBroker, FakeOrderScript};
+pub use history::{HistoricalTick, QuoteSide, max_span_ms, pages as trendbar_pages};
 pub use tokens::{InMemoryTokens, KeepFuture, RefreshedTokens, TokenKeeper};

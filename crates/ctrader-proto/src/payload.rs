@@ -19,16 +19,17 @@ use crate::openapi::{
     ProtoOaCancelOrderReq, ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq,
     ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaErrorRes, ProtoOaExecutionEvent,
     ProtoOaGetAccountListByAccessTokenReq, ProtoOaGetAccountListByAccessTokenRes,
-    ProtoOaGetPositionUnrealizedPnLReq, ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTrendbarsReq,
-    ProtoOaGetTrendbarsRes, ProtoOaMarginCallTriggerEvent, ProtoOaMarginCallUpdateEvent,
-    ProtoOaMarginChangedEvent, ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaOrderListReq,
-    ProtoOaOrderListRes, ProtoOaPayloadType, ProtoOaReconcileReq, ProtoOaReconcileRes,
-    ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSpotEvent,
-    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq,
-    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
-    ProtoOaSymbolChangedEvent, ProtoOaSymbolsForConversionReq, ProtoOaSymbolsForConversionRes,
-    ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes,
-    ProtoOaTraderUpdatedEvent, ProtoOaTrailingSlChangedEvent, ProtoOaUnsubscribeLiveTrendbarReq,
+    ProtoOaGetPositionUnrealizedPnLReq, ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTickDataReq,
+    ProtoOaGetTickDataRes, ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes,
+    ProtoOaMarginCallTriggerEvent, ProtoOaMarginCallUpdateEvent, ProtoOaMarginChangedEvent,
+    ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaOrderListReq, ProtoOaOrderListRes,
+    ProtoOaPayloadType, ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq,
+    ProtoOaRefreshTokenRes, ProtoOaSpotEvent, ProtoOaSubscribeLiveTrendbarReq,
+    ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes,
+    ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolChangedEvent,
+    ProtoOaSymbolsForConversionReq, ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTraderReq, ProtoOaTraderRes, ProtoOaTraderUpdatedEvent,
+    ProtoOaTrailingSlChangedEvent, ProtoOaUnsubscribeLiveTrendbarReq,
     ProtoOaUnsubscribeLiveTrendbarRes, ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes,
     ProtoOaVersionReq, ProtoOaVersionRes, ProtoPayloadType,
 };
@@ -259,6 +260,10 @@ payloads! {
     GetTrendbarsReq(ProtoOaGetTrendbarsReq) = 2137, "ProtoOAGetTrendbarsReq";
     /// Historical bars response (2138).
     GetTrendbarsRes(ProtoOaGetTrendbarsRes) = 2138, "ProtoOAGetTrendbarsRes";
+    /// Historical ticks request (2145).
+    GetTickDataReq(ProtoOaGetTickDataReq) = 2145, "ProtoOAGetTickDataReq";
+    /// Historical ticks response (2146).
+    GetTickDataRes(ProtoOaGetTickDataRes) = 2146, "ProtoOAGetTickDataRes";
     /// A position's used margin changed (2141).
     MarginChangedEvent(ProtoOaMarginChangedEvent) = 2141, "ProtoOAMarginChangedEvent";
     /// Open API error (2142).

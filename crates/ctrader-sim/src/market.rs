@@ -9,6 +9,7 @@ use domain::{Holiday, Timestamp};
 use crate::bars::BarSeries;
 use crate::prices::{PriceDriver, TwoSided};
 use crate::symbols::SimSymbol;
+use crate::ticks::TickSeries;
 
 /// One simulated second: the default resolution of the price path, SL/TP checks and bars.
 pub(crate) const STEP_MS: i64 = 1_000;
@@ -50,6 +51,8 @@ struct Feed {
     symbol: SimSymbol,
     driver: PriceDriver,
     bars: BarSeries,
+    /// Every bid and ask change, from the same path as the bars.
+    ticks: TickSeries,
     last: Option<TwoSided>,
     last_at: Timestamp,
     published: Option<TwoSided>,
@@ -138,6 +141,7 @@ impl Market {
                         symbol,
                         driver,
                         bars: BarSeries::default(),
+                        ticks: TickSeries::default(),
                         last: opening,
                         last_at: start,
                         published: None,
@@ -196,6 +200,7 @@ impl Market {
         if feed.last.is_none_or(|last| last.bid != quote.bid) {
             feed.bars.record(at, quote.bid);
         }
+        feed.ticks.record(at, quote, feed.last);
         feed.last = Some(quote);
         feed.last_at = at;
         Some(Tick {
@@ -226,6 +231,7 @@ impl Market {
                 if feed.last.is_none_or(|last| last.bid != quote.bid) {
                     feed.bars.record(at, quote.bid);
                 }
+                feed.ticks.record(at, quote, feed.last);
                 feed.last = Some(quote);
                 feed.last_at = at;
                 if let Some(queue) = &mut self.every_quote {
@@ -257,6 +263,11 @@ impl Market {
     /// A symbol's bars.
     pub(crate) fn bars(&self, symbol_id: i64) -> Option<&BarSeries> {
         self.feeds.get(&symbol_id).map(|f| &f.bars)
+    }
+
+    /// A symbol's tick history; `None` for an unknown symbol.
+    pub(crate) fn ticks(&self, symbol_id: i64) -> Option<&TickSeries> {
+        self.feeds.get(&symbol_id).map(|f| &f.ticks)
     }
 
     /// The quote changes since the last call: every one in order when every quote is published,

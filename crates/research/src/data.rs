@@ -277,8 +277,8 @@ fn infer_timeframe(bars: &[Bar]) -> Result<Timeframe, DataError> {
 
 const TICK_DATA: &str = "tick data";
 
-/// True when a CSV header names `bid` and `ask` columns and no `open`: a ticks file rather than
-/// bars (the backtest then aggregates it).
+/// True when a CSV header names a `bid` or an `ask` column (or both) and no `open`: a ticks file
+/// rather than bars (the backtest then aggregates it).
 pub fn is_ticks_header(header_line: &str) -> bool {
     let names: Vec<String> = header_line
         .trim_start_matches('\u{feff}')
@@ -286,13 +286,15 @@ pub fn is_ticks_header(header_line: &str) -> bool {
         .map(|n| n.trim().to_ascii_lowercase())
         .collect();
     let has = |n: &str| names.iter().any(|x| x == n);
-    has("bid") && has("ask") && !has("open")
+    (has("bid") || has("ask")) && !has("open")
 }
 
-/// Reads ticks (a timestamp column as for price data, `bid`, `ask`) and aggregates them into
-/// mid-price bars of `timeframe` exactly as the live bot does ([`BarAggregator`]): a bar per
-/// period that has ticks, `volume` the number of ticks. Rows must not go back in time (equal
-/// times are allowed); a bid above its ask, or a price that is not positive, is refused.
+/// Reads ticks (a timestamp column as for price data, then `bid`, `ask` or both) and aggregates
+/// them into bars of `timeframe` exactly as the live bot does ([`BarAggregator`]): a bar per
+/// period that has ticks, `volume` the number of ticks. With both columns the bars are of the mid
+/// price, as live; with one column they are of that side (a bid file gives the broker's own bid
+/// trendbars). Rows must not go back in time (equal times are allowed); a bid above its ask, or a
+/// price that is not positive, is refused.
 pub fn read_ticks_csv<R: io::Read>(
     reader: R,
     symbol: SymbolId,
@@ -310,14 +312,21 @@ pub fn read_ticks_csv<R: io::Read>(
         TICK_DATA,
         &header,
         [&TIMESTAMP_NAMES, &["bid"], &["ask"]],
-        [true, true, true],
+        [true, false, false],
     )?;
-    let (Some(ts_col), Some(bid_col), Some(ask_col)) = (ts_col, bid_col, ask_col) else {
+    let Some(ts_col) = ts_col else {
         return Err(DataError::Header {
             what: TICK_DATA,
             reason: "missing a required column".into(),
         });
     };
+    if bid_col.is_none() && ask_col.is_none() {
+        return Err(DataError::Header {
+            what: TICK_DATA,
+            reason: "no bid or ask column: a ticks file has a bid column, an ask column or both"
+                .into(),
+        });
+    }
     let mut aggregator = BarAggregator::new(symbol, timeframe);
     let mut bars = Vec::new();
     let mut record = csv::ByteRecord::new();
@@ -348,7 +357,19 @@ pub fn read_ticks_csv<R: io::Read>(
                 Err(why) => Err(row_error(format!("{name} {:?}: {why}", shown(raw)))),
             }
         };
-        let (bid, ask) = (price(bid_col, "bid")?, price(ask_col, "ask")?);
+        // One side only: both sides of the quote are that price, so the mid is exactly it.
+        let (bid, ask) = match (bid_col, ask_col) {
+            (Some(b), Some(a)) => (price(b, "bid")?, price(a, "ask")?),
+            (Some(b), None) => {
+                let bid = price(b, "bid")?;
+                (bid, bid)
+            }
+            (None, Some(a)) => {
+                let ask = price(a, "ask")?;
+                (ask, ask)
+            }
+            (None, None) => unreachable_columns()?,
+        };
         if bid > ask {
             return Err(row_error(format!("bid {bid} is above ask {ask}")));
         }
@@ -377,22 +398,36 @@ pub fn read_ticks_csv<R: io::Read>(
     Ok(bars)
 }
 
+/// The header check above makes this unreachable; an error rather than a panic all the same.
+fn unreachable_columns() -> Result<(Price, Price), DataError> {
+    Err(DataError::Header {
+        what: TICK_DATA,
+        reason: "no bid or ask column".into(),
+    })
+}
+
+/// The header line [`write_bars_csv`] writes (without its line end).
+pub const BARS_CSV_HEADER: &str = "timestamp,open,high,low,close,volume";
+
 /// Writes bars as the CSV [`read_ohlc_csv`] reads: `timestamp,open,high,low,close,volume`, times
 /// in ISO 8601 UTC, prices as exact decimals.
-pub fn write_bars_csv<W: io::Write>(bars: &[Bar], out: W) -> io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(["timestamp", "open", "high", "low", "close", "volume"])?;
+pub fn write_bars_csv<W: io::Write>(bars: &[Bar], mut out: W) -> io::Result<()> {
+    writeln!(out, "{BARS_CSV_HEADER}")?;
+    write_bar_rows(bars, &mut out)?;
+    out.flush()
+}
+
+/// Writes the rows of [`write_bars_csv`] without its header, one whole line per bar (for a file
+/// that grows a page at a time).
+pub fn write_bar_rows<W: io::Write>(bars: &[Bar], mut out: W) -> io::Result<()> {
     for b in bars {
-        w.write_record([
-            b.start.to_string(),
-            b.open.to_string(),
-            b.high.to_string(),
-            b.low.to_string(),
-            b.close.to_string(),
-            b.volume.to_string(),
-        ])?;
+        writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            b.start, b.open, b.high, b.low, b.close, b.volume
+        )?;
     }
-    w.flush()
+    Ok(())
 }
 
 /// Reads sentiment readings from CSV with a header: a timestamp column (as for price data),
@@ -991,6 +1026,58 @@ mod tests {
             read_ticks_csv("time,bid,ask\n".as_bytes(), SymbolId(3), Timeframe::M5),
             Err(DataError::Empty { .. })
         ));
+    }
+
+    #[test]
+    fn one_sided_ticks_aggregate_into_that_sides_bars_with_boundaries_and_gaps() {
+        // Bid ticks: 00:04:59.999 closes the first M5 bar, 00:05:00 opens the next; nothing from
+        // 00:10 to 00:20 (a gap: no bar), then one tick at 00:20.
+        let text = "timestamp,bid\n\
+            2025-11-24T00:00:00Z,100\n\
+            2025-11-24T00:02:00Z,103\n\
+            2025-11-24T00:04:59.999Z,99\n\
+            2025-11-24T00:05:00Z,101\n\
+            2025-11-24T00:09:59Z,104\n\
+            2025-11-24T00:20:00Z,98\n";
+        assert!(is_ticks_header("timestamp,bid"));
+        assert!(is_ticks_header("timestamp,ask"));
+        assert!(!is_ticks_header("timestamp,close"));
+        let bars = read_ticks_csv(text.as_bytes(), SymbolId(1), Timeframe::M5).unwrap();
+        let got: Vec<(String, i64, i64, i64, i64, i64)> = bars
+            .iter()
+            .map(|b| {
+                (
+                    b.start.to_string(),
+                    b.open.raw() / 100_000,
+                    b.high.raw() / 100_000,
+                    b.low.raw() / 100_000,
+                    b.close.raw() / 100_000,
+                    b.volume,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("2025-11-24T00:00:00.000Z".into(), 100, 103, 99, 99, 3),
+                ("2025-11-24T00:05:00.000Z".into(), 101, 104, 101, 104, 2),
+                ("2025-11-24T00:20:00.000Z".into(), 98, 98, 98, 98, 1),
+            ]
+        );
+        // An ask-only file is read the same way.
+        let asks = text.replace("bid", "ask");
+        assert_eq!(
+            read_ticks_csv(asks.as_bytes(), SymbolId(1), Timeframe::M5).unwrap(),
+            bars
+        );
+        // Neither side: a header error naming what is missing.
+        let e = read_ticks_csv(
+            "timestamp,price\n2025-11-24T00:00:00Z,1\n".as_bytes(),
+            SymbolId(1),
+            Timeframe::M5,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bid"), "{e}");
     }
 
     #[test]

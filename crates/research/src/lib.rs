@@ -16,8 +16,8 @@ mod table;
 mod walk_forward;
 
 pub use data::{
-    OhlcOptions, is_ticks_header, parse_time, read_ohlc_csv, read_rates_csv, read_sentiment_csv,
-    read_ticks_csv, write_bars_csv,
+    BARS_CSV_HEADER, OhlcOptions, is_ticks_header, parse_time, read_ohlc_csv, read_rates_csv,
+    read_sentiment_csv, read_ticks_csv, write_bar_rows, write_bars_csv,
 };
 pub use error::DataError;
 pub use html::render_html_report;

@@ -6,6 +6,7 @@ pub mod backtest;
 pub mod backup;
 pub mod check_config;
 pub mod demo;
+pub mod history;
 pub mod optimize;
 pub mod positions;
 pub mod reconcile;

@@ -22,6 +22,19 @@ pub struct ReceivedOrder {
     pub received_at: Timestamp,
 }
 
+/// One historical request as the simulator received it (trendbars, tick data, deal or order list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoricalRequest {
+    /// The message's schema name, e.g. `ProtoOAGetTrendbarsReq`.
+    pub name: &'static str,
+    /// When it arrived, on this machine's monotonic clock.
+    pub received: std::time::Instant,
+    /// The connection it came on.
+    pub connection: u64,
+    /// True when it was refused for exceeding a rate limit (`BLOCKED_PAYLOAD_TYPE`).
+    pub refused: bool,
+}
+
 /// One deal (an execution) in the broker's books.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DealRecord {
@@ -74,6 +87,11 @@ impl SimHandle {
     /// Every new-order request received since start, in arrival order (for duplicate checks).
     pub fn received_orders(&self) -> Vec<ReceivedOrder> {
         lock(&self.shared.received_orders).clone()
+    }
+
+    /// Every historical request received since start, in arrival order, refused ones included.
+    pub fn historical_requests(&self) -> Vec<HistoricalRequest> {
+        lock(&self.shared.historical_requests).clone()
     }
 
     /// Every deal of every account since start, oldest first.

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use account::MarginCallType;
 pub use control::FaultControl;
-pub use inspect::{DealRecord, OpenPositionRecord, ReceivedOrder};
+pub use inspect::{DealRecord, HistoricalRequest, OpenPositionRecord, ReceivedOrder};
 
 use crate::broker::Execution;
 use crate::exchange::Exchange;
@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub(crate) pushes: broadcast::Sender<Arc<Push>>,
     /// Every new-order request received, for [`SimHandle::received_orders`].
     pub(crate) received_orders: Mutex<Vec<ReceivedOrder>>,
+    /// Every historical request (trendbars, ticks, deal and order lists), for
+    /// [`SimHandle::historical_requests`].
+    pub(crate) historical_requests: Mutex<Vec<HistoricalRequest>>,
     next_connection: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
     /// Spot events sent to clients, for [`SimHandle::spots_sent`].
@@ -193,6 +196,7 @@ impl Simulator {
             exchange: Mutex::new(exchange),
             pushes,
             received_orders: Mutex::new(Vec::new()),
+            historical_requests: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(1),
             open_connections: AtomicUsize::new(0),
             spots_sent: AtomicU64::new(0),

@@ -12,14 +12,15 @@ use ctrader_proto::openapi::{
     ProtoOaCancelOrderReq, ProtoOaClientDisconnectEvent, ProtoOaClosePositionReq,
     ProtoOaDealListReq, ProtoOaDealListRes, ProtoOaErrorRes, ProtoOaGetAccountListByAccessTokenReq,
     ProtoOaGetAccountListByAccessTokenRes, ProtoOaGetPositionUnrealizedPnLReq,
-    ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes,
-    ProtoOaNewOrderReq, ProtoOaOrderErrorEvent, ProtoOaOrderListReq, ProtoOaOrderListRes,
-    ProtoOaPositionUnrealizedPnL, ProtoOaReconcileReq, ProtoOaReconcileRes, ProtoOaRefreshTokenReq,
-    ProtoOaRefreshTokenRes, ProtoOaSpotEvent, ProtoOaSubscribeLiveTrendbarReq,
-    ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq, ProtoOaSubscribeSpotsRes,
-    ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes, ProtoOaSymbolsForConversionReq,
-    ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq, ProtoOaSymbolsListRes, ProtoOaTraderReq,
-    ProtoOaTraderRes, ProtoOaUnsubscribeLiveTrendbarReq, ProtoOaUnsubscribeLiveTrendbarRes,
+    ProtoOaGetPositionUnrealizedPnLRes, ProtoOaGetTickDataReq, ProtoOaGetTickDataRes,
+    ProtoOaGetTrendbarsReq, ProtoOaGetTrendbarsRes, ProtoOaNewOrderReq, ProtoOaOrderErrorEvent,
+    ProtoOaOrderListReq, ProtoOaOrderListRes, ProtoOaPositionUnrealizedPnL, ProtoOaReconcileReq,
+    ProtoOaReconcileRes, ProtoOaRefreshTokenReq, ProtoOaRefreshTokenRes, ProtoOaSpotEvent,
+    ProtoOaSubscribeLiveTrendbarReq, ProtoOaSubscribeLiveTrendbarRes, ProtoOaSubscribeSpotsReq,
+    ProtoOaSubscribeSpotsRes, ProtoOaSymbolByIdReq, ProtoOaSymbolByIdRes,
+    ProtoOaSymbolsForConversionReq, ProtoOaSymbolsForConversionRes, ProtoOaSymbolsListReq,
+    ProtoOaSymbolsListRes, ProtoOaTickData, ProtoOaTraderReq, ProtoOaTraderRes,
+    ProtoOaUnsubscribeLiveTrendbarReq, ProtoOaUnsubscribeLiveTrendbarRes,
     ProtoOaUnsubscribeSpotsReq, ProtoOaUnsubscribeSpotsRes, ProtoOaVersionRes,
 };
 use ctrader_proto::{FrameCodec, LENGTH_PREFIX_LEN, OpenApiMessage, Payload, ProtoMessage};
@@ -265,9 +266,22 @@ impl Session {
         }
         let historical = matches!(
             payload,
-            Payload::GetTrendbarsReq(_) | Payload::DealListReq(_) | Payload::OrderListReq(_)
+            Payload::GetTrendbarsReq(_)
+                | Payload::GetTickDataReq(_)
+                | Payload::DealListReq(_)
+                | Payload::OrderListReq(_)
         );
-        if let Err(retry) = self.limiter.admit(std::time::Instant::now(), historical) {
+        let now = std::time::Instant::now();
+        let admitted = self.limiter.admit(now, historical);
+        if historical {
+            lock(&self.shared.historical_requests).push(super::HistoricalRequest {
+                name: payload.name(),
+                received: now,
+                connection: self.id,
+                refused: admitted.is_err(),
+            });
+        }
+        if let Err(retry) = admitted {
             let message = format!(
                 "{} requests per second exceeded for {}",
                 if historical { "historical" } else { "all" },
@@ -502,6 +516,7 @@ impl Session {
             Payload::SubscribeLiveTrendbarReq(req) => self.subscribe_live_bars(&req, reply_to),
             Payload::UnsubscribeLiveTrendbarReq(req) => self.unsubscribe_live_bars(&req, reply_to),
             Payload::GetTrendbarsReq(req) => self.trendbars(&req, reply_to),
+            Payload::GetTickDataReq(req) => self.tick_data(&req, reply_to),
             Payload::DealListReq(req) => self.deal_list(&req, reply_to),
             Payload::OrderListReq(req) => self.order_list(&req, reply_to),
             Payload::NewOrderReq(req) => self.new_order(&req, reply_to),
@@ -951,6 +966,58 @@ impl Session {
                 symbol_id: Some(req.symbol_id),
                 has_more: Some(has_more),
                 ..ProtoOaGetTrendbarsRes::default()
+            },
+            reply_to,
+        )]
+    }
+
+    /// Ticks of one side in `[fromTimestamp, toTimestamp]`, newest first, a chunk at a time.
+    fn tick_data(&self, req: &ProtoOaGetTickDataReq, reply_to: Option<&str>) -> Vec<ProtoMessage> {
+        let account = req.ctid_trader_account_id;
+        let ask = match req.r#type {
+            1 => false,
+            2 => true,
+            other => {
+                return vec![wrap(
+                    &error_res(
+                        Some(account),
+                        "INVALID_REQUEST",
+                        format!("quote type {other} is neither BID (1) nor ASK (2)"),
+                        None,
+                    ),
+                    reply_to,
+                )];
+            }
+        };
+        let exchange = lock(&self.shared.exchange);
+        let Some(ticks) = exchange.market.ticks(req.symbol_id) else {
+            return vec![wrap(&symbol_not_found(account, req.symbol_id), reply_to)];
+        };
+        let to = req.to_timestamp.unwrap_or(exchange.now().0);
+        let from = req.from_timestamp.unwrap_or(0);
+        if from < 0 || to < from || to > MAX_TICK_TIMESTAMP {
+            return vec![wrap(
+                &error_res(
+                    Some(account),
+                    "INCORRECT_BOUNDARIES",
+                    format!(
+                        "fromTimestamp {from} must be between 0 and toTimestamp {to}, at most {MAX_TICK_TIMESTAMP}"
+                    ),
+                    None,
+                ),
+                reply_to,
+            )];
+        }
+        let (newest_first, has_more) = ticks.history(ask, from, to, crate::ticks::TICK_CHUNK);
+        vec![wrap(
+            &ProtoOaGetTickDataRes {
+                ctid_trader_account_id: account,
+                tick_data: crate::ticks::encode(&newest_first)
+                    .into_iter()
+                    .map(|(timestamp, tick)| ProtoOaTickData { timestamp, tick })
+                    .collect(),
+                has_more,
+                ..ProtoOaGetTickDataRes::default()
             },
             reply_to,
         )]
@@ -1431,6 +1498,7 @@ fn account_of(payload: &Payload) -> Option<i64> {
         Payload::SubscribeLiveTrendbarReq(r) => r.ctid_trader_account_id,
         Payload::UnsubscribeLiveTrendbarReq(r) => r.ctid_trader_account_id,
         Payload::GetTrendbarsReq(r) => r.ctid_trader_account_id,
+        Payload::GetTickDataReq(r) => r.ctid_trader_account_id,
         Payload::DealListReq(r) => r.ctid_trader_account_id,
         Payload::OrderListReq(r) => r.ctid_trader_account_id,
         Payload::NewOrderReq(r) => r.ctid_trader_account_id,
@@ -1495,6 +1563,9 @@ fn account_not_found(account: i64) -> ProtoOaErrorRes {
         None,
     )
 }
+
+/// The latest `toTimestamp` a tick request may name (cTrader's: 19 January 2038).
+const MAX_TICK_TIMESTAMP: i64 = 2_147_483_646_000;
 
 fn symbol_not_found(account: i64, symbol: i64) -> ProtoOaErrorRes {
     error_res(
