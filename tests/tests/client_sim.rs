@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ctrader_client::{
-    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, Credentials,
-    ExecutionKind, ExtraCa, OrderOutcome, Protection, ReconnectPolicy, Timing,
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, ExecutionKind,
+    ExtraCa, OrderFill, OrderOutcome, Protection, ReconnectPolicy,
 };
 use ctrader_sim::{
     CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials, SimHandle,
@@ -21,6 +21,8 @@ use domain::{
     ClientOrderId, OrderRequest, Price, Secret, Side, SymbolId, Timeframe, Timestamp, Volume,
 };
 use tempfile::TempDir;
+
+mod common;
 
 const PALM: SymbolId = SymbolId(PALM_OIL_SYMBOL_ID);
 const LIMIT: Duration = Duration::from_secs(20);
@@ -56,27 +58,7 @@ async fn start_sim(tweak: impl FnOnce(&mut SimConfig)) -> Env {
 
 impl Env {
     fn config(&self) -> CTraderConfig {
-        let creds = SimCredentials::default();
-        let mut config = CTraderConfig::new(
-            "localhost",
-            self.sim.local_addr().port(),
-            Credentials {
-                client_id: creds.client_id,
-                client_secret: creds.client_secret,
-                access_token: creds.access_token,
-                refresh_token: None,
-            },
-            creds.account_id,
-        );
-        config.extra_ca = Some(ExtraCa::PemFile(
-            self.sim.ca_cert_path().unwrap().to_path_buf(),
-        ));
-        config.timing = Timing {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            order_timeout: Duration::from_secs(5),
-            ..Timing::default()
-        };
+        let mut config = common::config(&self.sim);
         config.reconnect = ReconnectPolicy {
             initial_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(400),
@@ -126,6 +108,23 @@ fn order(id: &str, side: Side, volume: Volume) -> OrderRequest {
         relative_take_profit: Some(Price(8_000_000)),
         label: format!("pob {id}"),
         position_to_close: None,
+    }
+}
+
+/// `request` placed within the limit: the broker's outcome, or the client's error.
+async fn place(
+    client: &CTraderClient,
+    what: &str,
+    request: &OrderRequest,
+) -> Result<OrderOutcome, BrokerError> {
+    within(LIMIT, what, client.place_order(request)).await
+}
+
+/// The fill of `request`, which must fill.
+async fn filled(client: &CTraderClient, request: &OrderRequest) -> OrderFill {
+    match place(client, "order", request).await.unwrap() {
+        OrderOutcome::Filled(filled) => filled,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -201,16 +200,7 @@ async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
     let (bid, ask) = env.sim.quote(PALM_OIL_SYMBOL_ID).unwrap();
     let before = env.sim.sim_time();
 
-    let outcome = within(
-        LIMIT,
-        "order",
-        client.place_order(&order("pob-1", Side::Buy, spec.min_volume)),
-    )
-    .await
-    .unwrap();
-    let OrderOutcome::Filled(filled) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let filled = filled(&client, &order("pob-1", Side::Buy, spec.min_volume)).await;
     assert_eq!(
         filled
             .fill
@@ -313,10 +303,10 @@ async fn rejected_orders_come_back_as_rejections() {
         .faults()
         .reject_next_order("NOT_ENOUGH_MONEY")
         .unwrap();
-    let outcome = within(
-        LIMIT,
+    let outcome = place(
+        &client,
         "order",
-        client.place_order(&order("pob-2", Side::Sell, spec.min_volume)),
+        &order("pob-2", Side::Sell, spec.min_volume),
     )
     .await
     .unwrap();
@@ -327,13 +317,9 @@ async fn rejected_orders_come_back_as_rejections() {
 
     // A volume off the step is refused by the broker's own validation.
     let odd = Volume(spec.min_volume.raw() + spec.step_volume.raw() / 2 + 1);
-    let outcome = within(
-        LIMIT,
-        "odd order",
-        client.place_order(&order("pob-3", Side::Buy, odd)),
-    )
-    .await
-    .unwrap();
+    let outcome = place(&client, "odd order", &order("pob-3", Side::Buy, odd))
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, OrderOutcome::Rejected(ref r) if r.code == "TRADING_BAD_VOLUME"),
         "{outcome:?}"
@@ -402,10 +388,10 @@ async fn an_order_whose_answer_is_lost_is_unknown_and_never_resent() {
     // The session so far: application auth, account auth, trader, symbols list, symbol by id.
     // The sixth message (the order) executes, then the connection is cut before the answer.
     env.sim.faults().drop_after_messages(Some(6)).unwrap();
-    let err = within(
-        LIMIT,
+    let err = place(
+        &client,
         "order",
-        client.place_order(&order("pob-4", Side::Buy, spec.min_volume)),
+        &order("pob-4", Side::Buy, spec.min_volume),
     )
     .await
     .unwrap_err();
@@ -737,16 +723,7 @@ async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
     let env = start_sim(|_| {}).await;
     let (client, mut events) = env.connect().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
-    let outcome = within(
-        LIMIT,
-        "order",
-        client.place_order(&order("pob-sl", Side::Buy, spec.min_volume)),
-    )
-    .await
-    .unwrap();
-    let OrderOutcome::Filled(filled) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let filled = filled(&client, &order("pob-sl", Side::Buy, spec.min_volume)).await;
     let entry = filled.fill.price.raw();
     // A shock 100 MYR down: far through the 40 MYR stop-loss.
     env.sim
@@ -777,15 +754,7 @@ async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
     let before = env.sim.sim_time();
     let place = |request: OrderRequest| {
         let client = &client;
-        async move {
-            match within(LIMIT, "order", client.place_order(&request))
-                .await
-                .unwrap()
-            {
-                OrderOutcome::Filled(filled) => filled,
-                other => panic!("{other:?}"),
-            }
-        }
+        async move { filled(client, &request).await }
     };
     // A position opened by our order and closed by another of our orders.
     let first = place(order("pob-hist-1", Side::Buy, spec.min_volume)).await;
