@@ -381,22 +381,9 @@ impl Config {
         // One pass over the table: a setting with a default that was set blank has no value
         // (named here, rather than failing below without a word), except those whose blank
         // means their default or that name their own problem.
-        const BLANK_HANDLED: [&str; 11] = [
-            "SENTIMENT_SOURCES",
-            "RUST_LOG",
-            "LOG_FORMAT",
-            "CTRADER_PORT",
-            "SENTIMENT_POLICY",
-            "CTRADER_AUTH_URL",
-            "CTRADER_TOKEN_URL",
-            "DATABASE_URL",
-            "SYMBOL_CANDIDATES",
-            "LABEL_PREFIX",
-            "NITTER_QUERIES",
-        ];
         for spec in crate::settings::SETTINGS {
             if let Some(default) = spec.default.filter(|d| !d.is_empty())
-                && !BLANK_HANDLED.contains(&spec.name)
+                && !spec.blank_handled
                 && raw.get(spec.name).is_none()
             {
                 r.problem(
