@@ -80,6 +80,13 @@ impl Env {
     }
 }
 
+/// A default simulator and the client connected to it, with its event stream.
+async fn connected() -> (Env, CTraderClient, BrokerEvents) {
+    let env = start_sim(|_| {}).await;
+    let (client, events) = env.connect().await;
+    (env, client, events)
+}
+
 /// Waits for the first event that `wanted` accepts, skipping others.
 async fn next_event(
     events: &mut BrokerEvents,
@@ -134,8 +141,7 @@ fn names(list: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn authorises_and_resolves_the_symbol_by_name() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     assert!(client.is_connected());
     let spec = within(
         LIMIT,
@@ -171,8 +177,7 @@ async fn authorises_and_resolves_the_symbol_by_name() {
 
 #[tokio::test]
 async fn quotes_arrive_with_both_sides() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (_env, client, mut events) = connected().await;
     within(LIMIT, "subscribe", client.subscribe_quotes(PALM))
         .await
         .unwrap();
@@ -194,8 +199,7 @@ async fn quotes_arrive_with_both_sides() {
 
 #[tokio::test]
 async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     let (bid, ask) = env.sim.quote(PALM_OIL_SYMBOL_ID).unwrap();
     let before = env.sim.sim_time();
@@ -295,8 +299,7 @@ async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
 
 #[tokio::test]
 async fn rejected_orders_come_back_as_rejections() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
 
     env.sim
@@ -329,8 +332,7 @@ async fn rejected_orders_come_back_as_rejections() {
 
 #[tokio::test]
 async fn reconnects_after_a_drop_resubscribes_and_asks_to_reconcile() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     client.subscribe_quotes(PALM).await.unwrap();
     next_event(&mut events, "first quote", |e| {
         matches!(e, BrokerEvent::Quote(_))
@@ -382,8 +384,7 @@ async fn reconnects_after_a_drop_resubscribes_and_asks_to_reconcile() {
 
 #[tokio::test]
 async fn an_order_whose_answer_is_lost_is_unknown_and_never_resent() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     // The session so far: application auth, account auth, trader, symbols list, symbol by id.
     // The sixth message (the order) executes, then the connection is cut before the answer.
@@ -451,8 +452,7 @@ async fn a_silent_server_is_detected() {
 
 #[tokio::test]
 async fn a_burst_stays_within_the_rate_limit() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let client = Arc::new(client);
     let started = std::time::Instant::now();
     let burst: Vec<_> = (0..80)
@@ -513,8 +513,7 @@ async fn a_broker_that_still_says_blocked_is_waited_out() {
 
 #[tokio::test]
 async fn trendbars_page_across_the_span_limit() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let now = env.sim.sim_time();
     // Five days of M1 bars need two requests (3.5 days at most each).
     let from = Timestamp(now.0 - 5 * Timestamp::DAY_MS);
@@ -655,8 +654,7 @@ async fn an_invalid_access_token_is_refreshed() {
 
 #[tokio::test]
 async fn a_token_invalidated_elsewhere_without_a_usable_refresh_stops_trading() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     // Another client refreshes the shared token: ours is invalidated and we hold no refresh token.
     let mut other = env.config();
     other.credentials.access_token = Secret::new("stale");
@@ -720,8 +718,7 @@ async fn reconnection_gives_up_after_the_configured_attempts() {
 
 #[tokio::test]
 async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     let filled = filled(&client, &order("pob-sl", Side::Buy, spec.min_volume)).await;
     let entry = filled.fill.price.raw();
@@ -748,8 +745,7 @@ async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
 
 #[tokio::test]
 async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     let before = env.sim.sim_time();
     let place = |request: OrderRequest| {

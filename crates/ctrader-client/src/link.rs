@@ -453,6 +453,17 @@ mod tests {
         tokio::spawn(async move { link.request(reconcile_req(), kind, name, timeout).await })
     }
 
+    /// A new order's request waiting for the execution of `client_order_id`, on its own task.
+    fn spawn_order(
+        link: &Arc<Link>,
+        client_order_id: &str,
+    ) -> tokio::task::JoinHandle<Result<Envelope, RequestFailure>> {
+        let kind = ReplyKind::Execution {
+            client_order_id: Some(client_order_id.into()),
+        };
+        spawn_request(link, kind, "new order", Duration::from_secs(5))
+    }
+
     /// An execution event of `kind` for the order with this client order id.
     fn execution(
         kind: ProtoOaExecutionType,
@@ -541,14 +552,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_order_error_without_client_msg_id_finds_its_order_by_order_id() {
         let (link, collect, mut server) = pair();
-        let waiter = spawn_request(
-            &link,
-            ReplyKind::Execution {
-                client_order_id: Some("pob-2".into()),
-            },
-            "new order",
-            Duration::from_secs(5),
-        );
+        let waiter = spawn_order(&link, "pob-2");
         let req = next_envelope(&mut server).await;
         let accepted = Envelope::new(execution(
             ProtoOaExecutionType::OrderAccepted,
@@ -570,14 +574,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_order_waits_past_accepted_and_its_answer_is_delivered_once() {
         let (link, collect, mut server) = pair();
-        let waiter = spawn_request(
-            &link,
-            ReplyKind::Execution {
-                client_order_id: Some("pob-1".into()),
-            },
-            "new order",
-            Duration::from_secs(5),
-        );
+        let waiter = spawn_order(&link, "pob-1");
         let req = next_envelope(&mut server).await;
         let event = |kind| execution(kind, 0, "pob-1");
         let accepted = Envelope::new(event(ProtoOaExecutionType::OrderAccepted))

@@ -65,6 +65,11 @@ fn refusal(broker: &mut Broker, order: NewOrder) -> Rejection {
     broker.place_order(order, T0).unwrap_err()
 }
 
+/// What each report of one request was, in order.
+fn kinds_of(reports: &[Execution]) -> Vec<ExecutionKind> {
+    reports.iter().map(|r| r.kind).collect()
+}
+
 fn balance(broker: &Broker) -> i64 {
     broker.account(ACCOUNT).unwrap().balance
 }
@@ -671,7 +676,7 @@ fn a_market_order_fills_in_parts_and_each_closing_deal_settles_its_share() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
     broker.set_partial_fills(PartialFills::Deals(2));
     let reports = broker.place_order(market(Side::Buy, 300), T0).unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
@@ -706,7 +711,7 @@ fn a_market_order_fills_in_parts_and_each_closing_deal_settles_its_share() {
     let reports = broker
         .close_position(ACCOUNT, position.id, 300, T0.plus_millis(1000))
         .unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
@@ -744,7 +749,7 @@ fn a_cancelled_remainder_leaves_the_filled_part_open() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
     broker.set_partial_fills(PartialFills::CancelRest);
     let reports = broker.place_order(market(Side::Sell, 500), T0).unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
