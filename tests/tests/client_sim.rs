@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ctrader_client::{
-    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, Credentials,
-    ExecutionKind, ExtraCa, OrderOutcome, Protection, ReconnectPolicy, Timing,
+    Broker, BrokerError, BrokerEvent, BrokerEvents, CTraderClient, CTraderConfig, ExecutionKind,
+    ExtraCa, OrderFill, OrderOutcome, Protection, ReconnectPolicy,
 };
 use ctrader_sim::{
     CertificateSource, MarketHours, PALM_OIL_SYMBOL_ID, SimConfig, SimCredentials, SimHandle,
@@ -21,6 +21,8 @@ use domain::{
     ClientOrderId, OrderRequest, Price, Secret, Side, SymbolId, Timeframe, Timestamp, Volume,
 };
 use tempfile::TempDir;
+
+mod common;
 
 const PALM: SymbolId = SymbolId(PALM_OIL_SYMBOL_ID);
 const LIMIT: Duration = Duration::from_secs(20);
@@ -56,27 +58,7 @@ async fn start_sim(tweak: impl FnOnce(&mut SimConfig)) -> Env {
 
 impl Env {
     fn config(&self) -> CTraderConfig {
-        let creds = SimCredentials::default();
-        let mut config = CTraderConfig::new(
-            "localhost",
-            self.sim.local_addr().port(),
-            Credentials {
-                client_id: creds.client_id,
-                client_secret: creds.client_secret,
-                access_token: creds.access_token,
-                refresh_token: None,
-            },
-            creds.account_id,
-        );
-        config.extra_ca = Some(ExtraCa::PemFile(
-            self.sim.ca_cert_path().unwrap().to_path_buf(),
-        ));
-        config.timing = Timing {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            order_timeout: Duration::from_secs(5),
-            ..Timing::default()
-        };
+        let mut config = common::config(&self.sim);
         config.reconnect = ReconnectPolicy {
             initial_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(400),
@@ -96,6 +78,13 @@ impl Env {
         let events = client.take_events().unwrap();
         (client, events)
     }
+}
+
+/// A default simulator and the client connected to it, with its event stream.
+async fn connected() -> (Env, CTraderClient, BrokerEvents) {
+    let env = start_sim(|_| {}).await;
+    let (client, events) = env.connect().await;
+    (env, client, events)
 }
 
 /// Waits for the first event that `wanted` accepts, skipping others.
@@ -129,14 +118,30 @@ fn order(id: &str, side: Side, volume: Volume) -> OrderRequest {
     }
 }
 
+/// `request` placed within the limit: the broker's outcome, or the client's error.
+async fn place(
+    client: &CTraderClient,
+    what: &str,
+    request: &OrderRequest,
+) -> Result<OrderOutcome, BrokerError> {
+    within(LIMIT, what, client.place_order(request)).await
+}
+
+/// The fill of `request`, which must fill.
+async fn filled(client: &CTraderClient, request: &OrderRequest) -> OrderFill {
+    match place(client, "order", request).await.unwrap() {
+        OrderOutcome::Filled(filled) => filled,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
 #[tokio::test]
 async fn authorises_and_resolves_the_symbol_by_name() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     assert!(client.is_connected());
     let spec = within(
         LIMIT,
@@ -172,8 +177,7 @@ async fn authorises_and_resolves_the_symbol_by_name() {
 
 #[tokio::test]
 async fn quotes_arrive_with_both_sides() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (_env, client, mut events) = connected().await;
     within(LIMIT, "subscribe", client.subscribe_quotes(PALM))
         .await
         .unwrap();
@@ -195,22 +199,12 @@ async fn quotes_arrive_with_both_sides() {
 
 #[tokio::test]
 async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     let (bid, ask) = env.sim.quote(PALM_OIL_SYMBOL_ID).unwrap();
     let before = env.sim.sim_time();
 
-    let outcome = within(
-        LIMIT,
-        "order",
-        client.place_order(&order("pob-1", Side::Buy, spec.min_volume)),
-    )
-    .await
-    .unwrap();
-    let OrderOutcome::Filled(filled) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let filled = filled(&client, &order("pob-1", Side::Buy, spec.min_volume)).await;
     assert_eq!(
         filled
             .fill
@@ -305,18 +299,17 @@ async fn an_order_fills_then_closes_and_reconcile_and_deals_agree() {
 
 #[tokio::test]
 async fn rejected_orders_come_back_as_rejections() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
 
     env.sim
         .faults()
         .reject_next_order("NOT_ENOUGH_MONEY")
         .unwrap();
-    let outcome = within(
-        LIMIT,
+    let outcome = place(
+        &client,
         "order",
-        client.place_order(&order("pob-2", Side::Sell, spec.min_volume)),
+        &order("pob-2", Side::Sell, spec.min_volume),
     )
     .await
     .unwrap();
@@ -327,13 +320,9 @@ async fn rejected_orders_come_back_as_rejections() {
 
     // A volume off the step is refused by the broker's own validation.
     let odd = Volume(spec.min_volume.raw() + spec.step_volume.raw() / 2 + 1);
-    let outcome = within(
-        LIMIT,
-        "odd order",
-        client.place_order(&order("pob-3", Side::Buy, odd)),
-    )
-    .await
-    .unwrap();
+    let outcome = place(&client, "odd order", &order("pob-3", Side::Buy, odd))
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, OrderOutcome::Rejected(ref r) if r.code == "TRADING_BAD_VOLUME"),
         "{outcome:?}"
@@ -343,8 +332,7 @@ async fn rejected_orders_come_back_as_rejections() {
 
 #[tokio::test]
 async fn reconnects_after_a_drop_resubscribes_and_asks_to_reconcile() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     client.subscribe_quotes(PALM).await.unwrap();
     next_event(&mut events, "first quote", |e| {
         matches!(e, BrokerEvent::Quote(_))
@@ -396,16 +384,15 @@ async fn reconnects_after_a_drop_resubscribes_and_asks_to_reconcile() {
 
 #[tokio::test]
 async fn an_order_whose_answer_is_lost_is_unknown_and_never_resent() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     // The session so far: application auth, account auth, trader, symbols list, symbol by id.
     // The sixth message (the order) executes, then the connection is cut before the answer.
     env.sim.faults().drop_after_messages(Some(6)).unwrap();
-    let err = within(
-        LIMIT,
+    let err = place(
+        &client,
         "order",
-        client.place_order(&order("pob-4", Side::Buy, spec.min_volume)),
+        &order("pob-4", Side::Buy, spec.min_volume),
     )
     .await
     .unwrap_err();
@@ -465,8 +452,7 @@ async fn a_silent_server_is_detected() {
 
 #[tokio::test]
 async fn a_burst_stays_within_the_rate_limit() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let client = Arc::new(client);
     let started = std::time::Instant::now();
     let burst: Vec<_> = (0..80)
@@ -527,8 +513,7 @@ async fn a_broker_that_still_says_blocked_is_waited_out() {
 
 #[tokio::test]
 async fn trendbars_page_across_the_span_limit() {
-    let env = start_sim(|_| {}).await;
-    let (client, _events) = env.connect().await;
+    let (env, client, _events) = connected().await;
     let now = env.sim.sim_time();
     // Five days of M1 bars need two requests (3.5 days at most each).
     let from = Timestamp(now.0 - 5 * Timestamp::DAY_MS);
@@ -669,8 +654,7 @@ async fn an_invalid_access_token_is_refreshed() {
 
 #[tokio::test]
 async fn a_token_invalidated_elsewhere_without_a_usable_refresh_stops_trading() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     // Another client refreshes the shared token: ours is invalidated and we hold no refresh token.
     let mut other = env.config();
     other.credentials.access_token = Secret::new("stale");
@@ -734,19 +718,9 @@ async fn reconnection_gives_up_after_the_configured_attempts() {
 
 #[tokio::test]
 async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
-    let outcome = within(
-        LIMIT,
-        "order",
-        client.place_order(&order("pob-sl", Side::Buy, spec.min_volume)),
-    )
-    .await
-    .unwrap();
-    let OrderOutcome::Filled(filled) = outcome else {
-        panic!("{outcome:?}")
-    };
+    let filled = filled(&client, &order("pob-sl", Side::Buy, spec.min_volume)).await;
     let entry = filled.fill.price.raw();
     // A shock 100 MYR down: far through the 40 MYR stop-loss.
     env.sim
@@ -771,21 +745,12 @@ async fn a_stop_loss_hit_arrives_unprompted_with_its_reason() {
 
 #[tokio::test]
 async fn history_deals_carry_the_client_order_id_of_the_order_that_made_them() {
-    let env = start_sim(|_| {}).await;
-    let (client, mut events) = env.connect().await;
+    let (env, client, mut events) = connected().await;
     let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
     let before = env.sim.sim_time();
     let place = |request: OrderRequest| {
         let client = &client;
-        async move {
-            match within(LIMIT, "order", client.place_order(&request))
-                .await
-                .unwrap()
-            {
-                OrderOutcome::Filled(filled) => filled,
-                other => panic!("{other:?}"),
-            }
-        }
+        async move { filled(client, &request).await }
     };
     // A position opened by our order and closed by another of our orders.
     let first = place(order("pob-hist-1", Side::Buy, spec.min_volume)).await;

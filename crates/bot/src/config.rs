@@ -216,11 +216,39 @@ impl std::error::Error for ConfigErrors {}
 struct Reader<'a> {
     raw: &'a RawSettings,
     problems: Vec<SettingProblem>,
+    /// Every name validation asked for, so a test can hold it to the settings table.
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(raw: &'a RawSettings) -> Reader<'a> {
+        Reader {
+            raw,
+            problems: Vec::new(),
+            read: Default::default(),
+        }
+    }
+
     fn text(&self, name: &str) -> Option<String> {
+        self.read.borrow_mut().insert(name.to_owned());
         self.raw.get(name).map(|v| v.trim().to_owned())
+    }
+
+    /// A parsed value that must also pass `check`; its failure is the setting's problem.
+    fn checked<T: FromStr>(
+        &mut self,
+        name: &str,
+        what: &str,
+        check: impl FnOnce(&T) -> Result<(), &'static str>,
+    ) -> Option<T> {
+        let value = self.parsed::<T>(name, what)?;
+        match check(&value) {
+            Ok(()) => Some(value),
+            Err(problem) => {
+                self.problem(name, problem);
+                None
+            }
+        }
     }
 
     fn parsed<T: FromStr>(&mut self, name: &str, what: &str) -> Option<T> {
@@ -340,29 +368,22 @@ impl Reader<'_> {
 impl Config {
     /// Validates every setting at once; the error lists every problem by name.
     pub fn from_raw(raw: &RawSettings) -> Result<Config, ConfigErrors> {
-        let mut r = Reader {
-            raw,
-            problems: Vec::new(),
-        };
+        let mut r = Reader::new(raw);
+        match Config::read(&mut r) {
+            Some(config) if r.problems.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(r.problems)),
+        }
+    }
+
+    /// Reads every setting the table declares; `None` only when a problem is recorded.
+    fn read(r: &mut Reader<'_>) -> Option<Config> {
+        let raw = r.raw;
         // One pass over the table: a setting with a default that was set blank has no value
         // (named here, rather than failing below without a word), except those whose blank
         // means their default or that name their own problem.
-        const BLANK_HANDLED: [&str; 11] = [
-            "SENTIMENT_SOURCES",
-            "RUST_LOG",
-            "LOG_FORMAT",
-            "CTRADER_PORT",
-            "SENTIMENT_POLICY",
-            "CTRADER_AUTH_URL",
-            "CTRADER_TOKEN_URL",
-            "DATABASE_URL",
-            "SYMBOL_CANDIDATES",
-            "LABEL_PREFIX",
-            "NITTER_QUERIES",
-        ];
         for spec in crate::settings::SETTINGS {
             if let Some(default) = spec.default.filter(|d| !d.is_empty())
-                && !BLANK_HANDLED.contains(&spec.name)
+                && !spec.blank_handled
                 && raw.get(spec.name).is_none()
             {
                 r.problem(
@@ -396,11 +417,11 @@ impl Config {
             );
         }
         let port = r
-            .parsed::<u16>("CTRADER_PORT", "a port number")
+            .checked::<u16>("CTRADER_PORT", "a port number", |p| match p {
+                0 => Err("0 is not a port to connect to (1 to 65535)"),
+                _ => Ok(()),
+            })
             .unwrap_or(5035);
-        if port == 0 {
-            r.problem("CTRADER_PORT", "0 is not a port to connect to (1 to 65535)");
-        }
         let ca_file = r.file("CTRADER_CA_FILE");
         if ca_file.is_some() && is_official_host(&host) {
             r.problem(
@@ -455,10 +476,9 @@ impl Config {
             r.problem("SYMBOL_CANDIDATES", "needs at least one symbol name");
         }
         let timeframe = r.parsed::<Timeframe>("TIMEFRAME", "one of M1, M5, M15, M30, H1, H4, D1");
-        let rsi_period = r.parsed::<usize>("RSI_PERIOD", "a whole number");
-        if rsi_period.is_some_and(|p| !(2..=500).contains(&p)) {
-            r.problem("RSI_PERIOD", "must be between 2 and 500");
-        }
+        let rsi_period = r.checked::<usize>("RSI_PERIOD", "a whole number", |p| {
+            at_least_most(*p as u64, 2, 500, "must be between 2 and 500")
+        });
         let oversold = r.fraction("RSI_OVERSOLD", 0.0, 100.0);
         let overbought = r.fraction("RSI_OVERBOUGHT", 0.0, 100.0);
         if let (Some(lo), Some(hi)) = (oversold, overbought)
@@ -503,17 +523,17 @@ impl Config {
                 None
             }),
         };
-        let sentiment_max_age_secs = r.parsed::<u64>("SENTIMENT_MAX_AGE", "a number of seconds");
-        if sentiment_max_age_secs == Some(0) {
-            r.problem("SENTIMENT_MAX_AGE", "must be at least 1 second");
-        }
-        let refresh_secs = r.parsed::<u64>("SENTIMENT_REFRESH", "a number of seconds");
-        if refresh_secs.is_some_and(|s| s < 60) {
-            r.problem(
-                "SENTIMENT_REFRESH",
+        let sentiment_max_age_secs = r.checked("SENTIMENT_MAX_AGE", SECONDS, |s| {
+            at_least_most(*s, 1, u64::MAX, "must be at least 1 second")
+        });
+        let refresh_secs = r.checked("SENTIMENT_REFRESH", SECONDS, |s| {
+            at_least_most(
+                *s,
+                60,
+                u64::MAX,
                 "must be at least 60 seconds (API cost and rate limits)",
-            );
-        }
+            )
+        });
         let mut sources = Vec::new();
         for name in r.list("SENTIMENT_SOURCES") {
             match name.to_ascii_lowercase().as_str() {
@@ -575,59 +595,70 @@ impl Config {
             })
             .ok();
 
-        let notify = notify_settings(&mut r);
+        let notify = notify_settings(r);
 
         // Every value below parsed, or its problem is recorded: `?` meets a `None` only then.
-        let config = (|| {
-            Some(Config {
-                broker: BrokerEndpoint {
-                    env,
-                    host,
-                    host_set,
-                    port,
-                    ca_file,
-                    simulator_clock,
-                },
-                symbol_candidates,
-                strategy: StrategySettings {
-                    timeframe: timeframe?,
-                    rsi_period: rsi_period?,
-                    oversold: oversold?,
-                    overbought: overbought?,
-                    long_only: long_only?,
-                    stop_loss: stop_loss?,
-                    take_profit: take_profit?,
-                    sentiment_veto: sentiment_veto?,
-                    sentiment_policy: sentiment_policy?,
-                    sentiment_max_age_secs: sentiment_max_age_secs?,
-                },
-                risk: RiskSettings {
-                    order_volume: order_volume?,
-                    risk_per_trade,
-                    daily_loss_limit: daily_loss_limit?,
-                    max_drawdown: max_drawdown?,
-                },
-                sentiment: SentimentSettings {
-                    sources,
-                    refresh_secs: refresh_secs?,
-                    nitter_instances,
-                    nitter_queries,
-                    perplexity_base_url: perplexity_base_url?,
-                    x_base_url: x_base_url?,
-                    ca_file: sentiment_ca_file,
-                },
-                database_url,
-                http_bind: SocketAddr::new(bind_ip?, http_port?),
-                log_format,
-                log_filter,
-                label_prefix: label_prefix?,
-                notify: notify?,
-            })
-        })();
-        match config {
-            Some(config) if r.problems.is_empty() => Ok(config),
-            _ => Err(ConfigErrors(r.problems)),
-        }
+        Some(Config {
+            broker: BrokerEndpoint {
+                env,
+                host,
+                host_set,
+                port,
+                ca_file,
+                simulator_clock,
+            },
+            symbol_candidates,
+            strategy: StrategySettings {
+                timeframe: timeframe?,
+                rsi_period: rsi_period?,
+                oversold: oversold?,
+                overbought: overbought?,
+                long_only: long_only?,
+                stop_loss: stop_loss?,
+                take_profit: take_profit?,
+                sentiment_veto: sentiment_veto?,
+                sentiment_policy: sentiment_policy?,
+                sentiment_max_age_secs: sentiment_max_age_secs?,
+            },
+            risk: RiskSettings {
+                order_volume: order_volume?,
+                risk_per_trade,
+                daily_loss_limit: daily_loss_limit?,
+                max_drawdown: max_drawdown?,
+            },
+            sentiment: SentimentSettings {
+                sources,
+                refresh_secs: refresh_secs?,
+                nitter_instances,
+                nitter_queries,
+                perplexity_base_url: perplexity_base_url?,
+                x_base_url: x_base_url?,
+                ca_file: sentiment_ca_file,
+            },
+            database_url,
+            http_bind: SocketAddr::new(bind_ip?, http_port?),
+            log_format,
+            log_filter,
+            label_prefix: label_prefix?,
+            notify: notify?,
+        })
+    }
+}
+
+/// What a count of seconds is called in a parse error.
+const SECONDS: &str = "a number of seconds";
+
+/// `Ok` when `low <= value <= high`, else the setting's `problem`.
+fn at_least_most(
+    value: u64,
+    low: u64,
+    high: u64,
+    problem: &'static str,
+) -> Result<(), &'static str> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(problem)
     }
 }
 
@@ -651,21 +682,19 @@ fn notify_settings(r: &mut Reader<'_>) -> Option<NotifySettings> {
             }
         }
     }
-    let disconnect_after_secs = r.parsed::<u64>("NOTIFY_DISCONNECT_AFTER", "a number of seconds");
-    if disconnect_after_secs == Some(0) {
-        r.problem("NOTIFY_DISCONNECT_AFTER", "must be at least 1 second");
-    }
-    let min_interval_secs = r.parsed::<u64>("NOTIFY_MIN_INTERVAL", "a number of seconds");
-    if min_interval_secs.is_some_and(|s| s > 3_600) {
-        r.problem("NOTIFY_MIN_INTERVAL", "must be from 0 to 3600 seconds");
-    }
+    let disconnect_after_secs = r.checked("NOTIFY_DISCONNECT_AFTER", SECONDS, |s| {
+        at_least_most(*s, 1, u64::MAX, "must be at least 1 second")
+    });
+    let min_interval_secs = r.checked("NOTIFY_MIN_INTERVAL", SECONDS, |s| {
+        at_least_most(*s, 0, 3_600, "must be from 0 to 3600 seconds")
+    });
     let telegram_base_url = r.service_url("TELEGRAM_API_BASE_URL");
     let discord_base_url = r.service_url("DISCORD_BASE_URL");
     let slack_base_url = r.service_url("SLACK_BASE_URL");
     Some(NotifySettings {
         events_off,
-        disconnect_after_secs: disconnect_after_secs.filter(|s| *s > 0)?,
-        min_interval_secs: min_interval_secs.filter(|s| *s <= 3_600)?,
+        disconnect_after_secs: disconnect_after_secs?,
+        min_interval_secs: min_interval_secs?,
         telegram_base_url: telegram_base_url?,
         discord_base_url: discord_base_url?,
         slack_base_url: slack_base_url?,
@@ -1133,5 +1162,62 @@ mod tests {
         let debug = format!("{creds:?}");
         assert!(!debug.contains("sec-2") && !debug.contains("tok-3") && !debug.contains("id-1"));
         assert_eq!(creds.account_id, 44_556_677);
+    }
+
+    /// The names validation reads when everything is at its default.
+    fn names_read(pairs: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+        let mut problems = Vec::new();
+        let raw = RawSettings::layer(None, &env_of(pairs), &mut problems);
+        let mut r = Reader::new(&raw);
+        Config::read(&mut r);
+        r.read.into_inner()
+    }
+
+    /// Read by `auth` alone (its own URLs), not by the trading configuration.
+    const READ_BY_AUTH: [&str; 3] = [
+        "CTRADER_REDIRECT_URI",
+        "CTRADER_AUTH_URL",
+        "CTRADER_TOKEN_URL",
+    ];
+
+    #[test]
+    fn every_declared_setting_is_parsed() {
+        let read = names_read(&[]);
+        let auth = include_str!("commands/auth.rs");
+        for spec in crate::settings::SETTINGS {
+            if READ_BY_AUTH.contains(&spec.name) {
+                assert!(
+                    auth.contains(&format!("url(\"{}\")", spec.name)),
+                    "{} is declared for auth, which does not read it",
+                    spec.name
+                );
+            } else {
+                assert!(
+                    read.contains(spec.name),
+                    "{} is declared but never parsed",
+                    spec.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_parsed_setting_is_declared() {
+        let declared: Vec<&str> = crate::settings::SETTINGS.iter().map(|s| s.name).collect();
+        // Every optional branch taken too (a live host with a CA, a risk fraction, sources).
+        let read = names_read(&[
+            ("CTRADER_ENV", "live"),
+            ("CTRADER_HOST", "127.0.0.1"),
+            ("RISK_PER_TRADE", "0.01"),
+            ("SIMULATOR_CLOCK", "1,1,1"),
+            ("SENTIMENT_SOURCES", "perplexity,nitter,x"),
+        ]);
+        for name in &read {
+            assert!(
+                declared.contains(&name.as_str()),
+                "{name} is parsed but not in the settings table"
+            );
+        }
+        assert!(read.len() + READ_BY_AUTH.len() >= declared.len());
     }
 }

@@ -15,10 +15,32 @@ pub struct SettingSpec {
     pub default: Option<&'static str>,
     /// What it means, for `--help`, `check-config` and the README.
     pub doc: &'static str,
+    /// Set blank, it takes its default or names its own problem; any other setting with a
+    /// default is named as empty.
+    pub blank_handled: bool,
 }
 
 const fn spec(name: &'static str, default: Option<&'static str>, doc: &'static str) -> SettingSpec {
-    SettingSpec { name, default, doc }
+    SettingSpec {
+        name,
+        default,
+        doc,
+        blank_handled: false,
+    }
+}
+
+/// A setting whose blank value means its default, or whose validation names the blank itself.
+const fn blank_ok(
+    name: &'static str,
+    default: Option<&'static str>,
+    doc: &'static str,
+) -> SettingSpec {
+    SettingSpec {
+        name,
+        default,
+        doc,
+        blank_handled: true,
+    }
 }
 
 /// Every non-secret setting the bot understands.
@@ -33,7 +55,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         None,
         "cTrader host; defaults to the official host of CTRADER_ENV or of the account's kind; any other host must be localhost or a loopback or private IP address, and needs CTRADER_CA_FILE (a simulator)",
     ),
-    spec(
+    blank_ok(
         "CTRADER_PORT",
         Some("5035"),
         "cTrader Protobuf port (1 to 65535)",
@@ -43,12 +65,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         None,
         "`auth`: the redirect URI registered for the Open API application (http://127.0.0.1:PORT/... lets `auth --listen` catch the code)",
     ),
-    spec(
+    blank_ok(
         "CTRADER_AUTH_URL",
         Some("https://id.ctrader.com/my/settings/openapi/grantingaccess/"),
         "`auth`: where a person grants the application access",
     ),
-    spec(
+    blank_ok(
         "CTRADER_TOKEN_URL",
         Some("https://openapi.ctrader.com/apps/token"),
         "`auth`: the token endpoint the code is exchanged at (http only to this machine, for a local mock)",
@@ -63,7 +85,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         None,
         "an accelerated simulator's clock as SIM_MS,WALL_MS,SPEED (simulate writes it to client.env): the bot keeps time as the simulator does (simulators only; refused for the official hosts)",
     ),
-    spec(
+    blank_ok(
         "SYMBOL_CANDIDATES",
         Some("PALMOIL,FCPO,CPO"),
         "symbol names to look up, in order (comma-separated)",
@@ -124,7 +146,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some("0.3"),
         "a sentiment score opposing a trade by more than this vetoes the entry (0 to 1; 1 never vetoes)",
     ),
-    spec(
+    blank_ok(
         "SENTIMENT_POLICY",
         Some("ignore"),
         "when sentiment is stale or unavailable: ignore or stand_aside (stand-aside is accepted too)",
@@ -139,7 +161,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some("900"),
         "seconds between sentiment refreshes (at least 60)",
     ),
-    spec(
+    blank_ok(
         "SENTIMENT_SOURCES",
         Some("perplexity,nitter"),
         "sentiment sources in fallback order: perplexity, nitter, x (comma-separated)",
@@ -149,7 +171,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some(""),
         "Nitter base URLs for the RSS fallback (comma-separated, https)",
     ),
-    spec(
+    blank_ok(
         "NITTER_QUERIES",
         Some("palm oil,CPO futures,FCPO"),
         "Nitter search queries (comma-separated, 200 characters at most each)",
@@ -169,7 +191,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         None,
         "PEM file of a private CA the sentiment sources trust in addition to the public roots (an API gateway or a test mock)",
     ),
-    spec(
+    blank_ok(
         "DATABASE_URL",
         Some("sqlite://./data/palm-oil-bot-{env}-{account}.db"),
         "SQLite database: sqlite://PATH or a file path (no other scheme); {env} (demo or live) and {account} (CTRADER_ACCOUNT_ID) are filled in, so environments and accounts never share a store",
@@ -184,12 +206,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some("9184"),
         "port of the metrics, health and dashboard server (0 picks a free port)",
     ),
-    spec(
+    blank_ok(
         "LOG_FORMAT",
         Some("auto"),
         "auto (readable on a terminal, JSON otherwise), json or pretty",
     ),
-    spec(
+    blank_ok(
         "RUST_LOG",
         Some("info"),
         "log level filter, e.g. info or palm_oil_bot=debug,info",
@@ -224,7 +246,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         Some("https://hooks.slack.com"),
         "where SLACK_WEBHOOK_URL's path is posted (https, or http to this machine for a local mock); its host joins the network allow-list when the webhook is set",
     ),
-    spec(
+    blank_ok(
         "LABEL_PREFIX",
         Some("pob"),
         "prefix of the order labels that mark positions as this bot's",

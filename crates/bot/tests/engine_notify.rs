@@ -44,6 +44,31 @@ fn notifier(h: &Harness, url: String, timeout: Duration) -> Notifier {
     )
 }
 
+/// A harness whose notifier posts to `url`, giving up on a message after `timeout`.
+fn notifying(url: String, timeout: Duration) -> Harness {
+    let mut h = Harness::new();
+    h.obs.notifier = notifier(&h, url, timeout);
+    h
+}
+
+/// A harness whose notifier posts to a mock webhook that accepts everything.
+async fn with_webhook() -> (MockServer, Harness) {
+    let server = webhook().await;
+    let h = notifying(format!("{}/hook", server.uri()), Duration::from_secs(10));
+    (server, h)
+}
+
+/// Stops the engine and waits (bounded) until every message has been delivered.
+async fn stop_and_flush(h: &mut Harness) {
+    h.stop().await;
+    assert!(h.obs.notifier.flush(WAIT).await);
+}
+
+/// The first message of `kind` among `bodies`.
+fn first_of<'a>(bodies: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    bodies.iter().find(|b| b["kind"] == kind).unwrap()
+}
+
 async fn webhook() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -86,13 +111,7 @@ async fn wait_for_kind(server: &MockServer, kind: &str) {
 
 #[tokio::test]
 async fn a_fill_and_a_close_with_its_pnl_reach_the_operator() {
-    let server = webhook().await;
-    let mut h = Harness::new();
-    h.obs.notifier = notifier(
-        &h,
-        format!("{}/hook", server.uri()),
-        Duration::from_secs(10),
-    );
+    let (server, mut h) = with_webhook().await;
     h.run().await;
     wait_for_kind(&server, "started").await;
     h.cross_down().await;
@@ -110,14 +129,10 @@ async fn a_fill_and_a_close_with_its_pnl_reach_the_operator() {
         .await
         .expect("the close is recorded");
     wait_for_kind(&server, "position_closed").await;
-    h.stop().await;
-    assert!(h.obs.notifier.flush(WAIT).await);
+    stop_and_flush(&mut h).await;
 
     let bodies = received(&server).await;
-    let close = bodies
-        .iter()
-        .find(|b| b["kind"] == "position_closed")
-        .unwrap();
+    let close = first_of(&bodies, "position_closed");
     let stored = h.store.position(position).await.unwrap().unwrap();
     let pnl = stored.pnl.expect("the close has its PnL");
     assert_eq!(close["fields"]["pnl"], pnl.to_f64(), "{close}");
@@ -130,7 +145,7 @@ async fn a_fill_and_a_close_with_its_pnl_reach_the_operator() {
             .contains(&format!("PnL {pnl} {currency}")),
         "{close}"
     );
-    let fill = bodies.iter().find(|b| b["kind"] == "order_filled").unwrap();
+    let fill = first_of(&bodies, "order_filled");
     assert_eq!(fill["fields"]["side"], "buy");
     assert!(fill["fields"]["price"].is_number());
     // The clean stop is told too.
@@ -139,13 +154,7 @@ async fn a_fill_and_a_close_with_its_pnl_reach_the_operator() {
 
 #[tokio::test]
 async fn short_disconnects_say_nothing_and_a_long_outage_says_one_thing_and_its_end() {
-    let server = webhook().await;
-    let mut h = Harness::new();
-    h.obs.notifier = notifier(
-        &h,
-        format!("{}/hook", server.uri()),
-        Duration::from_secs(10),
-    );
+    let (server, mut h) = with_webhook().await;
     h.run().await;
     h.bar(0, 4_190).await;
     // A storm: fifty drops, each back before NOTIFY_DISCONNECT_AFTER (the clock stands still).
@@ -173,17 +182,13 @@ async fn short_disconnects_say_nothing_and_a_long_outage_says_one_thing_and_its_
     wait_for_kind(&server, "disconnected").await;
     h.broker.set_connected(true);
     wait_for_kind(&server, "reconnected").await;
-    h.stop().await;
-    assert!(h.obs.notifier.flush(WAIT).await);
+    stop_and_flush(&mut h).await;
     let kinds = kinds(&server).await;
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     assert_eq!(count("disconnected"), 1, "{kinds:?}");
     assert_eq!(count("reconnected"), 1, "{kinds:?}");
-    let down = received(&server)
-        .await
-        .into_iter()
-        .find(|b| b["kind"] == "disconnected")
-        .unwrap();
+    let bodies = received(&server).await;
+    let down = first_of(&bodies, "disconnected");
     assert!(
         down["title"]
             .as_str()
@@ -207,9 +212,7 @@ async fn trading_goes_on_while_the_notification_endpoint_hangs() {
             }
         });
     }
-    let mut h = Harness::new();
-    h.obs.notifier = notifier(
-        &h,
+    let mut h = notifying(
         format!("http://127.0.0.1:{port}/hook"),
         Duration::from_secs(3_600),
     );
@@ -243,13 +246,7 @@ async fn trading_goes_on_while_the_notification_endpoint_hangs() {
 
 #[tokio::test]
 async fn time_based_alerts_fire_once_each_and_the_day_ends_with_a_summary() {
-    let server = webhook().await;
-    let mut h = Harness::new();
-    h.obs.notifier = notifier(
-        &h,
-        format!("{}/hook", server.uri()),
-        Duration::from_secs(10),
-    );
+    let (server, mut h) = with_webhook().await;
     h.obs.alerts.sentiment_max_age = Some(Duration::from_secs(600));
     h.obs.alerts.token_expires_at = Some(domain::Timestamp(T0 + 30 * MIN));
     h.run().await;
@@ -262,17 +259,13 @@ async fn time_based_alerts_fire_once_each_and_the_day_ends_with_a_summary() {
     h.quote_at(domain::Timestamp::DAY_MS + 1_000, 4_190).await;
     wait_for_kind(&server, "daily_summary").await;
     h.quote_at(domain::Timestamp::DAY_MS + 2 * MIN, 4_190).await;
-    h.stop().await;
-    assert!(h.obs.notifier.flush(WAIT).await);
+    stop_and_flush(&mut h).await;
     let bodies = received(&server).await;
     let count = |k: &str| bodies.iter().filter(|b| b["kind"] == k).count();
     assert_eq!(count("sentiment_unavailable"), 1);
     assert_eq!(count("token_near_expiry"), 1);
     assert_eq!(count("daily_summary"), 1);
-    let summary = bodies
-        .iter()
-        .find(|b| b["kind"] == "daily_summary")
-        .unwrap();
+    let summary = first_of(&bodies, "daily_summary");
     assert_eq!(summary["fields"]["date"], "2025-11-24");
     assert_eq!(summary["fields"]["trades"], 0);
     assert!(summary["fields"]["equity"].is_number());

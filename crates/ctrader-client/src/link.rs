@@ -435,6 +435,64 @@ mod tests {
         }
     }
 
+    impl Collect {
+        /// What the stream got so far.
+        fn seen(&self) -> Vec<(Envelope, bool)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// A reconcile request sent as `kind` on its own task, so the test can play the server.
+    fn spawn_request(
+        link: &Arc<Link>,
+        kind: ReplyKind,
+        name: &'static str,
+        timeout: Duration,
+    ) -> tokio::task::JoinHandle<Result<Envelope, RequestFailure>> {
+        let link = Arc::clone(link);
+        tokio::spawn(async move { link.request(reconcile_req(), kind, name, timeout).await })
+    }
+
+    /// A new order's request waiting for the execution of `client_order_id`, on its own task.
+    fn spawn_order(
+        link: &Arc<Link>,
+        client_order_id: &str,
+    ) -> tokio::task::JoinHandle<Result<Envelope, RequestFailure>> {
+        let kind = ReplyKind::Execution {
+            client_order_id: Some(client_order_id.into()),
+        };
+        spawn_request(link, kind, "new order", Duration::from_secs(5))
+    }
+
+    /// An execution event of `kind` for the order with this client order id.
+    fn execution(
+        kind: ProtoOaExecutionType,
+        order_id: i64,
+        client_order_id: &str,
+    ) -> ProtoOaExecutionEvent {
+        ProtoOaExecutionEvent {
+            ctid_trader_account_id: 7,
+            execution_type: kind as i32,
+            order: Some(ProtoOaOrder {
+                order_id,
+                client_order_id: Some(client_order_id.into()),
+                trade_data: ProtoOaTradeData::default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An order error event for `order_id`, without a clientMsgId.
+    fn order_error(order_id: i64) -> Envelope {
+        Envelope::new(ctrader_proto::openapi::ProtoOaOrderErrorEvent {
+            ctid_trader_account_id: 7,
+            error_code: "NOT_ENOUGH_MONEY".into(),
+            order_id: Some(order_id),
+            ..Default::default()
+        })
+    }
+
     const TIMING: LinkTiming = LinkTiming {
         heartbeat_interval: Duration::from_secs(10),
         silence_limit: Duration::from_secs(30),
@@ -473,18 +531,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn replies_are_matched_by_client_msg_id() {
         let (link, collect, mut server) = pair();
-        let waiter = {
-            let link = Arc::clone(&link);
-            tokio::spawn(async move {
-                link.request(
-                    reconcile_req(),
-                    ReplyKind::Any,
-                    "reconcile",
-                    TIMING.silence_limit,
-                )
-                .await
-            })
-        };
+        let waiter = spawn_request(&link, ReplyKind::Any, "reconcile", TIMING.silence_limit);
         let req = next_envelope(&mut server).await;
         let id = req.client_msg_id.clone().unwrap();
         // An unrelated reply first: it goes to the stream, not to the waiter.
@@ -498,89 +545,38 @@ mod tests {
         server.send(reply.to_proto()).await.unwrap();
         let got = waiter.await.unwrap().unwrap();
         assert_eq!(got, reply);
-        let seen = collect.0.lock().unwrap().clone();
+        let seen = collect.seen();
         assert_eq!(seen, vec![(other, false)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_order_error_without_client_msg_id_finds_its_order_by_order_id() {
         let (link, collect, mut server) = pair();
-        let waiter = {
-            let link = Arc::clone(&link);
-            tokio::spawn(async move {
-                link.request(
-                    reconcile_req(),
-                    ReplyKind::Execution {
-                        client_order_id: Some("pob-2".into()),
-                    },
-                    "new order",
-                    Duration::from_secs(5),
-                )
-                .await
-            })
-        };
+        let waiter = spawn_order(&link, "pob-2");
         let req = next_envelope(&mut server).await;
-        let accepted = Envelope::new(ProtoOaExecutionEvent {
-            ctid_trader_account_id: 7,
-            execution_type: ProtoOaExecutionType::OrderAccepted as i32,
-            order: Some(ProtoOaOrder {
-                order_id: 4242,
-                client_order_id: Some("pob-2".into()),
-                trade_data: ProtoOaTradeData::default(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        let accepted = Envelope::new(execution(
+            ProtoOaExecutionType::OrderAccepted,
+            4242,
+            "pob-2",
+        ))
         .with_client_msg_id(req.client_msg_id.clone().unwrap());
         server.send(accepted.to_proto()).await.unwrap();
         // Another order's error first: it is not ours, the stream gets it.
-        let other = Envelope::new(ctrader_proto::openapi::ProtoOaOrderErrorEvent {
-            ctid_trader_account_id: 7,
-            error_code: "NOT_ENOUGH_MONEY".into(),
-            order_id: Some(99),
-            ..Default::default()
-        });
+        let other = order_error(99);
         server.send(other.to_proto()).await.unwrap();
-        let ours = Envelope::new(ctrader_proto::openapi::ProtoOaOrderErrorEvent {
-            ctid_trader_account_id: 7,
-            error_code: "NOT_ENOUGH_MONEY".into(),
-            order_id: Some(4242),
-            ..Default::default()
-        });
+        let ours = order_error(4242);
         server.send(ours.to_proto()).await.unwrap();
         assert_eq!(waiter.await.unwrap().unwrap(), ours);
-        let seen = collect.0.lock().unwrap().clone();
+        let seen = collect.seen();
         assert_eq!(seen, vec![(accepted, false), (other, false)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_order_waits_past_accepted_and_its_answer_is_delivered_once() {
         let (link, collect, mut server) = pair();
-        let waiter = {
-            let link = Arc::clone(&link);
-            tokio::spawn(async move {
-                link.request(
-                    reconcile_req(),
-                    ReplyKind::Execution {
-                        client_order_id: Some("pob-1".into()),
-                    },
-                    "new order",
-                    Duration::from_secs(5),
-                )
-                .await
-            })
-        };
+        let waiter = spawn_order(&link, "pob-1");
         let req = next_envelope(&mut server).await;
-        let event = |kind: ProtoOaExecutionType| ProtoOaExecutionEvent {
-            ctid_trader_account_id: 7,
-            execution_type: kind as i32,
-            order: Some(ProtoOaOrder {
-                client_order_id: Some("pob-1".into()),
-                trade_data: ProtoOaTradeData::default(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let event = |kind| execution(kind, 0, "pob-1");
         let accepted = Envelope::new(event(ProtoOaExecutionType::OrderAccepted))
             .with_client_msg_id(req.client_msg_id.clone().unwrap());
         server.send(accepted.to_proto()).await.unwrap();
@@ -589,7 +585,7 @@ mod tests {
         server.send(filled.to_proto()).await.unwrap();
         assert_eq!(waiter.await.unwrap().unwrap(), filled);
         // The progress goes to the stream; the answer only to the order that waited for it.
-        let seen = collect.0.lock().unwrap().clone();
+        let seen = collect.seen();
         assert_eq!(seen, vec![(accepted, false)]);
     }
 
@@ -625,18 +621,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_server_is_a_dead_link_and_waiters_learn_it() {
         let (link, _collect, mut server) = pair();
-        let waiter = {
-            let link = Arc::clone(&link);
-            tokio::spawn(async move {
-                link.request(
-                    reconcile_req(),
-                    ReplyKind::Any,
-                    "reconcile",
-                    Duration::from_secs(60),
-                )
-                .await
-            })
-        };
+        let waiter = spawn_request(&link, ReplyKind::Any, "reconcile", Duration::from_secs(60));
         let started = Instant::now();
         // Keep reading (the client's heartbeats) but never answer.
         let drain = tokio::spawn(async move { while server.next().await.is_some() {} });
@@ -687,7 +672,7 @@ mod tests {
         server.send(ok.to_proto()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!link.is_down());
-        assert_eq!(collect.0.lock().unwrap().clone(), vec![(ok, false)]);
+        assert_eq!(collect.seen(), vec![(ok, false)]);
         // A length prefix past the cap ends the link before anything is allocated.
         server
             .get_mut()

@@ -21,8 +21,8 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
-/// The real client, authorised on `sim`'s default account, trusting its CA, with short timeouts.
-pub async fn connect(sim: &SimHandle) -> CTraderClient {
+/// The real client's configuration for `sim`'s default account, trusting its CA, with short timeouts.
+pub fn config(sim: &SimHandle) -> CTraderConfig {
     let creds = SimCredentials::default();
     let mut config = CTraderConfig::new(
         "localhost",
@@ -42,7 +42,12 @@ pub async fn connect(sim: &SimHandle) -> CTraderClient {
         order_timeout: Duration::from_secs(5),
         ..Timing::default()
     };
-    within("connect", CTraderClient::connect(config))
+    config
+}
+
+/// The real client, authorised on `sim`'s default account, trusting its CA, with short timeouts.
+pub async fn connect(sim: &SimHandle) -> CTraderClient {
+    within("connect", CTraderClient::connect(config(sim)))
         .await
         .unwrap()
 }

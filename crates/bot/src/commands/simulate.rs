@@ -170,43 +170,43 @@ pub struct SimulateArgs {
     pub margin_changed_events: bool,
     /// Scheduled: deposit AMOUNT (account currency, e.g. 1000 or 250.50) AFTER a real-time delay
     /// (e.g. 30s, 5m): a DEPOSIT_WITHDRAW execution event and a trader update. Repeatable.
-    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = parse_deposit, help_heading = EVENTS)]
+    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = value_at("AMOUNT", |v| cash(v).map(BrokerEvent::Deposit)), help_heading = EVENTS)]
     pub deposit: Vec<ScheduledEvent>,
     /// Scheduled: withdraw AMOUNT AFTER a delay, as --deposit; more than the balance is refused
     /// (logged). Repeatable.
-    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = parse_withdraw, help_heading = EVENTS)]
+    #[arg(long, value_name = "AMOUNT@AFTER", value_parser = value_at("AMOUNT", |v| cash(v).map(BrokerEvent::Withdraw)), help_heading = EVENTS)]
     pub withdraw: Vec<ScheduledEvent>,
     /// Scheduled: change the account's money digits to D (0 to 8) AFTER a delay, rescaling the
     /// balance; a trader update carries the new moneyDigits. Repeatable.
-    #[arg(long, value_name = "D@AFTER", value_parser = parse_money_digits, help_heading = EVENTS)]
+    #[arg(long, value_name = "D@AFTER", value_parser = value_at("D", money_digits), help_heading = EVENTS)]
     pub money_digits: Vec<ScheduledEvent>,
     /// Scheduled: set the palm oil symbol's minimum volume to UNITS (e.g. 2 or 0.5) AFTER a delay;
     /// a symbol changed event names it (a value off the symbol's step is refused, logged).
     /// Repeatable.
-    #[arg(long, value_name = "UNITS@AFTER", value_parser = parse_min_volume, help_heading = EVENTS)]
+    #[arg(long, value_name = "UNITS@AFTER", value_parser = value_at("UNITS", min_volume), help_heading = EVENTS)]
     pub min_volume: Vec<ScheduledEvent>,
     /// Scheduled: suspend palm oil trading AFTER a delay (every order and close refused with
     /// TRADING_DISABLED), and resume it FOR later when given. Repeatable.
-    #[arg(long, value_name = "AFTER[:FOR]", value_parser = parse_suspend_trading, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER[:FOR]", value_parser = pause(BrokerEvent::SuspendTrading), help_heading = EVENTS)]
     pub suspend_trading: Vec<TradingPause>,
     /// Scheduled: let palm oil only close positions AFTER a delay, and trade normally again FOR
     /// later when given. Repeatable.
-    #[arg(long, value_name = "AFTER[:FOR]", value_parser = parse_close_only, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER[:FOR]", value_parser = pause(BrokerEvent::CloseOnly), help_heading = EVENTS)]
     pub close_only: Vec<TradingPause>,
     /// Scheduled: a margin call (ProtoOAMarginCallTriggerEvent, threshold 1 at a 100 % margin
     /// level) AFTER a delay. Repeatable.
-    #[arg(long, value_name = "AFTER", value_parser = parse_margin_call, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER", value_parser = at(BrokerEvent::MarginCall), help_heading = EVENTS)]
     pub margin_call: Vec<ScheduledEvent>,
     /// Scheduled: stop out the oldest open position AFTER a delay (a broker close with isStopOut;
     /// logged and skipped when none is open). Repeatable.
-    #[arg(long, value_name = "AFTER", value_parser = parse_stop_out, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER", value_parser = at(BrokerEvent::StopOut), help_heading = EVENTS)]
     pub stop_out: Vec<ScheduledEvent>,
     /// Scheduled: log the account out of every connection (ProtoOAAccountDisconnectEvent) AFTER a
     /// delay. Repeatable.
-    #[arg(long, value_name = "AFTER", value_parser = parse_account_disconnect, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER", value_parser = at(BrokerEvent::AccountDisconnect), help_heading = EVENTS)]
     pub account_disconnect: Vec<ScheduledEvent>,
     /// Scheduled: end every open session (ProtoOAClientDisconnectEvent) AFTER a delay. Repeatable.
-    #[arg(long, value_name = "AFTER", value_parser = parse_client_disconnect, help_heading = EVENTS)]
+    #[arg(long, value_name = "AFTER", value_parser = at(BrokerEvent::ClientDisconnect), help_heading = EVENTS)]
     pub client_disconnect: Vec<ScheduledEvent>,
 }
 
@@ -338,102 +338,76 @@ pub struct TradingPause {
     pub event: BrokerEvent,
 }
 
-/// Splits `VALUE@AFTER`.
-fn value_at(text: &str, shape: &str) -> Result<(String, Duration), String> {
-    let (value, after) = text
-        .split_once('@')
-        .ok_or_else(|| format!("{text:?} is not {shape}@AFTER (e.g. 1000@30s)"))?;
-    Ok((value.trim().to_owned(), parse_duration(after)?))
+/// The parser of a `SHAPE@AFTER` flag: `value` makes the event of the part before the `@`.
+fn value_at(
+    shape: &'static str,
+    value: fn(&str) -> Result<BrokerEvent, String>,
+) -> impl Fn(&str) -> Result<ScheduledEvent, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let (v, after) = text
+            .split_once('@')
+            .ok_or_else(|| format!("{text:?} is not {shape}@AFTER (e.g. 1000@30s)"))?;
+        let after = parse_duration(after)?;
+        Ok(ScheduledEvent {
+            after,
+            event: value(v.trim())?,
+        })
+    }
 }
 
-fn parse_cash(text: &str, event: fn(Decimal) -> BrokerEvent) -> Result<ScheduledEvent, String> {
-    let (amount, after) = value_at(text, "AMOUNT")?;
-    // Money digits go up to 8: an amount with more decimals fits no account.
-    let amount = Decimal::parse(&amount, 8)?;
-    Ok(ScheduledEvent {
-        after,
-        event: event(amount),
-    })
+/// The parser of an `AFTER` flag: `event` after a delay.
+fn at(
+    event: BrokerEvent,
+) -> impl Fn(&str) -> Result<ScheduledEvent, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        Ok(ScheduledEvent {
+            after: parse_duration(text)?,
+            event,
+        })
+    }
 }
 
-fn parse_deposit(text: &str) -> Result<ScheduledEvent, String> {
-    parse_cash(text, BrokerEvent::Deposit)
+/// The parser of an `AFTER[:FOR]` flag: the restriction `event` after a delay, lifted FOR later.
+fn pause(
+    event: BrokerEvent,
+) -> impl Fn(&str) -> Result<TradingPause, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let (after, lasts) = match text.split_once(':') {
+            Some((after, lasts)) => (after, Some(parse_duration(lasts)?)),
+            None => (text, None),
+        };
+        if lasts == Some(Duration::ZERO) {
+            return Err(format!("{text:?}: FOR must be longer than 0"));
+        }
+        Ok(TradingPause {
+            after: parse_duration(after)?,
+            lasts,
+            event,
+        })
+    }
 }
 
-fn parse_withdraw(text: &str) -> Result<ScheduledEvent, String> {
-    parse_cash(text, BrokerEvent::Withdraw)
+/// An amount of cash; money digits go up to 8, so more decimals fit no account.
+fn cash(text: &str) -> Result<Decimal, String> {
+    Decimal::parse(text, 8)
 }
 
-fn parse_money_digits(text: &str) -> Result<ScheduledEvent, String> {
-    let (digits, after) = value_at(text, "D")?;
-    let digits: u32 = digits
+fn money_digits(digits: &str) -> Result<BrokerEvent, String> {
+    digits
         .parse()
         .ok()
         .filter(|d| *d <= 8)
-        .ok_or_else(|| format!("{digits:?} is not a number of money digits from 0 to 8"))?;
-    Ok(ScheduledEvent {
-        after,
-        event: BrokerEvent::MoneyDigits(digits),
-    })
+        .map(BrokerEvent::MoneyDigits)
+        .ok_or_else(|| format!("{digits:?} is not a number of money digits from 0 to 8"))
 }
 
-fn parse_min_volume(text: &str) -> Result<ScheduledEvent, String> {
-    let (units, after) = value_at(text, "UNITS")?;
+fn min_volume(units: &str) -> Result<BrokerEvent, String> {
     // Volumes are in 0.01 units: two decimals at most.
-    let units = Decimal::parse(&units, 2)?;
+    let units = Decimal::parse(units, 2)?;
     if units.in_units_of(2).is_none() {
         return Err(format!("{units} units is too large"));
     }
-    Ok(ScheduledEvent {
-        after,
-        event: BrokerEvent::MinVolume(units),
-    })
-}
-
-fn parse_pause(text: &str, event: BrokerEvent) -> Result<TradingPause, String> {
-    let (after, lasts) = match text.split_once(':') {
-        Some((after, lasts)) => (after, Some(parse_duration(lasts)?)),
-        None => (text, None),
-    };
-    if lasts == Some(Duration::ZERO) {
-        return Err(format!("{text:?}: FOR must be longer than 0"));
-    }
-    Ok(TradingPause {
-        after: parse_duration(after)?,
-        lasts,
-        event,
-    })
-}
-
-fn parse_suspend_trading(text: &str) -> Result<TradingPause, String> {
-    parse_pause(text, BrokerEvent::SuspendTrading)
-}
-
-fn parse_close_only(text: &str) -> Result<TradingPause, String> {
-    parse_pause(text, BrokerEvent::CloseOnly)
-}
-
-fn parse_at(text: &str, event: BrokerEvent) -> Result<ScheduledEvent, String> {
-    Ok(ScheduledEvent {
-        after: parse_duration(text)?,
-        event,
-    })
-}
-
-fn parse_margin_call(text: &str) -> Result<ScheduledEvent, String> {
-    parse_at(text, BrokerEvent::MarginCall)
-}
-
-fn parse_stop_out(text: &str) -> Result<ScheduledEvent, String> {
-    parse_at(text, BrokerEvent::StopOut)
-}
-
-fn parse_account_disconnect(text: &str) -> Result<ScheduledEvent, String> {
-    parse_at(text, BrokerEvent::AccountDisconnect)
-}
-
-fn parse_client_disconnect(text: &str) -> Result<ScheduledEvent, String> {
-    parse_at(text, BrokerEvent::ClientDisconnect)
+    Ok(BrokerEvent::MinVolume(units))
 }
 
 /// Wraps a secret flag so `Debug` of the parsed arguments never shows it.

@@ -53,6 +53,23 @@ fn market(side: Side, volume: i64) -> NewOrder {
     }
 }
 
+/// A 1 t market buy, changed by `change`.
+fn buy_1t(change: impl FnOnce(&mut NewOrder)) -> NewOrder {
+    let mut order = market(Side::Buy, 100);
+    change(&mut order);
+    order
+}
+
+/// Why the broker refuses `order` at T0 (the test fails when it accepts it).
+fn refusal(broker: &mut Broker, order: NewOrder) -> Rejection {
+    broker.place_order(order, T0).unwrap_err()
+}
+
+/// What each report of one request was, in order.
+fn kinds_of(reports: &[Execution]) -> Vec<ExecutionKind> {
+    reports.iter().map(|r| r.kind).collect()
+}
+
 fn balance(broker: &Broker) -> i64 {
     broker.account(ACCOUNT).unwrap().balance
 }
@@ -128,7 +145,7 @@ fn bad_volumes_are_refused() {
 fn closed_market_refuses_orders() {
     // 2025-11-24 02:06 UTC is before the 02:30 palm oil open.
     let mut broker = broker(&MarketHours::Realistic);
-    let err = broker.place_order(market(Side::Buy, 100), T0).unwrap_err();
+    let err = refusal(&mut broker, market(Side::Buy, 100));
     assert_eq!(err.code, "MARKET_CLOSED");
     assert_eq!(err.reply, RejectAs::OrderError);
     let open = Timestamp(T0.0 + 30 * 60_000);
@@ -138,46 +155,28 @@ fn closed_market_refuses_orders() {
 #[test]
 fn absolute_protection_on_market_orders_and_long_strings_are_request_errors() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
-    let mut order = market(Side::Buy, 100);
-    order.stop_loss = Some(400_000_000);
-    let err = broker.place_order(order, T0).unwrap_err();
+    let err = refusal(&mut broker, buy_1t(|o| o.stop_loss = Some(400_000_000)));
     assert_eq!(
         (err.code.as_str(), err.reply),
         ("INVALID_REQUEST", RejectAs::ErrorRes)
     );
-    let mut order = market(Side::Buy, 100);
-    order.client_order_id = Some("x".repeat(51));
-    assert_eq!(
-        broker.place_order(order, T0).unwrap_err().code,
-        "INVALID_REQUEST"
-    );
-    let mut order = market(Side::Buy, 100);
-    order.relative_stop_loss = Some(0);
-    assert_eq!(
-        broker.place_order(order, T0).unwrap_err().code,
-        "TRADING_BAD_STOPS"
-    );
-    let mut order = market(Side::Buy, 100);
-    order.symbol_id = 999;
-    assert_eq!(
-        broker.place_order(order, T0).unwrap_err().code,
-        "SYMBOL_NOT_FOUND"
-    );
+    let long_id = buy_1t(|o| o.client_order_id = Some("x".repeat(51)));
+    assert_eq!(refusal(&mut broker, long_id).code, "INVALID_REQUEST");
+    let no_stop = buy_1t(|o| o.relative_stop_loss = Some(0));
+    assert_eq!(refusal(&mut broker, no_stop).code, "TRADING_BAD_STOPS");
+    let unknown = buy_1t(|o| o.symbol_id = 999);
+    assert_eq!(refusal(&mut broker, unknown).code, "SYMBOL_NOT_FOUND");
 }
 
 #[test]
 fn margin_is_checked() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
     // 10,000 USD at 1:10 carries about 108 t of palm oil (924 USD notional per tonne).
-    let err = broker
-        .place_order(market(Side::Buy, 11_000), T0)
-        .unwrap_err();
+    let err = refusal(&mut broker, market(Side::Buy, 11_000));
     assert_eq!(err.code, "NOT_ENOUGH_MONEY");
     assert!(broker.place_order(market(Side::Buy, 10_000), T0).is_ok());
     // The first position's margin is used: another 10 t no longer fits.
-    let err = broker
-        .place_order(market(Side::Sell, 1_000), T0)
-        .unwrap_err();
+    let err = refusal(&mut broker, market(Side::Sell, 1_000));
     assert_eq!(err.code, "NOT_ENOUGH_MONEY");
 }
 
@@ -331,12 +330,9 @@ fn an_opposite_order_naming_the_position_closes_it() {
             .as_deref(),
         Some("close-1")
     );
-    let mut same_side = market(Side::Buy, 100);
-    same_side.position_id = Some(open_long(&mut broker));
-    assert_eq!(
-        broker.place_order(same_side, T0).unwrap_err().code,
-        "INVALID_REQUEST"
-    );
+    let position = open_long(&mut broker);
+    let same_side = buy_1t(|o| o.position_id = Some(position));
+    assert_eq!(refusal(&mut broker, same_side).code, "INVALID_REQUEST");
 }
 
 #[test]
@@ -490,7 +486,7 @@ fn without_a_conversion_quote_nothing_opens() {
     let mut broker = Broker::new(&catalog("PALMOIL", &MarketHours::AlwaysOpen));
     broker.open_account(ACCOUNT, 1_000_000, 2, USD_ASSET_ID, T0);
     broker.on_quote(PALM, q(4123, 4125), T0);
-    let err = broker.place_order(market(Side::Buy, 100), T0).unwrap_err();
+    let err = refusal(&mut broker, market(Side::Buy, 100));
     assert_eq!(err.code, "NO_QUOTES");
     assert!(err.description.contains("PALMOIL"), "{}", err.description);
 }
@@ -680,7 +676,7 @@ fn a_market_order_fills_in_parts_and_each_closing_deal_settles_its_share() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
     broker.set_partial_fills(PartialFills::Deals(2));
     let reports = broker.place_order(market(Side::Buy, 300), T0).unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
@@ -715,7 +711,7 @@ fn a_market_order_fills_in_parts_and_each_closing_deal_settles_its_share() {
     let reports = broker
         .close_position(ACCOUNT, position.id, 300, T0.plus_millis(1000))
         .unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
@@ -753,7 +749,7 @@ fn a_cancelled_remainder_leaves_the_filled_part_open() {
     let mut broker = broker(&MarketHours::AlwaysOpen);
     broker.set_partial_fills(PartialFills::CancelRest);
     let reports = broker.place_order(market(Side::Sell, 500), T0).unwrap();
-    let kinds: Vec<ExecutionKind> = reports.iter().map(|r| r.kind).collect();
+    let kinds = kinds_of(&reports);
     assert_eq!(
         kinds,
         vec![
@@ -775,10 +771,7 @@ fn a_suspended_symbol_refuses_orders_and_close_only_refuses_openings() {
     let id = reports[1].position.as_ref().unwrap().id;
     assert!(broker.set_trading_mode(PALM, 1));
     assert_eq!(
-        broker
-            .place_order(market(Side::Buy, 100), T0)
-            .unwrap_err()
-            .code,
+        refusal(&mut broker, market(Side::Buy, 100)).code,
         "TRADING_DISABLED"
     );
     assert_eq!(
@@ -790,20 +783,14 @@ fn a_suspended_symbol_refuses_orders_and_close_only_refuses_openings() {
     );
     assert!(broker.set_trading_mode(PALM, 3));
     assert_eq!(
-        broker
-            .place_order(market(Side::Buy, 100), T0)
-            .unwrap_err()
-            .code,
+        refusal(&mut broker, market(Side::Buy, 100)).code,
         "TRADING_DISABLED"
     );
     assert!(broker.close_position(ACCOUNT, id, 100, T0).is_ok());
     assert!(broker.set_trading_mode(PALM, 0));
     assert!(broker.set_min_volume(PALM, 200));
     assert_eq!(
-        broker
-            .place_order(market(Side::Buy, 100), T0)
-            .unwrap_err()
-            .code,
+        refusal(&mut broker, market(Side::Buy, 100)).code,
         "TRADING_BAD_VOLUME"
     );
     assert!(!broker.set_min_volume(PALM, 150), "off the step");
