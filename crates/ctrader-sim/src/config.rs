@@ -273,7 +273,7 @@ impl SimConfig {
         }
         if self.quote_step < Duration::from_millis(1)
             || self.quote_step > Duration::from_secs(60)
-            || self.quote_step.subsec_nanos() % 1_000_000 != 0
+            || !self.quote_step.subsec_nanos().is_multiple_of(1_000_000)
         {
             return bad(
                 "quote step must be a whole number of milliseconds from 1 ms to 60 s".to_owned(),
