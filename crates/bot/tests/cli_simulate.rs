@@ -295,6 +295,10 @@ fn serves_a_tls_client_that_trusts_the_printed_ca_and_stops_on_sigterm() {
         assert!(!everything.contains(secret), "a secret was printed");
     }
     assert!(out.trim().is_empty(), "one line on stdout only: {out:?}");
+    assert!(
+        err.contains("spot events sent") && err.contains("0 pushed events missed"),
+        "the stop summary on stderr: {err:?}"
+    );
 }
 
 #[test]

@@ -692,8 +692,9 @@ async fn serve(config: SimConfig, duration: Option<Duration>, events: Vec<Schedu
         () = runtime::wait_for(stop_rx) => {}
         () = scheduled => {}
     }
-    // What a load test reads: how many quotes went out, and whether any client fell behind.
-    println!(
+    // What a load test reads: how many quotes went out, and whether any client fell behind (on
+    // stderr: stdout holds the one line scripts parse at start).
+    eprintln!(
         "simulator stopped at {}: {} spot events sent, {} pushed events missed by slow clients",
         sim.sim_time(),
         sim.spots_sent(),
