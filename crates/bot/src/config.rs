@@ -1,13 +1,15 @@
 //! The bot's typed configuration and credentials, validated all at once.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use domain::{AcceleratedClock, LabelPrefix, Price, Secret, Timeframe, Volume};
 
-use crate::settings::{RawSettings, SettingProblem};
+use crate::setting_kind::{Kind, Value};
+use crate::settings::{Blank, RawSettings, SETTINGS, SettingProblem};
 
 /// Official cTrader hosts: a private CA is never accepted for these.
 pub const OFFICIAL_HOSTS: [&str; 2] = ["demo.ctraderapi.com", "live.ctraderapi.com"];
@@ -212,228 +214,272 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Collects typed values and problems while reading raw settings.
-struct Reader<'a> {
+/// Every trading setting parsed as the settings table's kind says, in one pass, and every
+/// problem found; the configuration is then assembled from typed values by name.
+struct Parsed<'a> {
     raw: &'a RawSettings,
+    values: BTreeMap<&'static str, Value>,
     problems: Vec<SettingProblem>,
-    /// Every name validation asked for, so a test can hold it to the settings table.
-    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// Every name the assembly asked for, so a test can hold it to the settings table.
+    used: RefCell<BTreeSet<String>>,
 }
 
-impl<'a> Reader<'a> {
-    fn new(raw: &'a RawSettings) -> Reader<'a> {
-        Reader {
+impl<'a> Parsed<'a> {
+    /// The one pass over the table: each setting's text parsed by its kind; a blank one is
+    /// unset, its default, read by its kind, or named as empty, as the table says.
+    fn read(raw: &'a RawSettings) -> Parsed<'a> {
+        let mut parsed = Parsed {
             raw,
+            values: BTreeMap::new(),
             problems: Vec::new(),
-            read: Default::default(),
-        }
-    }
-
-    fn text(&self, name: &str) -> Option<String> {
-        self.read.borrow_mut().insert(name.to_owned());
-        self.raw.get(name).map(|v| v.trim().to_owned())
-    }
-
-    /// A parsed value that must also pass `check`; its failure is the setting's problem.
-    fn checked<T: FromStr>(
-        &mut self,
-        name: &str,
-        what: &str,
-        check: impl FnOnce(&T) -> Result<(), &'static str>,
-    ) -> Option<T> {
-        let value = self.parsed::<T>(name, what)?;
-        match check(&value) {
-            Ok(()) => Some(value),
-            Err(problem) => {
-                self.problem(name, problem);
-                None
+            used: RefCell::default(),
+        };
+        for spec in SETTINGS.iter().filter(|s| s.kind != Kind::AuthUrl) {
+            let outcome = match (raw.get(spec.name), spec.blank) {
+                (Some(text), _) => spec.kind.parse(text),
+                (None, Blank::Read) => spec.kind.parse(""),
+                (None, _) => match spec.default.filter(|d| !d.is_empty()) {
+                    Some(default) => Err(format!("is empty: it needs a value (default {default})")),
+                    None => continue,
+                },
+            };
+            match outcome {
+                Ok(value) => {
+                    parsed.values.insert(spec.name, value);
+                }
+                Err(problem) => parsed.problem(spec.name, problem),
             }
         }
-    }
-
-    fn parsed<T: FromStr>(&mut self, name: &str, what: &str) -> Option<T> {
-        let text = self.text(name)?;
-        match text.parse::<T>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                self.problems
-                    .push(SettingProblem::new(name, format!("{text:?} is not {what}")));
-                None
-            }
-        }
-    }
-
-    /// A number from `low` to `high`, both included.
-    fn within(&mut self, name: &str, low: f64, high: f64) -> Option<f64> {
-        let v: f64 = self.parsed(name, "a number")?;
-        if v.is_finite() && (low..=high).contains(&v) {
-            Some(v)
-        } else {
-            self.problems.push(SettingProblem::new(
-                name,
-                format!("{v} must be from {low} to {high}"),
-            ));
-            None
-        }
-    }
-
-    /// An `https://` URL with a host; the host is what the allow-list admits.
-    fn https_url(&mut self, name: &str) -> Option<String> {
-        let url = self.text(name)?;
-        let host = url
-            .strip_prefix("https://")
-            .and_then(crate::allowlist::host_of_url);
-        if host.is_some() && !url.contains(char::is_whitespace) {
-            Some(url.trim_end_matches('/').to_owned())
-        } else {
-            self.problems.push(SettingProblem::new(
-                name,
-                format!("{url:?} must be an https:// URL with a host"),
-            ));
-            None
-        }
-    }
-
-    /// A service's root URL: `https://` with a host, or `http://` to this machine (a local mock).
-    fn service_url(&mut self, name: &str) -> Option<String> {
-        let url = self.text(name)?;
-        match check_service_url(&url) {
-            Ok(()) => Some(url.trim_end_matches('/').to_owned()),
-            Err(why) => {
-                self.problems.push(SettingProblem::new(name, why));
-                None
-            }
-        }
-    }
-
-    /// A readable file named by the setting, when it is set.
-    fn file(&mut self, name: &str) -> Option<PathBuf> {
-        let path = PathBuf::from(self.text(name)?);
-        if !path.is_file() {
-            self.problems.push(SettingProblem::new(
-                name,
-                format!("{} is not a readable file", path.display()),
-            ));
-        }
-        Some(path)
-    }
-
-    fn fraction(&mut self, name: &str, low: f64, high: f64) -> Option<f64> {
-        let v: f64 = self.parsed(name, "a number")?;
-        if v.is_finite() && v > low && v <= high {
-            Some(v)
-        } else {
-            self.problems.push(SettingProblem::new(
-                name,
-                format!("{v} must be above {low} and at most {high}"),
-            ));
-            None
-        }
-    }
-
-    fn price(&mut self, name: &str) -> Option<Price> {
-        let text = self.text(name)?;
-        match Price::parse(&text) {
-            Ok(p) if p.raw() > 0 => Some(p),
-            Ok(_) => {
-                self.problems.push(SettingProblem::new(
-                    name,
-                    "must be a positive price distance",
-                ));
-                None
-            }
-            Err(e) => {
-                self.problems.push(SettingProblem::new(name, e.to_string()));
-                None
-            }
-        }
-    }
-
-    fn list(&self, name: &str) -> Vec<String> {
-        self.text(name)
-            .map(|t| {
-                t.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        parsed
     }
 
     fn problem(&mut self, name: &str, text: impl Into<String>) {
         self.problems.push(SettingProblem::new(name, text));
+    }
+
+    /// True when the setting has text (valid or not).
+    fn given(&self, name: &str) -> bool {
+        self.used.borrow_mut().insert(name.to_owned());
+        self.raw.get(name).is_some()
+    }
+
+    /// True when the setting's own check named a problem.
+    fn failed(&self, name: &str) -> bool {
+        self.problems.iter().any(|p| p.setting == name)
+    }
+
+    fn value(&self, name: &str) -> Option<&Value> {
+        self.used.borrow_mut().insert(name.to_owned());
+        self.values.get(name)
+    }
+
+    fn word(&self, name: &str) -> Option<&'static str> {
+        match self.value(name)? {
+            Value::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn whole(&self, name: &str) -> Option<u64> {
+        match self.value(name)? {
+            Value::Whole(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// A whole number that fits `T` (the table's range makes it fit).
+    fn whole_as<T: TryFrom<u64>>(&self, name: &str) -> Option<T> {
+        self.whole(name).and_then(|v| T::try_from(v).ok())
+    }
+
+    fn number(&self, name: &str) -> Option<f64> {
+        match self.value(name)? {
+            Value::Number(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn flag(&self, name: &str) -> Option<bool> {
+        match self.value(name)? {
+            Value::Flag(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn price(&self, name: &str) -> Option<Price> {
+        match self.value(name)? {
+            Value::Price(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn volume(&self, name: &str) -> Option<Volume> {
+        match self.value(name)? {
+            Value::Volume(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// A list; empty when unset.
+    fn list(&self, name: &str) -> Vec<String> {
+        match self.value(name) {
+            Some(Value::List(items)) => items.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        match self.value(name)? {
+            Value::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        match self.value(name)? {
+            Value::Path(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn ip(&self, name: &str) -> Option<IpAddr> {
+        match self.value(name)? {
+            Value::Ip(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn timeframe(&self, name: &str) -> Option<Timeframe> {
+        match self.value(name)? {
+            Value::Timeframe(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn clock(&self, name: &str) -> Option<AcceleratedClock> {
+        match self.value(name)? {
+            Value::Clock(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn label(&self, name: &str) -> Option<LabelPrefix> {
+        match self.value(name)? {
+            Value::Label(v) => Some(v.clone()),
+            _ => None,
+        }
     }
 }
 
 impl Config {
     /// Validates every setting at once; the error lists every problem by name.
     pub fn from_raw(raw: &RawSettings) -> Result<Config, ConfigErrors> {
-        let mut r = Reader::new(raw);
-        match Config::read(&mut r) {
-            Some(config) if r.problems.is_empty() => Ok(config),
-            _ => Err(ConfigErrors(r.problems)),
+        let mut parsed = Parsed::read(raw);
+        let config = Config::assemble(&mut parsed);
+        match config {
+            Some(config) if parsed.problems.is_empty() => Ok(config),
+            // A value missing without a problem would be a table and assembly that disagree.
+            _ if parsed.problems.is_empty() => Err(ConfigErrors(vec![SettingProblem::new(
+                "settings",
+                "a setting's declared kind does not match how it is read (a bug: please report it)",
+            )])),
+            _ => Err(ConfigErrors(parsed.problems)),
         }
     }
 
-    /// Reads every setting the table declares; `None` only when a problem is recorded.
-    fn read(r: &mut Reader<'_>) -> Option<Config> {
-        let raw = r.raw;
-        // One pass over the table: a setting with a default that was set blank has no value
-        // (named here, rather than failing below without a word), except those whose blank
-        // means their default or that name their own problem.
-        for spec in crate::settings::SETTINGS {
-            if let Some(default) = spec.default.filter(|d| !d.is_empty())
-                && !spec.blank_handled
-                && raw.get(spec.name).is_none()
-            {
-                r.problem(
-                    spec.name,
-                    format!("is empty: it needs a value (default {default})"),
-                );
-            }
-        }
-        let env = match r
-            .text("CTRADER_ENV")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
+    /// Builds the configuration from the parsed values and checks the rules that join several
+    /// settings; `None` only when a problem is recorded.
+    fn assemble(p: &mut Parsed<'_>) -> Option<Config> {
+        let broker = broker_endpoint(p);
+        let oversold = p.number("RSI_OVERSOLD");
+        let overbought = p.number("RSI_OVERBOUGHT");
+        if let (Some(lo), Some(hi)) = (oversold, overbought)
+            && lo >= hi
         {
-            None => None,
-            Some("demo") => Some(TradingEnv::Demo),
-            Some("live") => Some(TradingEnv::Live),
-            Some(other) => {
-                r.problem("CTRADER_ENV", format!("{other:?} is not demo or live"));
-                None
-            }
-        };
-        let host_set = r.text("CTRADER_HOST").is_some();
-        let host = r
-            .text("CTRADER_HOST")
-            .unwrap_or_else(|| env.unwrap_or(TradingEnv::Demo).official_host().to_owned());
-        if host.contains(['/', ':', ' ']) {
-            r.problem(
-                "CTRADER_HOST",
-                format!("{host:?} must be a bare host name (no scheme, port or path)"),
+            p.problem(
+                "RSI_OVERSOLD",
+                format!("{lo} must be below RSI_OVERBOUGHT ({hi})"),
             );
         }
-        let port = r
-            .checked::<u16>("CTRADER_PORT", "a port number", |p| match p {
-                0 => Err("0 is not a port to connect to (1 to 65535)"),
-                _ => Ok(()),
+        let sources = p
+            .list("SENTIMENT_SOURCES")
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "perplexity" => Some(SentimentSourceKind::Perplexity),
+                "nitter" => Some(SentimentSourceKind::Nitter),
+                "x" => Some(SentimentSourceKind::X),
+                _ => None,
             })
-            .unwrap_or(5035);
-        let ca_file = r.file("CTRADER_CA_FILE");
-        if ca_file.is_some() && is_official_host(&host) {
-            r.problem(
+            .collect();
+        let log_format = match p.word("LOG_FORMAT") {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            _ => LogFormat::Auto,
+        };
+        // Every value below parsed, or its problem is recorded: `?` meets a `None` only then.
+        Some(Config {
+            broker: broker?,
+            symbol_candidates: p.list("SYMBOL_CANDIDATES"),
+            strategy: StrategySettings {
+                timeframe: p.timeframe("TIMEFRAME")?,
+                rsi_period: p.whole_as("RSI_PERIOD")?,
+                oversold: oversold?,
+                overbought: overbought?,
+                long_only: p.flag("LONG_ONLY")?,
+                stop_loss: p.price("STOP_LOSS")?,
+                take_profit: p.price("TAKE_PROFIT")?,
+                sentiment_veto: p.number("SENTIMENT_VETO")?,
+                sentiment_policy: SentimentPolicySetting::parse(p.word("SENTIMENT_POLICY")?)?,
+                sentiment_max_age_secs: p.whole("SENTIMENT_MAX_AGE")?,
+            },
+            risk: RiskSettings {
+                order_volume: p.volume("ORDER_VOLUME")?,
+                risk_per_trade: p.number("RISK_PER_TRADE"),
+                daily_loss_limit: p.number("DAILY_LOSS_LIMIT")?,
+                max_drawdown: p.number("MAX_DRAWDOWN")?,
+            },
+            sentiment: SentimentSettings {
+                sources,
+                refresh_secs: p.whole("SENTIMENT_REFRESH")?,
+                nitter_instances: p.list("NITTER_INSTANCES"),
+                nitter_queries: p.list("NITTER_QUERIES"),
+                perplexity_base_url: p.text("PERPLEXITY_BASE_URL")?,
+                x_base_url: p.text("X_API_BASE_URL")?,
+                ca_file: p.path("SENTIMENT_CA_FILE"),
+            },
+            database_url: p.text("DATABASE_URL")?,
+            http_bind: SocketAddr::new(p.ip("BIND_ADDRESS")?, p.whole_as("PORT")?),
+            log_format,
+            log_filter: p.text("RUST_LOG")?,
+            label_prefix: p.label("LABEL_PREFIX")?,
+            notify: notify_settings(p)?,
+        })
+    }
+}
+
+/// Where the broker is; credentials go only to cTrader's own hosts, or to a simulator on this
+/// machine or a private network that the operator vouches for with its CA.
+fn broker_endpoint(p: &mut Parsed<'_>) -> Option<BrokerEndpoint> {
+    let env = p.word("CTRADER_ENV").map(|w| match w {
+        "live" => TradingEnv::Live,
+        _ => TradingEnv::Demo,
+    });
+    let host_set = p.given("CTRADER_HOST");
+    let host = p
+        .text("CTRADER_HOST")
+        .unwrap_or_else(|| env.unwrap_or(TradingEnv::Demo).official_host().to_owned());
+    let ca_given = p.given("CTRADER_CA_FILE");
+    let ca_file = p.path("CTRADER_CA_FILE");
+    if !p.failed("CTRADER_HOST") {
+        if ca_given && is_official_host(&host) {
+            p.problem(
                 "CTRADER_CA_FILE",
                 format!("a private CA is refused for the official cTrader host {host}"),
             );
         }
-        // Credentials go wherever the host points: only cTrader's own hosts, or a simulator on
-        // this machine or a private network that the operator vouches for with its CA.
-        if !is_official_host(&host) && !host.contains(['/', ':', ' ']) {
+        if !is_official_host(&host) {
             if !is_local_or_private_host(&host) {
-                r.problem(
+                p.problem(
                     "CTRADER_HOST",
                     format!(
                         "{host:?} is refused: credentials go only to {} or {}, or to a simulator on \
@@ -441,8 +487,8 @@ impl Config {
                         OFFICIAL_HOSTS[0], OFFICIAL_HOSTS[1]
                     ),
                 );
-            } else if ca_file.is_none() {
-                r.problem(
+            } else if !ca_given {
+                p.problem(
                     "CTRADER_HOST",
                     format!(
                         "{host:?} is not an official cTrader host: a simulator host needs CTRADER_CA_FILE \
@@ -451,253 +497,39 @@ impl Config {
                 );
             }
         }
-        // An accelerated simulator's time runs away from ours: the bot must read time as the
-        // simulator keeps it, or reconciliation asks for the wrong days. Never for a real broker.
-        let simulator_clock =
-            r.text("SIMULATOR_CLOCK")
-                .and_then(|text| match text.parse::<AcceleratedClock>() {
-                    Ok(_) if is_official_host(&host) => {
-                        r.problem(
-                            "SIMULATOR_CLOCK",
-                            format!(
-                                "a simulated clock is refused for the official cTrader host {host}"
-                            ),
-                        );
-                        None
-                    }
-                    Ok(clock) => Some(clock),
-                    Err(e) => {
-                        r.problem("SIMULATOR_CLOCK", e);
-                        None
-                    }
-                });
-        let symbol_candidates = r.list("SYMBOL_CANDIDATES");
-        if symbol_candidates.is_empty() {
-            r.problem("SYMBOL_CANDIDATES", "needs at least one symbol name");
-        }
-        let timeframe = r.parsed::<Timeframe>("TIMEFRAME", "one of M1, M5, M15, M30, H1, H4, D1");
-        let rsi_period = r.checked::<usize>("RSI_PERIOD", "a whole number", |p| {
-            at_least_most(*p as u64, 2, 500, "must be between 2 and 500")
-        });
-        let oversold = r.fraction("RSI_OVERSOLD", 0.0, 100.0);
-        let overbought = r.fraction("RSI_OVERBOUGHT", 0.0, 100.0);
-        if let (Some(lo), Some(hi)) = (oversold, overbought)
-            && lo >= hi
-        {
-            r.problem(
-                "RSI_OVERSOLD",
-                format!("{lo} must be below RSI_OVERBOUGHT ({hi})"),
-            );
-        }
-        let long_only = r.parsed::<bool>("LONG_ONLY", "true or false");
-        let stop_loss = r.price("STOP_LOSS");
-        let take_profit = r.price("TAKE_PROFIT");
-        let order_volume = r
-            .text("ORDER_VOLUME")
-            .and_then(|t| match Volume::parse_units(&t) {
-                Ok(v) if v.is_positive() => Some(v),
-                Ok(_) => {
-                    r.problem("ORDER_VOLUME", "must be positive");
-                    None
-                }
-                Err(e) => {
-                    r.problem("ORDER_VOLUME", e.to_string());
-                    None
-                }
-            });
-        let risk_per_trade = if r.text("RISK_PER_TRADE").is_some() {
-            r.fraction("RISK_PER_TRADE", 0.0, 0.1)
-        } else {
-            None
-        };
-        let daily_loss_limit = r.fraction("DAILY_LOSS_LIMIT", 0.0, 1.0);
-        let max_drawdown = r.fraction("MAX_DRAWDOWN", 0.0, 1.0);
-        let sentiment_veto = r.within("SENTIMENT_VETO", 0.0, 1.0);
-        let sentiment_policy = match r.text("SENTIMENT_POLICY") {
-            None => Some(SentimentPolicySetting::Ignore),
-            Some(text) => SentimentPolicySetting::parse(&text).or_else(|| {
-                r.problem(
-                    "SENTIMENT_POLICY",
-                    format!("{text:?} is not ignore or stand_aside"),
-                );
-                None
-            }),
-        };
-        let sentiment_max_age_secs = r.checked("SENTIMENT_MAX_AGE", SECONDS, |s| {
-            at_least_most(*s, 1, u64::MAX, "must be at least 1 second")
-        });
-        let refresh_secs = r.checked("SENTIMENT_REFRESH", SECONDS, |s| {
-            at_least_most(
-                *s,
-                60,
-                u64::MAX,
-                "must be at least 60 seconds (API cost and rate limits)",
-            )
-        });
-        let mut sources = Vec::new();
-        for name in r.list("SENTIMENT_SOURCES") {
-            match name.to_ascii_lowercase().as_str() {
-                "perplexity" => sources.push(SentimentSourceKind::Perplexity),
-                "nitter" => sources.push(SentimentSourceKind::Nitter),
-                "x" => sources.push(SentimentSourceKind::X),
-                other => r.problem(
-                    "SENTIMENT_SOURCES",
-                    format!("{other:?} is not perplexity, nitter or x"),
-                ),
-            }
-        }
-        let nitter_instances = r.list("NITTER_INSTANCES");
-        for url in &nitter_instances {
-            if !url.starts_with("https://") {
-                let msg = format!("{url:?} must be an https:// URL");
-                r.problem("NITTER_INSTANCES", msg);
-            }
-        }
-        let nitter_queries = r.list("NITTER_QUERIES");
-        if nitter_queries.iter().any(|q| q.chars().count() > 200) {
-            r.problem(
-                "NITTER_QUERIES",
-                "each query must be at most 200 characters",
-            );
-        }
-        let perplexity_base_url = r.https_url("PERPLEXITY_BASE_URL");
-        let x_base_url = r.https_url("X_API_BASE_URL");
-        let sentiment_ca_file = r.file("SENTIMENT_CA_FILE");
-        let database_url = r.text("DATABASE_URL").unwrap_or_default();
-        if let Err(problem) = check_database_url(&database_url) {
-            r.problem("DATABASE_URL", problem);
-        }
-        let bind_ip = r.parsed::<IpAddr>("BIND_ADDRESS", "an IP address");
-        let http_port = r.parsed::<u16>("PORT", "a port number");
-        let log_format = match r.text("LOG_FORMAT").as_deref() {
-            Some("auto") | None => LogFormat::Auto,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                r.problem(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not auto, json or pretty"),
-                );
-                LogFormat::Auto
-            }
-        };
-        let log_filter = r.text("RUST_LOG").unwrap_or_else(|| "info".to_owned());
-        // The parser the logger itself uses, so a filter passing here never fails at start-up.
-        if let Err(e) = observability::parse_filter(Some(&log_filter)) {
-            r.problem("RUST_LOG", e.to_string());
-        }
-        let label_prefix = LabelPrefix::new(r.text("LABEL_PREFIX").unwrap_or_default())
-            .map_err(|_| {
-                r.problem(
-                    "LABEL_PREFIX",
-                    "must be 1 to 20 ASCII letters, digits, '-' or '_'",
-                );
-            })
-            .ok();
-
-        let notify = notify_settings(r);
-
-        // Every value below parsed, or its problem is recorded: `?` meets a `None` only then.
-        Some(Config {
-            broker: BrokerEndpoint {
-                env,
-                host,
-                host_set,
-                port,
-                ca_file,
-                simulator_clock,
-            },
-            symbol_candidates,
-            strategy: StrategySettings {
-                timeframe: timeframe?,
-                rsi_period: rsi_period?,
-                oversold: oversold?,
-                overbought: overbought?,
-                long_only: long_only?,
-                stop_loss: stop_loss?,
-                take_profit: take_profit?,
-                sentiment_veto: sentiment_veto?,
-                sentiment_policy: sentiment_policy?,
-                sentiment_max_age_secs: sentiment_max_age_secs?,
-            },
-            risk: RiskSettings {
-                order_volume: order_volume?,
-                risk_per_trade,
-                daily_loss_limit: daily_loss_limit?,
-                max_drawdown: max_drawdown?,
-            },
-            sentiment: SentimentSettings {
-                sources,
-                refresh_secs: refresh_secs?,
-                nitter_instances,
-                nitter_queries,
-                perplexity_base_url: perplexity_base_url?,
-                x_base_url: x_base_url?,
-                ca_file: sentiment_ca_file,
-            },
-            database_url,
-            http_bind: SocketAddr::new(bind_ip?, http_port?),
-            log_format,
-            log_filter,
-            label_prefix: label_prefix?,
-            notify: notify?,
-        })
     }
-}
-
-/// What a count of seconds is called in a parse error.
-const SECONDS: &str = "a number of seconds";
-
-/// `Ok` when `low <= value <= high`, else the setting's `problem`.
-fn at_least_most(
-    value: u64,
-    low: u64,
-    high: u64,
-    problem: &'static str,
-) -> Result<(), &'static str> {
-    if (low..=high).contains(&value) {
-        Ok(())
-    } else {
-        Err(problem)
+    // An accelerated simulator's time runs away from ours: the bot must read time as the
+    // simulator keeps it, or reconciliation asks for the wrong days. Never for a real broker.
+    let simulator_clock = p.clock("SIMULATOR_CLOCK");
+    if simulator_clock.is_some() && is_official_host(&host) {
+        p.problem(
+            "SIMULATOR_CLOCK",
+            format!("a simulated clock is refused for the official cTrader host {host}"),
+        );
     }
+    Some(BrokerEndpoint {
+        env,
+        host,
+        host_set,
+        port: p.whole_as("CTRADER_PORT")?,
+        ca_file,
+        simulator_clock,
+    })
 }
 
 /// The notification settings; `None` when one of them is invalid (the problem is recorded).
-fn notify_settings(r: &mut Reader<'_>) -> Option<NotifySettings> {
-    let mut events_off = std::collections::BTreeSet::new();
-    for name in r.list("NOTIFY_EVENTS_OFF") {
-        match notify::NotificationKind::parse(&name) {
-            Some(kind) => {
-                events_off.insert(kind);
-            }
-            None => {
-                let known: Vec<&str> = notify::NotificationKind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect();
-                r.problem(
-                    "NOTIFY_EVENTS_OFF",
-                    format!("{name:?} is not one of {}", known.join(", ")),
-                );
-            }
-        }
-    }
-    let disconnect_after_secs = r.checked("NOTIFY_DISCONNECT_AFTER", SECONDS, |s| {
-        at_least_most(*s, 1, u64::MAX, "must be at least 1 second")
-    });
-    let min_interval_secs = r.checked("NOTIFY_MIN_INTERVAL", SECONDS, |s| {
-        at_least_most(*s, 0, 3_600, "must be from 0 to 3600 seconds")
-    });
-    let telegram_base_url = r.service_url("TELEGRAM_API_BASE_URL");
-    let discord_base_url = r.service_url("DISCORD_BASE_URL");
-    let slack_base_url = r.service_url("SLACK_BASE_URL");
+fn notify_settings(p: &Parsed<'_>) -> Option<NotifySettings> {
     Some(NotifySettings {
-        events_off,
-        disconnect_after_secs: disconnect_after_secs?,
-        min_interval_secs: min_interval_secs?,
-        telegram_base_url: telegram_base_url?,
-        discord_base_url: discord_base_url?,
-        slack_base_url: slack_base_url?,
+        events_off: p
+            .list("NOTIFY_EVENTS_OFF")
+            .iter()
+            .filter_map(|name| notify::NotificationKind::parse(name))
+            .collect(),
+        disconnect_after_secs: p.whole("NOTIFY_DISCONNECT_AFTER")?,
+        min_interval_secs: p.whole("NOTIFY_MIN_INTERVAL")?,
+        telegram_base_url: p.text("TELEGRAM_API_BASE_URL")?,
+        discord_base_url: p.text("DISCORD_BASE_URL")?,
+        slack_base_url: p.text("SLACK_BASE_URL")?,
     })
 }
 
@@ -725,7 +557,7 @@ fn is_loopback_host(host: &str) -> bool {
 
 /// `DATABASE_URL` names a SQLite file: `sqlite://PATH`, `sqlite:PATH` or a bare path; any other
 /// scheme (a server database) is refused rather than read as a file name.
-fn check_database_url(url: &str) -> Result<(), String> {
+pub fn check_database_url(url: &str) -> Result<(), String> {
     if let Some((scheme, _)) = url.split_once("://")
         && !scheme.eq_ignore_ascii_case("sqlite")
     {
@@ -977,7 +809,7 @@ mod tests {
             "SENTIMENT_MAX_AGE",
             "at least 1",
         );
-        refused(&[("RSI_PERIOD", "1")], "RSI_PERIOD", "2 and 500");
+        refused(&[("RSI_PERIOD", "1")], "RSI_PERIOD", "2 to 500");
         refused(
             &[("RISK_PER_TRADE", "0.5")],
             "RISK_PER_TRADE",
@@ -991,10 +823,26 @@ mod tests {
         refused(&[("SENTIMENT_REFRESH", "30")], "SENTIMENT_REFRESH", "60");
     }
 
-    /// The README states each range in the setting's description; the validation above
-    /// enforces exactly those.
+    /// The README states each range and choice in the setting's description; validation
+    /// enforces exactly those, from the same table.
     #[test]
-    fn documented_ranges_are_in_the_settings_table() {
+    fn documented_ranges_are_the_ones_enforced() {
+        for spec in crate::settings::SETTINGS {
+            if let Some(range) = spec.kind.stated_range() {
+                assert!(
+                    spec.doc.contains(&range),
+                    "{}: its description does not state {range:?}",
+                    spec.name
+                );
+            }
+            for word in spec.kind.words() {
+                assert!(
+                    spec.doc.contains(word),
+                    "{}: its description does not name {word:?}",
+                    spec.name
+                );
+            }
+        }
         let doc = |name: &str| {
             crate::settings::SETTINGS
                 .iter()
@@ -1002,11 +850,49 @@ mod tests {
                 .map(|s| s.doc)
                 .unwrap_or_default()
         };
-        assert!(doc("SENTIMENT_VETO").contains("0 to 1"));
         assert!(doc("RSI_PERIOD").contains("2 to 500"));
-        assert!(doc("RISK_PER_TRADE").contains("at most 0.1"));
         assert!(doc("SENTIMENT_REFRESH").contains("at least 60"));
-        assert!(doc("CTRADER_PORT").contains("1 to 65535"));
+        assert!(doc("NOTIFY_EVENTS_OFF").contains("daily_summary"));
+    }
+
+    /// Every default parses as its own kind: a default can never be a configuration error.
+    #[test]
+    fn every_default_is_valid_for_its_kind() {
+        for spec in crate::settings::SETTINGS {
+            if let Some(default) = spec.default.filter(|d| !d.is_empty()) {
+                // The database default is a template; `{env}` and `{account}` are filled later.
+                assert!(
+                    spec.kind.parse(default).is_ok(),
+                    "{}: default {default:?} is refused by its own kind",
+                    spec.name
+                );
+            }
+        }
+    }
+
+    /// A blank setting takes its default, is read by its kind, or is named, as the table says.
+    #[test]
+    fn blank_settings_follow_the_table() {
+        let c = config(&[
+            ("CTRADER_PORT", " "),
+            ("SENTIMENT_POLICY", ""),
+            ("LOG_FORMAT", ""),
+            ("SENTIMENT_SOURCES", ""),
+            ("NITTER_QUERIES", " "),
+        ])
+        .unwrap();
+        assert_eq!(c.broker.port, 5035);
+        assert_eq!(c.strategy.sentiment_policy, SentimentPolicySetting::Ignore);
+        assert_eq!(c.log_format, LogFormat::Auto);
+        assert!(c.sentiment.sources.is_empty(), "blank: no sources");
+        assert!(c.sentiment.nitter_queries.is_empty());
+        refused(
+            &[("SYMBOL_CANDIDATES", " ")],
+            "SYMBOL_CANDIDATES",
+            "at least 1",
+        );
+        refused(&[("LABEL_PREFIX", "")], "LABEL_PREFIX", "1 to 20");
+        refused(&[("DATABASE_URL", "")], "DATABASE_URL", "");
     }
 
     /// A simulator's clock is followed only for a simulator, and a bad one is named.
@@ -1164,28 +1050,22 @@ mod tests {
         assert_eq!(creds.account_id, 44_556_677);
     }
 
-    /// The names validation reads when everything is at its default.
-    fn names_read(pairs: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+    /// The names the assembly asks for.
+    fn names_used(pairs: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
         let mut problems = Vec::new();
         let raw = RawSettings::layer(None, &env_of(pairs), &mut problems);
-        let mut r = Reader::new(&raw);
-        Config::read(&mut r);
-        r.read.into_inner()
+        let mut parsed = Parsed::read(&raw);
+        Config::assemble(&mut parsed);
+        parsed.used.into_inner()
     }
 
-    /// Read by `auth` alone (its own URLs), not by the trading configuration.
-    const READ_BY_AUTH: [&str; 3] = [
-        "CTRADER_REDIRECT_URI",
-        "CTRADER_AUTH_URL",
-        "CTRADER_TOKEN_URL",
-    ];
-
+    /// Every declared setting does something: the configuration uses it, or `auth` reads it.
     #[test]
-    fn every_declared_setting_is_parsed() {
-        let read = names_read(&[]);
+    fn every_declared_setting_is_used() {
+        let used = names_used(&[]);
         let auth = include_str!("commands/auth.rs");
         for spec in crate::settings::SETTINGS {
-            if READ_BY_AUTH.contains(&spec.name) {
+            if spec.kind == Kind::AuthUrl {
                 assert!(
                     auth.contains(&format!("url(\"{}\")", spec.name)),
                     "{} is declared for auth, which does not read it",
@@ -1193,31 +1073,32 @@ mod tests {
                 );
             } else {
                 assert!(
-                    read.contains(spec.name),
-                    "{} is declared but never parsed",
+                    used.contains(spec.name),
+                    "{} is declared but never used",
                     spec.name
                 );
             }
         }
     }
 
+    /// Every setting the configuration asks for is declared (so it is parsed, documented and
+    /// listed by `check-config`).
     #[test]
-    fn every_parsed_setting_is_declared() {
+    fn every_used_setting_is_declared() {
         let declared: Vec<&str> = crate::settings::SETTINGS.iter().map(|s| s.name).collect();
         // Every optional branch taken too (a live host with a CA, a risk fraction, sources).
-        let read = names_read(&[
+        let used = names_used(&[
             ("CTRADER_ENV", "live"),
             ("CTRADER_HOST", "127.0.0.1"),
             ("RISK_PER_TRADE", "0.01"),
             ("SIMULATOR_CLOCK", "1,1,1"),
             ("SENTIMENT_SOURCES", "perplexity,nitter,x"),
         ]);
-        for name in &read {
+        for name in &used {
             assert!(
                 declared.contains(&name.as_str()),
-                "{name} is parsed but not in the settings table"
+                "{name} is used but not in the settings table"
             );
         }
-        assert!(read.len() + READ_BY_AUTH.len() >= declared.len());
     }
 }

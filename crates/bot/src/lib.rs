@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod reconcile;
 pub mod runtime;
 pub mod sentiment_setup;
+pub mod setting_kind;
 pub mod settings;
 pub mod store;
 pub mod strategy_setup;
