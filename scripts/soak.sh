@@ -3,7 +3,7 @@
 # (release build). The short form (a simulated month) runs with `cargo test`.
 #
 #   scripts/soak.sh                 # 365 days, the default seed, every quote at a 250 ms step
-#   SOAK_DAYS=90 SOAK_SEED=0x1234 SOAK_SPEED=40000 scripts/soak.sh
+#   SOAK_DAYS=90 SOAK_SEED=0x1234 SOAK_SPEED=20000 scripts/soak.sh   # slower: more real time per simulated day
 #   SOAK_QUOTE_STEP_MS=1000 SOAK_EVERY_QUOTE=0 scripts/soak.sh   # the lighter quote stream of `cargo test`
 #
 # Writes target/soak/report.json (figures, the process's memory and file-descriptor curve) and
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 out=target/soak
 mkdir -p "$out"
 export SOAK_DAYS="${SOAK_DAYS:-365}"
-export SOAK_SPEED="${SOAK_SPEED:-20000}"
+export SOAK_SPEED="${SOAK_SPEED:-55000}"
 export SOAK_QUOTE_STEP_MS="${SOAK_QUOTE_STEP_MS:-250}"
 export SOAK_EVERY_QUOTE="${SOAK_EVERY_QUOTE:-1}"
 export SOAK_REPORT="$PWD/$out/report.json"

@@ -88,6 +88,17 @@ pub async fn reconcile_and_report<B: Broker>(
         .map_or(Timestamp(now.millis() - FRESH_HISTORY_MS), |start| {
             Timestamp(start.millis() - CLOCK_SLACK_MS)
         });
+    if let Some(oldest) = in_flight.first()
+        && watermark.is_none_or(|w| oldest.intent.created_at < w)
+    {
+        tracing::info!(
+            since = %since,
+            client_order_id = %oldest.id(),
+            status = oldest.status().as_str(),
+            created_at = %oldest.intent.created_at,
+            "reading the broker's deals back to the oldest intent still in flight"
+        );
+    }
     // Likewise a broker clock may run ahead of ours; a real server has no deals in the future, so
     // asking a day past our now costs nothing and misses nothing.
     let open_state = broker.open_state().await?;
@@ -99,6 +110,16 @@ pub async fn reconcile_and_report<B: Broker>(
         taken_at: now,
     };
     let plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
+    for d in &snapshot.deals {
+        tracing::trace!(deal_id = d.deal_id, order_id = d.order_id, position_id = d.position_id.0, client_order_id = ?d.client_order_id, time = %d.time, "deal read");
+    }
+    tracing::debug!(
+        since = %since,
+        deals = snapshot.deals.len(),
+        deals_until = ?plan.deals_until,
+        watermark = ?watermark,
+        "deal history read"
+    );
     if apply {
         // Applied even when clean: it advances the deal watermark.
         store.apply(&plan, now).await?;

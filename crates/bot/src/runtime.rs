@@ -7,7 +7,7 @@ use std::time::Duration;
 use ctrader_client::{
     Broker, BrokerError, CTraderClient, CTraderConfig, LIVE_HOST, LiveExpectation,
 };
-use domain::{Clock, SentimentReading, Timestamp};
+use domain::{AcceleratedClock, Clock, SentimentReading, Timestamp};
 use observability::{
     HttpServer, LogConfig, Metrics, SentimentResult, ServerConfig, StatusConfig, StatusHandle,
 };
@@ -361,15 +361,16 @@ pub async fn trade(
             }
             Err(StartFailure::Transient(why)) => {
                 reached = true;
+                let wait = paced(pause, config.broker.simulator_clock.as_ref());
                 tracing::warn!(
                     reason = %why,
-                    retry_in_secs = pause.as_secs(),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "the session did not start; starting again"
                 );
                 obs.status
                     .update(|s| s.connection = observability::ConnectionState::Connecting);
                 tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = wait_for(shutdown.clone()) => return Ok(()),
                 }
                 pause = (pause * 2).min(START_RETRY_MAX);
@@ -391,6 +392,23 @@ pub async fn trade(
         Err(e) => Err(SessionError::Failed(e.to_string())),
     }
 }
+
+/// A wait the bot makes before asking the broker again (a session start, a reconnection), in
+/// real time: as given for a real broker; for an accelerated simulator (`SIMULATOR_CLOCK`)
+/// divided by its speed, never below [`SHORTEST_PACED_WAIT`]. So a reconnect costs the bot as
+/// much of the simulator's market as it would cost of a real one: at 55,000× an unscaled 1 s
+/// pause is 15 simulated hours, and a few disconnects a day kept the year soak's bot offline.
+pub fn paced(wait: Duration, simulator: Option<&AcceleratedClock>) -> Duration {
+    match simulator {
+        Some(clock) if clock.speed.is_finite() && clock.speed > 1.0 => {
+            wait.div_f64(clock.speed).max(SHORTEST_PACED_WAIT).min(wait)
+        }
+        _ => wait,
+    }
+}
+
+/// The shortest paced wait: a simulator is not to be asked in a tight loop either.
+pub const SHORTEST_PACED_WAIT: Duration = Duration::from_millis(10);
 
 /// First wait before starting a failed session again; it doubles up to [`START_RETRY_MAX`].
 const START_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -627,6 +645,34 @@ impl Clock for ScaledClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the year soak: at 55,000× a 1 s pause before starting again was 15 simulated
+    /// hours, and disconnects a few times a day kept the bot offline most of the year.
+    #[test]
+    fn waits_keep_an_accelerated_simulators_pace_and_a_real_brokers_time() {
+        let second = Duration::from_secs(1);
+        assert_eq!(paced(second, None), second, "a real broker: real time");
+        let clock = |speed| AcceleratedClock {
+            sim: Timestamp(0),
+            wall: Timestamp(0),
+            speed,
+        };
+        assert_eq!(
+            paced(Duration::from_secs(60), Some(&clock(1_000.0))),
+            Duration::from_millis(60)
+        );
+        assert_eq!(
+            paced(second, Some(&clock(55_000.0))),
+            SHORTEST_PACED_WAIT,
+            "never a tight loop"
+        );
+        assert_eq!(paced(second, Some(&clock(0.5))), second, "never longer");
+        assert_eq!(
+            paced(Duration::from_millis(3), Some(&clock(100.0))),
+            Duration::from_millis(3),
+            "a short wait stays as short"
+        );
+    }
 
     /// Found by the soak: a start-up refresh left the account unauthorised on the connection, and
     /// `run` exited 3 instead of starting again.

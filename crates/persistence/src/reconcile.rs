@@ -378,7 +378,10 @@ pub struct ReconcilePlan {
     pub foreign: Vec<BrokerPosition>,
     /// Findings that change nothing but deserve a look (e.g. an unknown pending order of ours).
     pub warnings: Vec<String>,
-    /// The newest deal time in the snapshot: the deal watermark after applying.
+    /// Up to when the broker's deals are known after applying (the deal watermark): the moment
+    /// the snapshot was taken, or a newer deal's time. Never only the newest deal's: with no deal
+    /// for weeks (a kill switch waiting for a person, a quiet market) every start read all those
+    /// weeks again, and a start took longer each day.
     pub deals_until: Option<Timestamp>,
 }
 
@@ -448,7 +451,13 @@ pub fn plan(
     let mut views = Views::index(stored_open, in_flight, snapshot, label_prefix)?;
     let mut out = ReconcilePlan {
         taken_at: snapshot.taken_at,
-        deals_until: views.deals.iter().map(|d| d.time).max(),
+        deals_until: views
+            .deals
+            .iter()
+            .map(|d| d.time)
+            .max()
+            .map_or(snapshot.taken_at, |newest| newest.max(snapshot.taken_at))
+            .into(),
         ..ReconcilePlan::default()
     };
     sync_or_close_stored(&views, stored_open, snapshot.taken_at, &mut out)?;

@@ -185,7 +185,8 @@ async fn closed_while_away_records_exit_pnl_and_inferred_reason() {
             let gross = (exit.0 - price(4000).0) / 1000;
             assert_eq!(record.pnl, Money::new(gross - 10 - 300, 2));
             assert_eq!(deals, &vec![close.clone()]);
-            assert_eq!(the_plan.deals_until, Some(Timestamp(4_000)));
+            // Known up to the snapshot's moment, past the newest deal.
+            assert_eq!(the_plan.deals_until, Some(Timestamp(5_000)));
 
             store.apply(&the_plan, Timestamp(5_001)).await.unwrap();
             let stored = store.position(PositionId(3)).await.unwrap().unwrap();
@@ -197,7 +198,7 @@ async fn closed_while_away_records_exit_pnl_and_inferred_reason() {
             assert!(store.fills(10).await.unwrap().contains(&close));
             assert_eq!(
                 store.reconciled_until().await.unwrap(),
-                Some(Timestamp(4_000))
+                Some(Timestamp(5_000))
             );
             assert!(plan_for(&*store, &snap).await.is_clean());
         }
@@ -574,6 +575,43 @@ fn unsafe_inputs_fail_closed() {
         plan(&[p], &[], &same, &PREFIX).unwrap().corrections.len(),
         1
     );
+}
+
+/// Found by the year soak: the watermark was the newest deal's time, so with no deal for weeks
+/// (the kill switch waiting for a person) every start read those weeks again, two requests a
+/// week at five a second, and a start took 38 s by the end of the year.
+#[tokio::test]
+async fn a_reconciliation_without_new_deals_still_moves_the_watermark_to_its_snapshot() {
+    let (_dir, stores) = stores().await;
+    for store in stores {
+        let close = closing_fill(31, 3, price(4100), 4_000, None);
+        let first = snapshot(vec![], vec![], vec![close.clone()], 5_000);
+        let the_plan = plan_for(&*store, &first).await;
+        store.apply(&the_plan, Timestamp(5_001)).await.unwrap();
+        assert_eq!(
+            store.reconciled_until().await.unwrap(),
+            Some(Timestamp(5_000))
+        );
+        // Weeks later, nothing new: the next start reads from here, not from the last deal.
+        let quiet = snapshot(vec![], vec![], vec![close], 900_000);
+        let the_plan = plan_for(&*store, &quiet).await;
+        assert_eq!(the_plan.deals_until, Some(Timestamp(900_000)));
+        store.apply(&the_plan, Timestamp(900_001)).await.unwrap();
+        let watermark = store.reconciled_until().await.unwrap();
+        assert_eq!(watermark, Some(Timestamp(900_000)));
+        assert_eq!(
+            deal_history_start(watermark, &[], &[]),
+            Some(Timestamp(900_000))
+        );
+        // A snapshot older than the watermark never moves it back.
+        let stale = snapshot(vec![], vec![], vec![], 6_000);
+        let the_plan = plan_for(&*store, &stale).await;
+        store.apply(&the_plan, Timestamp(6_001)).await.unwrap();
+        assert_eq!(
+            store.reconciled_until().await.unwrap(),
+            Some(Timestamp(900_000))
+        );
+    }
 }
 
 #[test]

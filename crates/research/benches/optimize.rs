@@ -88,6 +88,18 @@ pub(crate) fn set_up() -> (Space, Vec<Bar>) {
     (space, walk(BARS))
 }
 
+/// The issue's grid: 10 periods × 10 levels × 10 stops = 1,000 combinations sharing 10 RSI
+/// series (run over the same 100,000 bars by the `throughput` example's `issue` grid).
+#[allow(dead_code)] // used by the `throughput` example only
+pub(crate) fn issue_grid() -> Space {
+    Space::new(vec![
+        parse_param("rsi_period=5..50:5").unwrap(),
+        parse_param("oversold=16..34:2").unwrap(),
+        parse_param("stop_loss=10..100:10").unwrap(),
+    ])
+    .unwrap()
+}
+
 /// One search; returns the bar evaluations done.
 pub(crate) fn run(space: &Space, indices: &[u64], bars: &[Bar]) -> u64 {
     let objective = Objective {

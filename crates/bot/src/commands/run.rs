@@ -200,6 +200,11 @@ pub fn broker_config(config: &Config, credentials: &BrokerCredentials) -> CTrade
         credentials.account_id,
     );
     broker.extra_ca = config.broker.ca_file.clone().map(ExtraCa::PemFile);
+    // An accelerated simulator's market moves on while we wait: its waits keep its pace.
+    let simulator = config.broker.simulator_clock.as_ref();
+    broker.reconnect.initial_delay = runtime::paced(broker.reconnect.initial_delay, simulator);
+    broker.reconnect.max_delay = runtime::paced(broker.reconnect.max_delay, simulator);
+    broker.maintenance_jitter = runtime::paced(broker.maintenance_jitter, simulator);
     broker
 }
 
