@@ -291,8 +291,27 @@ impl World {
                     if stable && view.open == after_open && missing.is_empty() {
                         return;
                     }
+                    // The missing deals in full: when and by which order each was made tells a
+                    // deal the store missed from one that landed after it looked.
+                    let missing_deals: Vec<String> = self
+                        .sim
+                        .deals()
+                        .iter()
+                        .filter(|d| missing.contains(&&d.deal_id))
+                        .map(|d| {
+                            format!(
+                                "deal {} order {} position {} client order id {:?} executed {} closing {}",
+                                d.deal_id,
+                                d.order_id,
+                                d.position_id,
+                                d.client_order_id,
+                                d.executed,
+                                d.closing
+                            )
+                        })
+                        .collect();
                     last = format!(
-                        "store open {:?} vs broker open {:?}; broker deals missing from the store: {missing:?}",
+                        "store open {:?} vs broker open {:?}; broker deals missing from the store: {missing:?} {missing_deals:?}",
                         view.open, after_open
                     );
                 }
