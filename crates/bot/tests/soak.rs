@@ -1006,9 +1006,13 @@ fn the_bot_runs_unattended_through_simulated_months() {
         pushes_missed, 0,
         "the bot read too slowly: the broker dropped {pushes_missed} pushed events for it"
     );
+    // About one order per day the bot may trade: five days in seven are trading days, and one
+    // week a month refuses entries by design (the raised minimum volume), so about half the
+    // days; one a calendar day asked more than the schedule allows (a year made 346).
     assert!(
-        orders >= plan.days as usize,
-        "too few orders to test anything: {orders}"
+        orders >= plan.days as usize / 2,
+        "too few orders to test anything: {orders} in {} days",
+        plan.days
     );
     assert!(closes >= 5, "only {closes} positions closed");
     // A month has two tries, which a kill switch engaged early can leave without an order to
