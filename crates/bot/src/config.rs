@@ -179,6 +179,8 @@ pub struct Config {
     pub log_filter: String,
     /// Label prefix marking our positions.
     pub label_prefix: LabelPrefix,
+    /// Seconds a sent order may show no trace at the broker before it is concluded lost.
+    pub order_arrival_grace_secs: u64,
     /// Operator notifications.
     pub notify: NotifySettings,
 }
@@ -452,6 +454,7 @@ impl Config {
             log_format,
             log_filter: p.text("RUST_LOG")?,
             label_prefix: p.label("LABEL_PREFIX")?,
+            order_arrival_grace_secs: p.whole("ORDER_ARRIVAL_GRACE")?,
             notify: notify_settings(p)?,
         })
     }

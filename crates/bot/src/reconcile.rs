@@ -1,10 +1,14 @@
 //! Reconciliation as the bot runs it: ask the broker, plan the corrections, apply them (unless a
 //! dry run), and tell logs and metrics. Anything that fails here stops trading (fail closed).
 
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
 use ctrader_client::{Broker, BrokerError};
-use domain::{BrokerSnapshot, Clock, LabelPrefix, Timestamp};
+use domain::{BrokerSnapshot, ClientOrderId, Clock, IntentStatus, LabelPrefix, Timestamp};
 use persistence::{
-    AuditEntry, ReconcileError, ReconcilePlan, ReconcileReport, StoreError, TradeStore,
+    AuditEntry, Correction, ReconcileError, ReconcilePlan, ReconcileReport, StoreError,
+    StoredIntent, TradeStore,
 };
 
 /// How far back the deal history goes when the store has no watermark and nothing open: a fresh
@@ -14,6 +18,54 @@ const FRESH_HISTORY_MS: i64 = 3 * Timestamp::DAY_MS;
 /// How far before the history start and past our clock the deal history is asked for (see
 /// [`reconcile`]).
 const CLOCK_SLACK_MS: i64 = Timestamp::DAY_MS;
+
+/// Orders sent whose fate the broker does not show yet, and since when this process has looked
+/// for them in vain. An order can still be on its way (in a dead process's socket buffer, in the
+/// broker's queue) when the process or link that sent it dies, and "lost" is final (the same
+/// decision is never sent again), so it is concluded only once an order has stayed unseen for the
+/// grace (`ORDER_ARRIVAL_GRACE`); until then trading waits, because the order may still fill.
+#[derive(Debug)]
+pub struct UnseenOrders {
+    grace: Duration,
+    first_unseen: HashMap<ClientOrderId, Instant>,
+}
+
+impl UnseenOrders {
+    /// Orders are concluded lost after `grace` unseen (zero: at the first look).
+    pub fn new(grace: Duration) -> UnseenOrders {
+        UnseenOrders {
+            grace,
+            first_unseen: HashMap::new(),
+        }
+    }
+
+    /// True when `id` has been unseen for the grace now; remembers it from its first look.
+    fn may_conclude_lost(&mut self, id: &ClientOrderId, now: Instant) -> bool {
+        let first = *self.first_unseen.entry(id.clone()).or_insert(now);
+        now.duration_since(first) >= self.grace
+    }
+
+    /// Forgets every order not in `still_unseen` (found, or concluded).
+    fn keep_only(&mut self, still_unseen: &[ClientOrderId]) {
+        self.first_unseen.retain(|id, _| still_unseen.contains(id));
+    }
+
+    /// The orders still waited for, each with how long it has been unseen.
+    pub fn waiting(&self, now: Instant) -> Vec<(ClientOrderId, Duration)> {
+        let mut out: Vec<_> = self
+            .first_unseen
+            .iter()
+            .map(|(id, first)| (id.clone(), now.duration_since(*first)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The grace.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+}
 
 /// Why reconciliation could not finish; trading must not start (or resume).
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +99,12 @@ pub async fn reconcile<B: Broker>(
     clock: &dyn Clock,
     label_prefix: &LabelPrefix,
     apply: bool,
+    unseen: &mut UnseenOrders,
 ) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
     if apply {
         require_acknowledged(store).await?;
     }
-    let done = reconcile_and_report(broker, store, clock, label_prefix, apply).await?;
+    let done = reconcile_and_report(broker, store, clock, label_prefix, apply, unseen).await?;
     if apply {
         require_acknowledged(store).await?;
     }
@@ -69,16 +122,18 @@ pub async fn require_acknowledged(store: &dyn TradeStore) -> Result<(), Reconcil
 }
 
 /// Runs one reconciliation; `apply == false` plans only (nothing is written). Does not look at
-/// earlier findings: `palm-oil-bot reconcile` reports, [`reconcile`] gates trading.
+/// earlier findings: `palm-oil-bot reconcile` reports, [`reconcile`] gates trading. A sent order
+/// without a trace at the broker stays in flight until `unseen` lets it be concluded lost.
 pub async fn reconcile_and_report<B: Broker>(
     broker: &B,
     store: &dyn TradeStore,
     clock: &dyn Clock,
     label_prefix: &LabelPrefix,
     apply: bool,
+    unseen: &mut UnseenOrders,
 ) -> Result<(ReconcilePlan, ReconcileReport), ReconcileFailure> {
     let now = clock.now();
-    let in_flight = store.intents_in_flight().await?;
+    let mut in_flight = store.intents_in_flight().await?;
     let open = store.open_positions().await?;
     let watermark = store.reconciled_until().await?;
     // The broker stamps deals with its clock, intents carry ours: start a day early so a broker
@@ -109,7 +164,23 @@ pub async fn reconcile_and_report<B: Broker>(
         deals,
         taken_at: now,
     };
-    let plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
+    in_flight.extend(contradicted_lost(store, &snapshot, &in_flight, label_prefix).await?);
+    let mut plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
+    let known: HashSet<ClientOrderId> = unseen.first_unseen.keys().cloned().collect();
+    let waiting = not_yet_lost(&plan, unseen);
+    if !waiting.is_empty() {
+        // Planned again without them: they stay in flight, and trading waits for them.
+        in_flight.retain(|i| !waiting.contains(i.id()));
+        plan = persistence::plan(&open, &in_flight, &snapshot, label_prefix)?;
+        for id in waiting.iter().filter(|id| !known.contains(*id)) {
+            tracing::warn!(
+                client_order_id = %id,
+                grace_s = unseen.grace().as_secs_f64(),
+                "an order sent earlier shows no trace at the broker yet: it may still be on its way, so trading waits before concluding it lost"
+            );
+        }
+    }
+    unseen.keep_only(&waiting);
     for d in &snapshot.deals {
         tracing::trace!(deal_id = d.deal_id, order_id = d.order_id, position_id = d.position_id.0, client_order_id = ?d.client_order_id, time = %d.time, "deal read");
     }
@@ -157,4 +228,62 @@ pub async fn reconcile_and_report<B: Broker>(
         tracing::warn!("reconciliation: {w}");
     }
     Ok((plan, report))
+}
+
+/// Intents concluded lost that the broker's snapshot names after all (a position, pending order
+/// or deal carries their id: the order reached the broker after the verdict), to be planned again
+/// with those in flight so the broker's view wins and their deals are stored.
+async fn contradicted_lost(
+    store: &dyn TradeStore,
+    snapshot: &BrokerSnapshot,
+    in_flight: &[StoredIntent],
+    label_prefix: &LabelPrefix,
+) -> Result<Vec<StoredIntent>, StoreError> {
+    let from_label = |label: &Option<String>| {
+        label
+            .as_deref()
+            .and_then(|l| label_prefix.client_order_id_in(l))
+    };
+    let named: HashSet<ClientOrderId> = snapshot
+        .positions
+        .iter()
+        .flat_map(|p| [p.client_order_id.clone(), from_label(&p.label)])
+        .chain(
+            snapshot
+                .orders
+                .iter()
+                .flat_map(|o| [o.client_order_id.clone(), from_label(&o.label)]),
+        )
+        .chain(snapshot.deals.iter().map(|d| d.client_order_id.clone()))
+        .flatten()
+        .filter(|id| label_prefix.is_ours(id.as_str()))
+        .filter(|id| !in_flight.iter().any(|i| i.id() == id))
+        .collect();
+    let mut out = Vec::new();
+    for id in named {
+        if let Some(intent) = store.intent(&id).await?
+            && intent.status() == IntentStatus::Lost
+        {
+            out.push(intent);
+        }
+    }
+    out.sort_by(|a, b| a.id().cmp(b.id()));
+    Ok(out)
+}
+
+/// The sent orders `plan` would conclude lost that `unseen` says to wait for still.
+fn not_yet_lost(plan: &ReconcilePlan, unseen: &mut UnseenOrders) -> Vec<ClientOrderId> {
+    let now = Instant::now();
+    plan.corrections
+        .iter()
+        .filter_map(|c| match c {
+            Correction::ResolveIntent {
+                client_order_id,
+                from: IntentStatus::Sent,
+                to: IntentStatus::Lost,
+                ..
+            } if !unseen.may_conclude_lost(client_order_id, now) => Some(client_order_id.clone()),
+            _ => None,
+        })
+        .collect()
 }

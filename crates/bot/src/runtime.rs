@@ -428,6 +428,22 @@ pub fn paced(wait: Duration, simulator: Option<&AcceleratedClock>) -> Duration {
     }
 }
 
+/// How long a sent order may show no trace at the broker before it is concluded lost
+/// (`ORDER_ARRIVAL_GRACE`): kept to an accelerated simulator's pace, but never under
+/// [`SIMULATOR_ORDER_GRACE`] there, because an order on its way is held up by real sockets and
+/// tasks, which no clock speeds up.
+pub fn unseen_order_grace(grace: Duration, simulator: Option<&AcceleratedClock>) -> Duration {
+    match simulator {
+        Some(_) => paced(grace, simulator)
+            .max(SIMULATOR_ORDER_GRACE)
+            .min(grace),
+        None => grace,
+    }
+}
+
+/// The least an accelerated simulator's order may stay unseen before it is concluded lost.
+pub const SIMULATOR_ORDER_GRACE: Duration = Duration::from_secs(2);
+
 /// The shortest paced wait: a simulator is not to be asked in a tight loop either.
 pub const SHORTEST_PACED_WAIT: Duration = Duration::from_millis(10);
 
@@ -515,6 +531,10 @@ async fn start_session(
         symbol_candidates: config.symbol_candidates.clone(),
         warmup_bars: config.strategy.rsi_period.saturating_mul(10),
         timeframe: config.strategy.timeframe,
+        unseen_order_grace: unseen_order_grace(
+            Duration::from_secs(config.order_arrival_grace_secs),
+            config.broker.simulator_clock.as_ref(),
+        ),
     };
     let setup =
         strategy_setup::strategy_setup(config).map_err(|e| SessionError::Refused(e.to_string()))?;
@@ -692,6 +712,32 @@ mod tests {
             paced(Duration::from_millis(3), Some(&clock(100.0))),
             Duration::from_millis(3),
             "a short wait stays as short"
+        );
+    }
+
+    #[test]
+    fn an_order_on_its_way_gets_real_time_even_from_an_accelerated_simulator() {
+        let grace = Duration::from_secs(30);
+        let clock = |speed| AcceleratedClock {
+            sim: Timestamp(0),
+            wall: Timestamp(0),
+            speed,
+        };
+        assert_eq!(unseen_order_grace(grace, None), grace, "a real broker");
+        assert_eq!(
+            unseen_order_grace(grace, Some(&clock(55_000.0))),
+            SIMULATOR_ORDER_GRACE,
+            "sockets and tasks are not accelerated"
+        );
+        assert_eq!(
+            unseen_order_grace(grace, Some(&clock(3.0))),
+            Duration::from_secs(10),
+            "a slow simulator keeps its pace"
+        );
+        assert_eq!(
+            unseen_order_grace(Duration::ZERO, Some(&clock(55_000.0))),
+            Duration::ZERO,
+            "an operator's zero stays zero"
         );
     }
 

@@ -386,6 +386,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         Kind::ServiceUrl,
         "where SLACK_WEBHOOK_URL's path is posted (https, or http to this machine for a local mock); its host joins the network allow-list when the webhook is set",
     ),
+    spec(
+        "ORDER_ARRIVAL_GRACE",
+        Some("30"),
+        seconds(0, 600),
+        "seconds an order sent just before a restart or a dropped link may show no trace at the broker before it is concluded never to have arrived (0 to 600); trading waits meanwhile, because it may still fill",
+    ),
     blank_read(
         "LABEL_PREFIX",
         "pob",

@@ -511,6 +511,56 @@ async fn protection_hit(bid_mid: i64, reason: CloseReason) {
     h.stop().await;
 }
 
+/// Found by the year soak: an opening order filled in parts, and the stop-loss closed the whole
+/// position before the later parts' events were read (the engine lagged behind its queue). A late
+/// deal of a position already closed here is stored once, not dropped.
+#[tokio::test]
+async fn a_late_opening_part_of_a_position_already_closed_is_stored_once() {
+    let mut h = Harness::new();
+    h.run().await;
+    h.cross_down().await;
+    let position = h.broker.positions()[0].id;
+    h.quote_at(MIN + 20_000, 4_050).await;
+    let closed = h.store.position(position).await.unwrap().unwrap();
+    assert_eq!(closed.status, PositionStatus::Closed);
+    assert_eq!(h.store.fills(10).await.unwrap().len(), 2);
+
+    let mut fill = h
+        .store
+        .fills(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.close.is_none())
+        .unwrap();
+    fill.deal_id += 1_000;
+    let late_id = fill.deal_id;
+    let late = ctrader_client::ExecutionReport {
+        kind: ctrader_client::ExecutionKind::PartialFill,
+        order_id: Some(fill.order_id),
+        client_order_id: fill.client_order_id.clone(),
+        position: None,
+        position_closed: false,
+        fill: Some(fill),
+        error_code: None,
+    };
+    for _ in 0..2 {
+        h.broker
+            .inject_event(BrokerEvent::Execution(Box::new(late.clone())));
+        h.settle().await;
+    }
+    let fills = h.store.fills(10).await.unwrap();
+    assert_eq!(fills.len(), 3, "{fills:?}");
+    assert_eq!(fills.iter().filter(|f| f.deal_id == late_id).count(), 1);
+    assert_eq!(
+        h.store.position(position).await.unwrap().unwrap(),
+        closed,
+        "the closed position is left as it was"
+    );
+    assert_eq!(h.broker.orders_sent().len(), 1, "nothing is sent for it");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn a_stop_loss_hit_at_the_broker_closes_the_stored_position_once() {
     protection_hit(4_050, CloseReason::StopLoss).await;

@@ -17,6 +17,10 @@ pub struct FaultPlan {
     /// Hold every reply this long before sending it (pushed events are not delayed, nor the
     /// answer to a token refresh, whose loss no client could recover from).
     pub reply_delay: Option<Duration>,
+    /// Work each new order this long after it arrives, as a busy server's queue or a slow network
+    /// may: an order sent just before its client died can fill after a new client has already
+    /// looked for it. The order is worked even when its connection has gone meanwhile.
+    pub order_delay: Option<Duration>,
     /// Refuse the next new order with this cTrader error code (e.g. `NOT_ENOUGH_MONEY`), once.
     pub reject_next_order: Option<String>,
     /// Send every execution event twice.
@@ -138,6 +142,14 @@ impl FaultPlan {
         {
             return Err(SimError::Config(
                 "reply delay must be at most 600 s".to_owned(),
+            ));
+        }
+        if self
+            .order_delay
+            .is_some_and(|d| d > Duration::from_secs(60))
+        {
+            return Err(SimError::Config(
+                "order delay must be at most 60 s".to_owned(),
             ));
         }
         if let Some(code) = &self.reject_next_order {

@@ -189,6 +189,7 @@ impl State {
             } => {
                 let p = self.open_position_mut(*id, c)?;
                 p.status = PositionStatus::Closed;
+                p.volume = p.volume.max(exit.volume);
                 p.exit_price = Some(exit.price);
                 p.exit_time = Some(exit.time);
                 p.pnl = Some(exit.pnl);

@@ -161,6 +161,9 @@ pub struct ExitRecord {
     pub price: Price,
     /// Time of the last closing deal.
     pub time: Timestamp,
+    /// The volume the closing deals closed: the position's whole volume, which the store may
+    /// not have known (an opening order that filled in parts while we were away).
+    pub volume: Volume,
     /// Net realised PnL: gross profit + swap + commission of the closing deals.
     pub pnl: Money,
     /// Why it closed.
@@ -192,7 +195,8 @@ pub enum Correction {
         before: PositionLevels,
         /// How it ended.
         exit: ExitRecord,
-        /// The closing deals, recorded as fills.
+        /// Its deals in the snapshot, the closing ones and any opening part we missed, recorded
+        /// as fills; deals already stored are skipped.
         deals: Vec<Fill>,
     },
     /// Open here, gone at the broker, and no closing deal found: closed, reason unknown (flagged).
@@ -345,9 +349,9 @@ impl Correction {
             Correction::AdoptPosition { position, .. } => {
                 position.status == PositionStatus::Closed && position.close_reason.is_none()
             }
-            Correction::ClosePosition { .. }
-            | Correction::SyncPosition { .. }
-            | Correction::ResolveIntent { .. } => false,
+            // Our verdict was wrong for a while: the books are mended, but say so.
+            Correction::ResolveIntent { from, .. } => *from == IntentStatus::Lost,
+            Correction::ClosePosition { .. } | Correction::SyncPosition { .. } => false,
         }
     }
 }
@@ -430,7 +434,8 @@ struct Evidence<'a> {
 }
 
 /// Diffs the store against the broker. `stored_open` are the store's open positions,
-/// `in_flight` its unresolved intents, `snapshot` the broker's positions, pending orders and the
+/// `in_flight` its unresolved intents (and any concluded lost that the snapshot names after all:
+/// the broker's view wins), `snapshot` the broker's positions, pending orders and the
 /// deals since [`deal_history_start`], `label_prefix` the bot's prefix (labels `{prefix}-…`).
 ///
 /// The steps, in order (each a function below, each appending to the plan):
@@ -621,15 +626,13 @@ fn sync_or_close_stored(
             position_deals,
             &views.intent_ids,
         )? {
+            // Every deal of it, not only the closing ones: the later parts of an opening order
+            // that filled in parts may never have reached us either (the store skips known ones).
             Some(exit) => out.corrections.push(Correction::ClosePosition {
                 id: s.id,
                 before,
                 exit,
-                deals: position_deals
-                    .iter()
-                    .filter(|d| d.close.is_some())
-                    .map(|d| (*d).clone())
-                    .collect(),
+                deals: position_deals.iter().map(|d| (*d).clone()).collect(),
             }),
             None => out.corrections.push(Correction::CloseUnexplained {
                 id: s.id,
@@ -755,6 +758,11 @@ fn resolve_intents(
                 evidence,
             ),
             IntentResolution::Lost { evidence } => (IntentStatus::Lost, None, None, evidence),
+        };
+        let evidence_text = if i.status() == IntentStatus::Lost {
+            format!("concluded lost earlier, but it reached the broker after all: {evidence_text}")
+        } else {
+            evidence_text
         };
         if to != i.status() {
             out.corrections.push(Correction::ResolveIntent {
@@ -969,6 +977,7 @@ fn exit_from_deals(
     Ok(Some(ExitRecord {
         price,
         time: last.time,
+        volume: Volume(i64::try_from(volume).map_err(|_| ReconcileError::Overflow(id))?),
         pnl: pnl.unwrap_or_default(),
         reason,
         basis,

@@ -800,10 +800,11 @@ async fn apply_correction(
         } => {
             let (pnl_minor, pnl_digits) = money_parts(Some(exit.pnl));
             let done = sqlx::query(
-                "UPDATE positions SET status = 'closed', exit_price = ?, exit_time = ?, \
-                 pnl_minor = ?, pnl_digits = ?, close_reason = ? \
+                "UPDATE positions SET status = 'closed', volume = MAX(volume, ?), exit_price = ?, \
+                 exit_time = ?, pnl_minor = ?, pnl_digits = ?, close_reason = ? \
                  WHERE position_id = ? AND status = 'open'",
             )
+            .bind(exit.volume.0)
             .bind(exit.price.0)
             .bind(exit.time.0)
             .bind(pnl_minor)

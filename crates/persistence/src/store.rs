@@ -437,7 +437,8 @@ pub(crate) fn check_answer(answer: &OrderAnswer) -> Result<(), StoreError> {
 
 /// Checks a reconciliation step on an intent still applies: the intent must be where the plan
 /// saw it, and the step must follow the lifecycle. A pending intent the broker has evidence of
-/// was sent (the crash fell between the send and its record), so `pending → sent → …` is a path.
+/// was sent (the crash fell between the send and its record), so `pending → sent → …` is a path;
+/// a lost one the broker has evidence of arrived after all, so `lost → filled | accepted` is one.
 pub(crate) fn check_resolution(
     id: &ClientOrderId,
     current: IntentStatus,
@@ -451,8 +452,13 @@ pub(crate) fn check_resolution(
             from.as_str()
         )));
     }
-    let legal =
-        from.may_become(to) || (from == IntentStatus::Pending && IntentStatus::Sent.may_become(to));
+    // The broker's view wins over our verdict: an order concluded lost that the broker later
+    // shows (it reached the broker after all) becomes what the broker says it is.
+    let contradicted_lost =
+        from == IntentStatus::Lost && matches!(to, IntentStatus::Filled | IntentStatus::Accepted);
+    let legal = from.may_become(to)
+        || (from == IntentStatus::Pending && IntentStatus::Sent.may_become(to))
+        || contradicted_lost;
     if legal {
         Ok(())
     } else {

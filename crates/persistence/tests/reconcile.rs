@@ -691,3 +691,122 @@ fn the_recovery_rule_for_one_intent() {
         Err(ReconcileError::StaleSnapshot { .. })
     ));
 }
+
+/// Found by the year soak: an opening order filled in three parts; the bot stored the first
+/// (the order's answer), the stop-loss closed the whole position before the other two parts'
+/// events were read, and reconciliation stored only the closing deal. Every deal of a position
+/// closed while away is stored, and its volume is the volume the broker closed.
+#[tokio::test]
+async fn a_close_while_away_also_stores_the_opening_parts_we_missed() {
+    let (_dir, stores) = stores().await;
+    for store in stores {
+        let mut p = open_position(7, Some("pob-7"), 1_000);
+        p.volume = Volume(30);
+        let part = |deal_id| {
+            let mut f = opening_fill(deal_id, 7, Some("pob-7"), 1_000);
+            f.order_id = 1_070;
+            f.volume = Volume(30);
+            f
+        };
+        store.record_fill(&part(70), &p).await.unwrap();
+        let mut close = closing_fill(73, 7, price(3975), 4_000, None);
+        close.volume = Volume(90);
+        if let Some(c) = close.close.as_mut() {
+            c.closed_volume = Volume(90);
+        }
+        let snap = snapshot(
+            vec![],
+            vec![],
+            vec![part(70), part(71), part(72), close.clone()],
+            5_000,
+        );
+        let the_plan = plan_for(&*store, &snap).await;
+        let [Correction::ClosePosition { exit, deals, .. }] = the_plan.corrections.as_slice()
+        else {
+            panic!("expected one close, got {:?}", the_plan.corrections);
+        };
+        assert_eq!(exit.volume, Volume(90));
+        assert_eq!(
+            deals.iter().map(|d| d.deal_id).collect::<Vec<_>>(),
+            vec![70, 71, 72, 73]
+        );
+        store.apply(&the_plan, Timestamp(5_001)).await.unwrap();
+        let mut stored: Vec<i64> = store
+            .fills(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.deal_id)
+            .collect();
+        stored.sort_unstable();
+        assert_eq!(stored, vec![70, 71, 72, 73], "each deal stored once");
+        let position = store.position(PositionId(7)).await.unwrap().unwrap();
+        assert_eq!(
+            (position.status, position.volume),
+            (PositionStatus::Closed, Volume(90))
+        );
+        assert!(plan_for(&*store, &snap).await.is_clean());
+    }
+}
+
+/// An intent concluded lost whose order reached the broker after all (a late fill, opened and
+/// closed since): planned with it in flight again, the position is rebuilt from its deals, the
+/// deals are stored, and the intent becomes filled, flagged for a look. Without the broker's
+/// evidence a lost intent stays lost.
+#[tokio::test]
+async fn a_lost_verdict_the_broker_contradicts_gives_way_to_the_broker() {
+    let (_dir, stores) = stores().await;
+    for store in stores {
+        in_flight(&*store, "pob-late", IntentStatus::Sent).await;
+        let nothing = snapshot(vec![], vec![], vec![], 2_000);
+        let first = plan_for(&*store, &nothing).await;
+        store.apply(&first, Timestamp(2_001)).await.unwrap();
+        let lost = store.intent(&coid("pob-late")).await.unwrap().unwrap();
+        assert_eq!(lost.status(), IntentStatus::Lost);
+        let mut still_nothing = nothing.clone();
+        still_nothing.taken_at = Timestamp(3_000);
+        assert!(
+            plan(&[], &[lost.clone()], &still_nothing, &PREFIX)
+                .unwrap()
+                .is_clean()
+        );
+
+        let opened = opening_fill(80, 8, Some("pob-late"), 2_500);
+        let closed = closing_fill(81, 8, price(3975), 3_000, None);
+        let snap = snapshot(vec![], vec![], vec![opened.clone(), closed.clone()], 5_000);
+        let the_plan = plan(&[], &[lost], &snap, &PREFIX).unwrap();
+        assert_eq!(
+            resolution(&the_plan),
+            vec![(
+                "pob-late".to_owned(),
+                IntentStatus::Lost,
+                IntentStatus::Filled
+            )]
+        );
+        let resolve = the_plan
+            .corrections
+            .iter()
+            .find(|c| matches!(c, Correction::ResolveIntent { .. }))
+            .unwrap();
+        assert!(resolve.flagged() && !resolve.check_by_hand(), "{resolve:?}");
+        assert!(
+            resolve.why().contains("concluded lost earlier"),
+            "{}",
+            resolve.why()
+        );
+        store.apply(&the_plan, Timestamp(5_001)).await.unwrap();
+        let intent = store.intent(&coid("pob-late")).await.unwrap().unwrap();
+        assert_eq!(
+            (intent.status(), intent.position_id),
+            (IntentStatus::Filled, Some(PositionId(8)))
+        );
+        let position = store.position(PositionId(8)).await.unwrap().unwrap();
+        assert_eq!(position.status, PositionStatus::Closed);
+        assert_eq!(position.exit_price, Some(price(3975)));
+        let fills = store.fills(10).await.unwrap();
+        assert!(
+            fills.contains(&opened) && fills.contains(&closed),
+            "{fills:?}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ctrader_client::{BrokerError, CTraderClient, CTraderConfig};
 use domain::{Clock, SystemClock};
@@ -12,7 +13,7 @@ use persistence::{AuditEntry, ReconcileReport, SqliteTradeStore, StoreIdentity, 
 use crate::commands::positions::{StoreAccessError, open_read_only};
 use crate::commands::run::{TradingSetup, broker_config, prepare_trading, store_identity};
 use crate::config::Config;
-use crate::reconcile::reconcile_and_report;
+use crate::reconcile::{UnseenOrders, reconcile_and_report};
 use crate::runtime::{EXIT_CONFIG, EXIT_OK, EXIT_REFUSED, EXIT_RUNTIME};
 use crate::store::{StoreRefusal, StoreRequest, TradingStore, database_url, open_trading_store};
 use crate::token_vault::{TokenOrigin, TokenVault};
@@ -171,6 +172,9 @@ async fn reconcile_with(
         clock.as_ref(),
         &config.label_prefix,
         !dry_run,
+        // Run by a person with the bot stopped: an order the broker shows no trace of is
+        // concluded lost now; should it arrive after all, the next reconciliation adopts it.
+        &mut UnseenOrders::new(Duration::ZERO),
     )
     .await;
     client.shutdown();

@@ -38,14 +38,36 @@ impl<B: Broker + 'static> Engine<B> {
                 .as_ref()
                 .and_then(|p| p.label.as_deref())
                 .is_some_and(|l| self.settings.label_prefix.is_ours(l));
-            if ours && self.store.position(fill.position_id).await?.is_none() {
-                // A fill of ours we have no record of (e.g. the answer to an order was lost).
-                self.pause(super::Pause::NeedsReconcile(format!(
-                    "fill {} on unknown position {} of ours; reconciling",
-                    fill.deal_id, fill.position_id
-                )));
-                // A failure keeps trading paused; the tick retries it.
-                let _ = self.reconcile_now("unknown fill").await;
+            match self.store.position(fill.position_id).await {
+                Ok(None) if ours => {
+                    // A fill of ours we have no record of (e.g. the answer to an order was lost).
+                    self.pause(super::Pause::NeedsReconcile(format!(
+                        "fill {} on unknown position {} of ours; reconciling",
+                        fill.deal_id, fill.position_id
+                    )));
+                    // A failure keeps trading paused; the tick retries it.
+                    let _ = self.reconcile_now("unknown fill").await;
+                }
+                Ok(Some(stored))
+                    if stored.status == PositionStatus::Closed && stored.exit_price.is_some() =>
+                {
+                    // A late deal of a position already closed here: the later parts of an
+                    // order that filled in parts, queued behind a stop-loss's close or a
+                    // reconciliation. Every deal is stored once, whenever it comes.
+                    let recorded = match self.store.record_fill(&fill, &stored).await {
+                        Ok(r) => r,
+                        Err(e) => return Err(self.store_failed(e)),
+                    };
+                    if recorded == FillRecorded::New {
+                        tracing::info!(
+                            deal_id = fill.deal_id,
+                            position_id = fill.position_id.0,
+                            "late deal of a closed position recorded"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(self.store_failed(e)),
             }
             return Ok(());
         };

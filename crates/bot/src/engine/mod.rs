@@ -35,7 +35,7 @@ use strategy::{
 use tokio::sync::watch;
 
 use crate::market_hours;
-use crate::reconcile::{ReconcileFailure, reconcile};
+use crate::reconcile::{ReconcileFailure, UnseenOrders, reconcile};
 
 /// What the engine needs to know that is not in the strategy's or the risk rules' configuration.
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub struct EngineSettings {
     pub timeframe: domain::Timeframe,
     /// An operator's decision to release an engaged kill switch at start-up.
     pub reset_kill_switch: bool,
+    /// How long an order sent before a restart or a dropped link may show no trace at the broker
+    /// before it is concluded lost (trading waits meanwhile).
+    pub unseen_order_grace: Duration,
 }
 
 /// Where the engine reports what it does.
@@ -134,6 +137,8 @@ pub struct Engine<B: Broker> {
     trades: TradeStats,
     /// Time-dependent alerts (outage, stale sentiment, token expiry, the daily summary).
     alerts: AlertState,
+    /// Orders sent whose fate the broker does not show yet: trading waits for them.
+    unseen: UnseenOrders,
 }
 
 /// Why no order may leave right now.
@@ -230,6 +235,7 @@ impl<B: Broker + 'static> Engine<B> {
         let money = AccountMoney::new(currency, chain, balance);
         let bars = BarAggregator::new(symbol.id, settings.timeframe);
         let alerts = AlertState::new(&obs.alerts);
+        let settings_grace = settings.unseen_order_grace;
         let mut engine = Engine {
             broker,
             store,
@@ -252,6 +258,7 @@ impl<B: Broker + 'static> Engine<B> {
             market_open: None,
             trades: TradeStats::default(),
             alerts,
+            unseen: UnseenOrders::new(settings_grace),
         };
         engine.publish_symbol();
         if let Some(reason) = released {
@@ -500,6 +507,7 @@ impl<B: Broker + 'static> Engine<B> {
             self.clock.as_ref(),
             &self.settings.label_prefix,
             !self.settings.dry_run,
+            &mut self.unseen,
         )
         .await
         {
@@ -534,6 +542,14 @@ impl<B: Broker + 'static> Engine<B> {
                 return Err(e.into());
             }
         };
+        if let Some((id, _)) = self.unseen.waiting(Instant::now()).first() {
+            // The order may still fill: no other may leave until its fate is known.
+            self.pause(Pause::NeedsReconcile(format!(
+                "order {id} was sent but the broker shows no trace of it yet; trading waits up to {} s for it before concluding it never arrived",
+                self.unseen.grace().as_secs()
+            )));
+            return Ok(());
+        }
         self.paused = None;
         if state.spec != self.symbol || state.mode != ctrader_client::TradingMode::Enabled {
             self.apply_symbol_state(state);

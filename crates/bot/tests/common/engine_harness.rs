@@ -127,6 +127,8 @@ pub struct Harness {
     pub obs: Observers,
     pub dry_run: bool,
     pub reset_kill_switch: bool,
+    /// How long a sent order may stay unseen before it is concluded lost (zero: at once).
+    pub unseen_order_grace: Duration,
     pub risk: RiskConfig,
     /// Where sentiment readings come from, as the refresher publishes them; `None` starts the
     /// engine with the sender already gone, as `run` and `demo` do when no sentiment service
@@ -151,6 +153,7 @@ impl Harness {
             store: Arc::new(MemoryTradeStore::new()),
             dry_run: false,
             reset_kill_switch: false,
+            unseen_order_grace: Duration::ZERO,
             risk: RiskConfig::default(),
             sentiment: Some(watch::channel(None).0),
             last: None,
@@ -177,6 +180,7 @@ impl Harness {
                 warmup_bars: 20,
                 timeframe: Timeframe::M1,
                 reset_kill_switch: self.reset_kill_switch,
+                unseen_order_grace: self.unseen_order_grace,
             },
             strategy(),
             self.risk.clone(),

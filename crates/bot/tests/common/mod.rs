@@ -182,6 +182,8 @@ impl World {
             ("LOG_FORMAT", "json".to_owned()),
             ("RUST_LOG", "info".to_owned()),
             ("LABEL_PREFIX", PREFIX.to_owned()),
+            // An order killed in flight that never reached the broker holds a restart this long.
+            ("ORDER_ARRIVAL_GRACE", "3".to_owned()),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }

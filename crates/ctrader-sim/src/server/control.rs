@@ -46,6 +46,12 @@ impl FaultControl {
         self.update(|plan| plan.reply_delay = delay)
     }
 
+    /// Works each new order this long after it arrives (even when its connection has gone by
+    /// then); `None` works orders at once.
+    pub fn delay_orders(&self, delay: Option<Duration>) -> Result<(), SimError> {
+        self.update(|plan| plan.order_delay = delay)
+    }
+
     /// Refuses the next new order with `error_code` (e.g. `NOT_ENOUGH_MONEY`), once.
     pub fn reject_next_order(&self, error_code: &str) -> Result<(), SimError> {
         validate_error_code(error_code)?;

@@ -101,14 +101,29 @@ pub(super) async fn serve(
     // Replies the reply-delay fault holds, in order with when each is due: the connection keeps
     // streaming spots and events meanwhile, as a real server does while an order is worked.
     let mut held: VecDeque<(tokio::time::Instant, Outcome)> = VecDeque::new();
+    // New orders the order-delay fault holds before working them, in arrival order.
+    let mut queued: VecDeque<(tokio::time::Instant, ProtoMessage)> = VecDeque::new();
     loop {
         let next_due = held.front().map(|(due, _)| *due);
+        let next_order = queued.front().map(|(due, _)| *due);
         let mut outcome = tokio::select! {
             () = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
                 held.pop_front().map(|(_, o)| o).unwrap_or_default()
             }
+            () = tokio::time::sleep_until(next_order.unwrap_or_else(tokio::time::Instant::now)), if next_order.is_some() => {
+                match queued.pop_front() {
+                    Some((_, message)) => session.on_frame(message),
+                    None => continue,
+                }
+            }
             frame = framed.next() => match frame {
-                Some(Ok(message)) => session.on_frame(message),
+                Some(Ok(message)) => match session.order_delay(&message) {
+                    Some(delay) => {
+                        queued.push_back((tokio::time::Instant::now() + delay, message));
+                        continue;
+                    }
+                    None => session.on_frame(message),
+                },
                 Some(Err(error)) => {
                     // Over the size cap, or not a ProtoMessage: the stream cannot be trusted.
                     tracing::debug!(connection = id, %error, "closing on a bad frame");
@@ -151,6 +166,12 @@ pub(super) async fn serve(
     }
     // Close the TLS session politely where the socket still allows it.
     let _ = framed.get_mut().shutdown().await;
+    // Orders that reached the server are worked though their client has gone, as a real server
+    // works what it received; nobody is left to answer.
+    for (due, message) in queued {
+        tokio::time::sleep_until(due).await;
+        let _ = session.on_frame(message);
+    }
 }
 
 /// Writes frames in order, raw ones straight to the stream after flushing what precedes them.
@@ -207,6 +228,14 @@ impl Session {
             last_received: now,
             last_sent: now,
         }
+    }
+
+    /// How long the order-delay fault holds `message` before it is worked: only new orders.
+    fn order_delay(&self, message: &ProtoMessage) -> Option<Duration> {
+        if message.payload_type != NEW_ORDER_REQ {
+            return None;
+        }
+        lock(&self.shared.faults).order_delay
     }
 
     /// Handles one frame from the client.
@@ -1532,6 +1561,8 @@ fn error_res(
 
 /// `ProtoOARefreshTokenReq`'s payload type.
 const REFRESH_TOKEN_REQ: u32 = 2173;
+/// `ProtoOANewOrderReq`'s payload type.
+const NEW_ORDER_REQ: u32 = 2106;
 
 /// The refusal of every request while a maintenance window lasts, with its end in seconds.
 fn maintenance_error(end_seconds: i64) -> ProtoOaErrorRes {
