@@ -1012,3 +1012,29 @@ async fn a_maintenance_window_is_waited_out_before_reconnecting() {
     assert!(domain::SystemClock.now().millis() >= end * 1000);
     assert!(late.is_connected());
 }
+
+/// A limited-risk account's broker refuses a new order without a guaranteed stop loss: the client
+/// learns the account is limited-risk when it connects and guarantees every opening order's stop.
+/// Closing orders carry none.
+#[tokio::test]
+async fn a_limited_risk_account_gets_guaranteed_stops_on_its_opening_orders() {
+    let env = start_sim(|c| c.limited_risk_account = true).await;
+    let (client, _events) = env.connect().await;
+    let spec = client.resolve_symbol(&names(&["PALMOIL"])).await.unwrap();
+    let fill = filled(&client, &order("pob-gsl-1", Side::Buy, spec.min_volume)).await;
+    let open = env.sim.open_positions();
+    let position = open
+        .iter()
+        .find(|p| p.id == fill.fill.position_id.0)
+        .unwrap();
+    assert!(position.guaranteed_stop_loss, "{position:?}");
+    let close = OrderRequest {
+        relative_stop_loss: None,
+        relative_take_profit: None,
+        position_to_close: Some(fill.fill.position_id),
+        ..order("pob-gsl-2", Side::Sell, spec.min_volume)
+    };
+    let closed = filled(&client, &close).await;
+    assert!(closed.fill.close.is_some());
+    assert!(env.sim.open_positions().is_empty());
+}

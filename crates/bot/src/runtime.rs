@@ -442,7 +442,7 @@ pub fn unseen_order_grace(grace: Duration, simulator: Option<&AcceleratedClock>)
 }
 
 /// The least an accelerated simulator's order may stay unseen before it is concluded lost.
-pub const SIMULATOR_ORDER_GRACE: Duration = Duration::from_secs(2);
+pub const SIMULATOR_ORDER_GRACE: Duration = Duration::from_millis(500);
 
 /// The shortest paced wait: a simulator is not to be asked in a tight loop either.
 pub const SHORTEST_PACED_WAIT: Duration = Duration::from_millis(10);

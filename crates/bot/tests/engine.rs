@@ -490,6 +490,13 @@ async fn protection_hit(bid_mid: i64, reason: CloseReason) {
     assert_eq!(stored.pnl, Some(expected_pnl));
     assert!(h.obs.status.live().position.is_none());
     assert_eq!(h.store.fills(10).await.unwrap().len(), 2);
+    // The bid jumped from 4101 past the 4061 stop to 4049: the operator hears the stop slipped,
+    // because the loss is larger than the position was sized for. A take-profit is no news.
+    let slipped = h
+        .events()
+        .iter()
+        .any(|e| e.contains("past its stop-loss (the price jumped through it)"));
+    assert_eq!(slipped, reason == CloseReason::StopLoss, "{:?}", h.events());
     let outcome = if reason == CloseReason::TakeProfit {
         "win"
     } else {

@@ -3,7 +3,7 @@
 //! [`Broker`] operations over the live link.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -121,6 +121,8 @@ struct Inner {
     /// Historical requests sent (trendbars, ticks, deals), refused ones included.
     historical_sent: AtomicU64,
     money_digits: Arc<AtomicU8>,
+    /// A limited-risk account (`isLimitedRisk`): every new order must carry a guaranteed stop.
+    limited_risk: AtomicBool,
     clock: Arc<dyn Clock>,
     stopped: Mutex<Option<BrokerError>>,
     shutdown: CancellationToken,
@@ -190,6 +192,7 @@ impl CTraderClient {
             receiver: Mutex::new(Some(receiver)),
             control,
             money_digits: Arc::new(AtomicU8::new(DEFAULT_MONEY_DIGITS)),
+            limited_risk: AtomicBool::new(false),
             clock,
             stopped: Mutex::new(None),
             shutdown: CancellationToken::new(),
@@ -637,6 +640,13 @@ impl Inner {
                 .ok_or_else(|| BrokerError::BadValue(format!("account moneyDigits {d}")))?;
             self.money_digits.store(digits, Ordering::Relaxed);
         }
+        let limited = res.trader.is_limited_risk.unwrap_or(false);
+        if limited && !self.limited_risk.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "the account is limited-risk: every new order carries a guaranteed stop loss, which the broker closes at its own price"
+            );
+        }
+        self.limited_risk.store(limited, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1583,6 +1593,12 @@ impl Broker for CTraderClient {
             relative_stop_loss: order.relative_stop_loss.map(domain::Price::raw),
             relative_take_profit: order.relative_take_profit.map(domain::Price::raw),
             position_id: order.position_to_close.map(|p| p.0),
+            // A limited-risk account's broker refuses a new order without it; elsewhere a stop is
+            // a market order once touched, and a jump fills it far beyond.
+            guaranteed_stop_loss: (self.inner.limited_risk.load(Ordering::Relaxed)
+                && order.position_to_close.is_none()
+                && order.relative_stop_loss.is_some())
+            .then_some(true),
             ..Default::default()
         };
         self.inner

@@ -156,6 +156,9 @@ pub struct SimConfig {
     /// `--live-account`: the account list reports the account as live (`isLive`); the default is
     /// a demo account.
     pub live_account: bool,
+    /// `--limited-risk-account`: the account is limited-risk (`isLimitedRisk`): every new order
+    /// needs a guaranteed stop loss, which closes at its own price however far the market jumps.
+    pub limited_risk_account: bool,
     /// `--token-lifetime`: how long an access token works (real time) and the `expires_in` of a
     /// refresh; cTrader's is about 30 days.
     pub token_lifetime: Duration,
@@ -190,6 +193,7 @@ impl Default for SimConfig {
             money_digits: 2,
             faults: FaultPlan::default(),
             live_account: false,
+            limited_risk_account: false,
             token_lifetime: Duration::from_secs(2_628_000),
             maintenance: None,
         }

@@ -173,6 +173,7 @@ impl Exchange {
             config.account_currency.asset_id(),
             start,
         );
+        broker.set_limited_risk(account_id, config.limited_risk_account);
         let tokens = TokenBook {
             access: config.credentials.access_token.clone(),
             refresh: config.credentials.refresh_token.clone(),
@@ -286,6 +287,7 @@ mod tests {
             client_order_id: None,
             position_id: None,
             time_in_force: None,
+            guaranteed_stop_loss: false,
         };
         exchange.broker.place_order(order, exchange.now()).unwrap();
         // A one-tick stop and target: the path hits one of them within minutes.
@@ -357,6 +359,7 @@ mod tests {
             client_order_id: None,
             position_id: None,
             time_in_force: None,
+            guaranteed_stop_loss: false,
         };
         exchange.broker.place_order(order, exchange.now()).unwrap();
         let (reports, _) = exchange.advance(start.plus_millis(59_000));

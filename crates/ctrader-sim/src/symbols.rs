@@ -162,6 +162,9 @@ pub(crate) struct SimSymbol {
     pub(crate) swap: SwapTerms,
     /// Commission per side, in deposit currency per million of deposit-currency notional.
     pub(crate) commission_per_million: i64,
+    /// The least distance of a guaranteed stop loss from the price (1/100000), when the symbol
+    /// offers one (to limited-risk accounts); `None`: no guaranteed stop loss.
+    pub(crate) gsl_distance: Option<i64>,
     /// How its synthetic prices move.
     pub(crate) model: PathModel,
 }
@@ -234,6 +237,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 triple_day: 3,
             },
             commission_per_million: 30,
+            gsl_distance: None,
             model: PathModel {
                 mean: 1.0850,
                 annual_volatility: 0.07,
@@ -278,6 +282,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 triple_day: 3,
             },
             commission_per_million: 30,
+            gsl_distance: None,
             model: PathModel {
                 mean: 2650.0,
                 annual_volatility: 0.15,
@@ -321,6 +326,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 triple_day: 5,
             },
             commission_per_million: 30,
+            gsl_distance: None,
             model: PathModel {
                 mean: 74.50,
                 annual_volatility: 0.30,
@@ -354,6 +360,7 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
             schedule: pick(weekday_schedule(22 * 3600, 21 * 3600 + 3540, None)),
             leverage: 20,
             commission_per_million: 30,
+            gsl_distance: None,
             // Dollar rates above ringgit rates: a long earns a little, a short pays more.
             swap: SwapTerms {
                 long_milli: 2_500,
@@ -403,6 +410,8 @@ pub(crate) fn catalog(palm_name: &str, hours: &MarketHours) -> Vec<SimSymbol> {
                 triple_day: 3,
             },
             commission_per_million: 30,
+            // 10 MYR: guaranteed stops must be at least that far from the price.
+            gsl_distance: Some(1_000_000),
             model: PathModel {
                 // Around 4,000 MYR/t, as in recent years; about 28 % annualised volatility
                 // over an 8.5-hour trading day; a mean reversion half-life of three weeks.

@@ -134,7 +134,11 @@ pub(crate) fn full_symbol(symbol: &SimSymbol, zone: ReportedZone<'_>) -> ProtoOa
         digits,
         pip_position: symbol.pip_position,
         enable_short_selling: Some(true),
-        guaranteed_stop_loss: Some(false),
+        guaranteed_stop_loss: Some(symbol.gsl_distance.is_some()),
+        // In points (the default `distanceSetIn`): a point is the price's last digit.
+        gsl_distance: symbol
+            .gsl_distance
+            .and_then(|d| u32::try_from(d / 10_i64.pow(5_u32.saturating_sub(symbol.digits))).ok()),
         max_volume: Some(symbol.max_volume),
         min_volume: Some(symbol.min_volume),
         step_volume: Some(symbol.step_volume),
@@ -205,6 +209,7 @@ pub(crate) fn trader(account: &Account) -> ProtoOaTrader {
         registration_timestamp: Some(account.registered.0),
         money_digits: Some(account.money_digits),
         access_rights: Some(0),
+        is_limited_risk: Some(account.limited_risk),
         ..ProtoOaTrader::default()
     }
 }
@@ -233,8 +238,10 @@ pub(crate) fn position(p: &Position) -> ProtoOaPosition {
             label: p.label.clone(),
             comment: p.comment.clone(),
             close_timestamp: p.closed.and_then(|t| u64::try_from(t.0).ok()),
+            guaranteed_stop_loss: Some(p.guaranteed_stop_loss),
             ..ProtoOaTradeData::default()
         },
+        guaranteed_stop_loss: Some(p.guaranteed_stop_loss),
         position_status: p.state.code(),
         swap: p.swap,
         price: Some(price_to_f64(p.open_price)),
@@ -379,5 +386,6 @@ pub(crate) fn new_order(req: &ProtoOaNewOrderReq) -> Result<NewOrder, String> {
         client_order_id: req.client_order_id.clone(),
         position_id: req.position_id,
         time_in_force: req.time_in_force,
+        guaranteed_stop_loss: req.guaranteed_stop_loss.unwrap_or(false),
     })
 }

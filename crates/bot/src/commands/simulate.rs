@@ -96,6 +96,10 @@ pub struct SimulateArgs {
     /// List the account as live (the account list's isLive) instead of demo.
     #[arg(long)]
     pub live_account: bool,
+    /// Make the account limited-risk (isLimitedRisk): every new order needs a guaranteed stop
+    /// loss, which closes at its own price however far the market jumps.
+    #[arg(long)]
+    pub limited_risk_account: bool,
     /// Seconds an access token works before it expires (and a refresh's expires_in).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub token_lifetime: Option<Duration>,
@@ -490,6 +494,7 @@ impl SimulateArgs {
             account_currency,
             faults,
             live_account: self.live_account,
+            limited_risk_account: self.limited_risk_account,
             token_lifetime: self
                 .token_lifetime
                 .unwrap_or(SimConfig::default().token_lifetime),

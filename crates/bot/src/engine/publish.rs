@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use ctrader_client::Broker;
 use domain::{
-    Bar, ClientOrderId, CloseReason, Fill, Money, Position, PositionStatus, Quote, Side, Timestamp,
+    Bar, ClientOrderId, CloseReason, Fill, Money, Position, PositionStatus, Price, Quote, Side,
+    Timestamp,
 };
 use notify::{Notification, NotificationKind, Severity};
 use observability::{
@@ -259,10 +260,14 @@ impl<B: Broker + 'static> Engine<B> {
         let now = self.clock.now();
         self.alerts.started_at = Some(now);
         self.alerts.summary_day = Some(now.epoch_day());
-        let mode = if self.settings.dry_run {
-            "dry run: no orders are sent"
-        } else {
-            "orders enabled"
+        let paused = self
+            .paused
+            .as_ref()
+            .map(|why| format!("orders paused: {why}"));
+        let mode = match (&paused, self.settings.dry_run) {
+            (_, true) => "dry run: no orders are sent",
+            (Some(why), false) => why.as_str(),
+            (None, false) => "orders enabled",
         };
         self.event(
             EventLevel::Info,
@@ -493,12 +498,24 @@ impl<B: Broker + 'static> Engine<B> {
             self.obs.metrics.record_trade(outcome);
             let shown = pnl.map_or_else(|| "unknown".to_owned(), |p| self.show(p));
             let exit = position.exit_price.unwrap_or(fill.price);
-            let text = format!(
-                "position {} closed ({reason}) at {exit}: PnL {shown}",
-                position.id
-            );
-            self.event(EventLevel::Info, text.clone());
-            let mut n = base(NotificationKind::PositionClosed, Severity::Info, text).body(format!(
+            let slipped = stop_slippage(position, exit);
+            let text = match slipped {
+                Some(beyond) => format!(
+                    "position {} closed ({reason}) at {exit}, {beyond} past its stop-loss (the price jumped through it): PnL {shown}, more than the risk per trade planned",
+                    position.id
+                ),
+                None => format!(
+                    "position {} closed ({reason}) at {exit}: PnL {shown}",
+                    position.id
+                ),
+            };
+            let (level, severity) = if slipped.is_some() {
+                (EventLevel::Warn, Severity::Warning)
+            } else {
+                (EventLevel::Info, Severity::Info)
+            };
+            self.event(level, text.clone());
+            let mut n = base(NotificationKind::PositionClosed, severity, text).body(format!(
                 "{} {} {} from {} to {}",
                 position.side, position.volume, self.symbol.name, position.entry_price, exit
             ));
@@ -878,4 +895,25 @@ impl<B: Broker + 'static> Engine<B> {
             .field("drawdown_bps", drawdown),
         );
     }
+}
+
+/// How far past its stop-loss a position stopped out was closed, when that is more than a tenth of
+/// the stop's distance: a plain stop is a market order once touched, and a price jump fills it far
+/// beyond, so the loss exceeds the risk the position was sized for.
+fn stop_slippage(position: &Position, exit: Price) -> Option<Price> {
+    if position.close_reason != Some(CloseReason::StopLoss) {
+        return None;
+    }
+    let stop = position.stop_loss?;
+    let (beyond, distance) = match position.side {
+        Side::Buy => (
+            stop.raw() - exit.raw(),
+            position.entry_price.raw() - stop.raw(),
+        ),
+        Side::Sell => (
+            exit.raw() - stop.raw(),
+            stop.raw() - position.entry_price.raw(),
+        ),
+    };
+    (distance > 0 && beyond > distance / 10).then_some(Price(beyond))
 }

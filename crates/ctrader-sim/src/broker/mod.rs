@@ -219,8 +219,16 @@ impl Broker {
                 leverage_in_cents: 10_000,
                 registered: now,
                 last_closing_deal: None,
+                limited_risk: false,
             },
         );
+    }
+
+    /// Makes the account limited-risk (`isLimitedRisk`) or not.
+    pub(crate) fn set_limited_risk(&mut self, id: i64, limited_risk: bool) {
+        if let Some(account) = self.accounts.get_mut(&id) {
+            account.limited_risk = limited_risk;
+        }
     }
 
     /// The account, if it exists.
@@ -506,6 +514,7 @@ impl Broker {
                 "Relative stop loss and take profit must be positive",
             ));
         }
+        check_guaranteed_stop(&account, &symbol, &req)?;
         if !symbol.is_open(now) {
             return Err(Rejection::order_error("MARKET_CLOSED", "Market is closed"));
         }
@@ -551,6 +560,7 @@ impl Broker {
             executed_volume: 0,
             closing: false,
             stop_out: false,
+            guaranteed_stop_loss: req.guaranteed_stop_loss,
             time_in_force: req.time_in_force.unwrap_or(match req.kind {
                 OrderKind::Market => 3,
                 _ => 2,
@@ -905,6 +915,7 @@ impl Broker {
             opened: now,
             stop_loss,
             take_profit,
+            guaranteed_stop_loss: order.guaranteed_stop_loss,
             label: order.label.clone(),
             comment: order.comment.clone(),
             commission: 0,
@@ -1088,6 +1099,7 @@ impl Broker {
             executed_volume: 0,
             closing: true,
             stop_out: closer == Closer::StopOut,
+            guaranteed_stop_loss: false,
             time_in_force: 3,
             created: now,
             updated: now,
@@ -1358,20 +1370,57 @@ fn pending_fill_price(order: &Order, quote: TwoSided) -> Option<i64> {
     }
 }
 
-/// The closing price when a stop loss or take profit is hit at this quote.
+/// The closing price when a stop loss or take profit is hit at this quote: the market's, which
+/// a jump can carry far past the stop, except for a guaranteed stop loss, which closes at its own
+/// price.
 fn protection_hit(position: &Position, quote: TwoSided) -> Option<i64> {
     let market = exit_price(position.side, quote);
-    let hit = match position.side {
-        Side::Buy => {
-            position.stop_loss.is_some_and(|sl| market <= sl)
-                || position.take_profit.is_some_and(|tp| market >= tp)
-        }
-        Side::Sell => {
-            position.stop_loss.is_some_and(|sl| market >= sl)
-                || position.take_profit.is_some_and(|tp| market <= tp)
-        }
+    let (stopped, took_profit) = match position.side {
+        Side::Buy => (
+            position.stop_loss.is_some_and(|sl| market <= sl),
+            position.take_profit.is_some_and(|tp| market >= tp),
+        ),
+        Side::Sell => (
+            position.stop_loss.is_some_and(|sl| market >= sl),
+            position.take_profit.is_some_and(|tp| market <= tp),
+        ),
     };
-    hit.then_some(market)
+    match (stopped, took_profit) {
+        (true, _) if position.guaranteed_stop_loss => position.stop_loss,
+        (true, _) | (_, true) => Some(market),
+        _ => None,
+    }
+}
+
+/// A guaranteed stop loss is for limited-risk accounts only, and there it is required on every
+/// opening order; it must be offered on the symbol and lie at least its minimum distance away.
+fn check_guaranteed_stop(
+    account: &Account,
+    symbol: &SimSymbol,
+    req: &NewOrder,
+) -> Result<(), Rejection> {
+    let bad = |message: String| Err(Rejection::order_error("TRADING_BAD_STOPS", message));
+    let has_stop = req.stop_loss.is_some() || req.relative_stop_loss.is_some();
+    if account.limited_risk && !(req.guaranteed_stop_loss && has_stop) {
+        return bad(
+            "A limited risk account needs a guaranteed stop loss on every new order".to_owned(),
+        );
+    }
+    if !req.guaranteed_stop_loss {
+        return Ok(());
+    }
+    if !account.limited_risk {
+        return bad("A guaranteed stop loss is available to limited risk accounts only".to_owned());
+    }
+    let Some(least) = symbol.gsl_distance else {
+        return bad(format!("{} offers no guaranteed stop loss", symbol.name));
+    };
+    if req.relative_stop_loss.is_some_and(|d| d < least) {
+        return bad(format!(
+            "The guaranteed stop loss must be at least {least} (1/100000) from the price"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses labels, client order ids and comments longer than cTrader allows.

@@ -24,6 +24,8 @@ pub(crate) struct Account {
     pub(crate) registered: Timestamp,
     /// When the last position was closed, if ever.
     pub(crate) last_closing_deal: Option<Timestamp>,
+    /// A limited-risk account (`isLimitedRisk`): every opening order needs a guaranteed stop loss.
+    pub(crate) limited_risk: bool,
 }
 
 /// `ProtoOAOrderType`.
@@ -106,6 +108,8 @@ pub(crate) struct Order {
     pub(crate) closing: bool,
     /// True when the broker closed the position because margin ran out (`isStopOut`).
     pub(crate) stop_out: bool,
+    /// The stop loss it gives its position is guaranteed (`guaranteedStopLoss`).
+    pub(crate) guaranteed_stop_loss: bool,
     pub(crate) time_in_force: i32,
     pub(crate) created: Timestamp,
     pub(crate) updated: Timestamp,
@@ -147,6 +151,8 @@ pub(crate) struct Position {
     pub(crate) opened: Timestamp,
     pub(crate) stop_loss: Option<i64>,
     pub(crate) take_profit: Option<i64>,
+    /// The stop loss is guaranteed: it closes at its price exactly, whatever the market does.
+    pub(crate) guaranteed_stop_loss: bool,
     pub(crate) label: Option<String>,
     pub(crate) comment: Option<String>,
     /// Opening commission not yet realised (for the open volume), minor units, negative.
@@ -318,4 +324,5 @@ pub(crate) struct NewOrder {
     pub(crate) client_order_id: Option<String>,
     pub(crate) position_id: Option<i64>,
     pub(crate) time_in_force: Option<i32>,
+    pub(crate) guaranteed_stop_loss: bool,
 }

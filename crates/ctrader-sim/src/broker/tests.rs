@@ -50,6 +50,7 @@ fn market(side: Side, volume: i64) -> NewOrder {
         client_order_id: Some("pob-000042".into()),
         position_id: None,
         time_in_force: None,
+        guaranteed_stop_loss: false,
     }
 }
 
@@ -832,4 +833,57 @@ fn cash_moves_and_money_digits_rescale() {
     let account = broker.set_money_digits(ACCOUNT, 4).unwrap();
     assert_eq!((account.balance, account.money_digits), (105_000_000, 4));
     assert!(broker.set_money_digits(ACCOUNT, 9).is_none());
+}
+
+#[test]
+fn a_limited_risk_account_needs_a_guaranteed_stop_loss_far_enough_away() {
+    let mut broker = broker(&MarketHours::AlwaysOpen);
+    let guaranteed = |distance| {
+        buy_1t(move |o| {
+            o.relative_stop_loss = Some(distance);
+            o.guaranteed_stop_loss = true;
+        })
+    };
+    let err = refusal(&mut broker, guaranteed(4_000_000));
+    assert_eq!(err.code, "TRADING_BAD_STOPS", "not a limited-risk account");
+    broker.set_limited_risk(ACCOUNT, true);
+    let plain = buy_1t(|o| o.relative_stop_loss = Some(4_000_000));
+    let err = refusal(&mut broker, plain);
+    assert_eq!(err.code, "TRADING_BAD_STOPS", "{}", err.description);
+    assert!(err.description.contains("guaranteed stop loss"));
+    let err = refusal(&mut broker, guaranteed(500_000));
+    assert_eq!(
+        err.code, "TRADING_BAD_STOPS",
+        "5 MYR is inside the 10 MYR minimum"
+    );
+    let reports = broker.place_order(guaranteed(1_000_000), T0).unwrap();
+    let position = reports[1].position.as_ref().unwrap();
+    assert!(position.guaranteed_stop_loss);
+    let wire = crate::wire::position(position);
+    assert_eq!(wire.guaranteed_stop_loss, Some(true));
+    let err = refusal(&mut broker, buy_1t(|o| o.guaranteed_stop_loss = true));
+    assert_eq!(err.code, "TRADING_BAD_STOPS", "a guarantee needs a stop");
+}
+
+#[test]
+fn a_jump_through_the_stop_fills_a_plain_stop_at_the_market_and_a_guaranteed_one_at_its_price() {
+    for guaranteed in [false, true] {
+        let mut broker = broker(&MarketHours::AlwaysOpen);
+        broker.set_limited_risk(ACCOUNT, guaranteed);
+        let mut order = market(Side::Buy, 100);
+        order.relative_stop_loss = Some(4_000_000);
+        order.guaranteed_stop_loss = guaranteed;
+        let reports = broker.place_order(order, T0).unwrap();
+        let stop = reports[1].position.as_ref().unwrap().stop_loss.unwrap();
+        assert_eq!(stop, 408_500_000);
+        // The bid jumps from 4100 straight to 4000, far through the 4085 stop.
+        let _ = broker.on_quote(PALM, q(4100, 4102), T0.plus_millis(1000));
+        let reports = broker.on_quote(PALM, q(4000, 4002), T0.plus_millis(2000));
+        let deal = reports
+            .iter()
+            .find_map(|r| r.deal.as_ref())
+            .expect("the stop closed it");
+        let expected = if guaranteed { stop } else { 400_000_000 };
+        assert_eq!(deal.execution_price, expected, "guaranteed: {guaranteed}");
+    }
 }

@@ -81,6 +81,8 @@ pub struct OpenPositionRecord {
     /// Unrealised profit at the latest quotes as `ProtoOAGetPositionUnrealizedPnLRes` reports it:
     /// `(gross, net)`, minor units; `None` without a quote or a conversion rate.
     pub unrealized: Option<(i64, i64)>,
+    /// Its stop loss is guaranteed (closes at its own price).
+    pub guaranteed_stop_loss: bool,
 }
 
 impl SimHandle {
@@ -142,6 +144,7 @@ impl SimHandle {
                     .into_iter()
                     .find(|u| u.position_id == p.id)
                     .map(|u| (u.gross, u.net)),
+                guaranteed_stop_loss: p.guaranteed_stop_loss,
             })
             .collect()
     }
