@@ -271,6 +271,8 @@ struct Soak {
     symbol_changes: usize,
     margin_calls: usize,
     process: Vec<ProcessSample>,
+    /// When the process was last sampled (wall time).
+    last_process_sample: Instant,
     /// The broker's equity (balance + its own net unrealized PnL) as the run went: `(sim ms, minor)`.
     broker_equity: Vec<(i64, i64)>,
     /// The same, net of the cash moved in and out so far (what trading made of it).
@@ -326,6 +328,7 @@ impl Soak {
             symbol_changes: 0,
             margin_calls: 0,
             process: Vec::new(),
+            last_process_sample: Instant::now(),
             warnings: BTreeMap::new(),
             broker_equity: Vec::new(),
             traded_equity: Vec::new(),
@@ -614,7 +617,13 @@ impl Soak {
         }
     }
 
+    /// Samples the process when half a second has passed since the last sample: while waiting,
+    /// and between acts too, so a harness running behind its timetable still draws the whole curve.
     fn sample_process(&mut self) {
+        if self.last_process_sample.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last_process_sample = Instant::now();
         if let Some(bot) = &self.bot
             && let Some(s) = sample_process(bot.pid(), self.sim_day(), self.lives)
         {
@@ -624,14 +633,10 @@ impl Soak {
 
     /// Waits, sampling the process, until simulated time reaches `at`.
     fn wait_until(&mut self, at: Timestamp) {
-        let mut last_sample = Instant::now();
         while self.world.sim.sim_time() < at {
             std::thread::sleep(Duration::from_millis(5));
             self.sample_broker_equity();
-            if last_sample.elapsed() >= Duration::from_millis(500) {
-                self.sample_process();
-                last_sample = Instant::now();
-            }
+            self.sample_process();
             let day = self.sim_day();
             if let Some(bot) = &mut self.bot
                 && let Some(status) = bot.wait_exit_within(Duration::ZERO)
@@ -645,6 +650,7 @@ impl Soak {
     }
 
     fn act(&mut self, act: Act, rng: &mut Rng) {
+        self.sample_process();
         match act {
             Act::Kill => {
                 self.bot.as_mut().unwrap().kill();

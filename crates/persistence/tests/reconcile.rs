@@ -766,7 +766,7 @@ async fn a_lost_verdict_the_broker_contradicts_gives_way_to_the_broker() {
         let mut still_nothing = nothing.clone();
         still_nothing.taken_at = Timestamp(3_000);
         assert!(
-            plan(&[], &[lost.clone()], &still_nothing, &PREFIX)
+            plan(&[], std::slice::from_ref(&lost), &still_nothing, &PREFIX)
                 .unwrap()
                 .is_clean()
         );

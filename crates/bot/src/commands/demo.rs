@@ -252,7 +252,8 @@ async fn trade_against(
         credentials.account_id,
     );
     broker.extra_ca = Some(ExtraCa::PemFile(ca));
-    match runtime::trade(
+    // Boxed: a trading session's state is large, and lives on the heap rather than the stack.
+    match Box::pin(runtime::trade(
         config,
         broker,
         store,
@@ -261,7 +262,7 @@ async fn trade_against(
         sent_rx,
         runtime::SessionOptions::default(),
         stop_rx,
-    )
+    ))
     .await
     {
         Ok(()) => EXIT_OK,

@@ -325,7 +325,12 @@ async fn trade_session(
     };
     let notifier = obs.notifier.clone();
     let code =
-        match runtime::trade(config, broker, store, clock, obs, sent_rx, options, stop_rx).await {
+        // Boxed: a trading session's state is large, and lives on the heap rather than the stack.
+        match Box::pin(runtime::trade(
+            config, broker, store, clock, obs, sent_rx, options, stop_rx,
+        ))
+        .await
+        {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 tracing::error!("{e}");
