@@ -61,6 +61,15 @@ impl UnseenOrders {
         out
     }
 
+    /// When the first order waited for will have been unseen for the grace: the moment to look
+    /// again; `None` when none is waited for.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.first_unseen
+            .values()
+            .min()
+            .map(|first| *first + self.grace)
+    }
+
     /// The grace.
     pub fn grace(&self) -> Duration {
         self.grace
@@ -286,4 +295,31 @@ fn not_yet_lost(plan: &ReconcilePlan, unseen: &mut UnseenOrders) -> Vec<ClientOr
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ClientOrderId {
+        ClientOrderId::new(s).unwrap()
+    }
+
+    #[test]
+    fn an_unseen_order_is_concluded_lost_only_after_the_grace_and_is_looked_at_then() {
+        let grace = Duration::from_secs(30);
+        let mut unseen = UnseenOrders::new(grace);
+        let t0 = Instant::now();
+        assert_eq!(unseen.next_due(), None);
+        assert!(!unseen.may_conclude_lost(&id("pob-a"), t0), "first look");
+        assert_eq!(unseen.next_due(), Some(t0 + grace));
+        assert!(!unseen.may_conclude_lost(&id("pob-a"), t0 + grace / 2));
+        assert!(!unseen.may_conclude_lost(&id("pob-b"), t0 + grace / 2));
+        assert_eq!(unseen.next_due(), Some(t0 + grace), "the oldest decides");
+        assert!(unseen.may_conclude_lost(&id("pob-a"), t0 + grace));
+        unseen.keep_only(&[id("pob-b")]);
+        assert_eq!(unseen.next_due(), Some(t0 + grace / 2 + grace));
+        assert_eq!(unseen.waiting(t0 + grace).len(), 1);
+        assert!(UnseenOrders::new(Duration::ZERO).may_conclude_lost(&id("pob-c"), t0));
+    }
 }

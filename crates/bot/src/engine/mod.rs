@@ -297,12 +297,27 @@ impl<B: Broker + 'static> Engine<B> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut sentiment_open = true;
+        // The grace's end last looked at: once only, so a failing look cannot spin (the tick
+        // retries it).
+        let mut looked_at: Option<tokio::time::Instant> = None;
         loop {
+            let unseen_due = self
+                .unseen
+                .next_due()
+                .map(tokio::time::Instant::from_std)
+                .filter(|due| looked_at.is_none_or(|at| *due > at));
             let handled = tokio::select! {
                 biased;
                 () = &mut shutdown => {
                     self.publish_stopped(None);
                     return Ok(EngineExit::Shutdown);
+                }
+                // Ahead of the events, which a busy stream always has ready: trading waits on it.
+                () = tokio::time::sleep_until(unseen_due.unwrap_or_else(tokio::time::Instant::now)), if unseen_due.is_some() => {
+                    looked_at = unseen_due;
+                    // A failure keeps trading paused; the tick retries it.
+                    let _ = self.reconcile_now("an unseen order's grace is over").await;
+                    Ok(())
                 }
                 event = events.next() => match event {
                     Some(event) => self.on_event(event).await,
