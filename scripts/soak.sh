@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 out=target/soak
 mkdir -p "$out"
 export SOAK_DAYS="${SOAK_DAYS:-365}"
-export SOAK_SPEED="${SOAK_SPEED:-55000}"
+export SOAK_SPEED="${SOAK_SPEED:-60000}"
 export SOAK_QUOTE_STEP_MS="${SOAK_QUOTE_STEP_MS:-250}"
 export SOAK_EVERY_QUOTE="${SOAK_EVERY_QUOTE:-1}"
 export SOAK_REPORT="$PWD/$out/report.json"

@@ -560,8 +560,8 @@ impl<B: Broker + 'static> Engine<B> {
         if let Some((id, _)) = self.unseen.waiting(Instant::now()).first() {
             // The order may still fill: no other may leave until its fate is known.
             self.pause(Pause::NeedsReconcile(format!(
-                "order {id} was sent but the broker shows no trace of it yet; trading waits up to {} s for it before concluding it never arrived",
-                self.unseen.grace().as_secs()
+                "order {id} was sent but the broker shows no trace of it yet; trading waits up to {:?} for it before concluding it never arrived",
+                self.unseen.grace()
             )));
             return Ok(());
         }
