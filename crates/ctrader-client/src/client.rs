@@ -385,7 +385,7 @@ impl Inner {
             self.authorise_application(&link).await?;
             self.check_account_environment(&link).await?;
             self.authorise_account(&link).await?;
-            self.load_money_digits(&link).await?;
+            self.load_trader(&link).await?;
             self.resubscribe(&link).await
         };
         match ready.await {
@@ -625,7 +625,8 @@ impl Inner {
         Ok(())
     }
 
-    async fn load_money_digits(&self, link: &Link) -> Result<(), BrokerError> {
+    /// Reads the account once per connection: its money digits and whether it is limited-risk.
+    async fn load_trader(&self, link: &Link) -> Result<(), BrokerError> {
         let req = ProtoOaTraderReq {
             ctid_trader_account_id: self.account(),
             ..Default::default()
@@ -641,12 +642,12 @@ impl Inner {
             self.money_digits.store(digits, Ordering::Relaxed);
         }
         let limited = res.trader.is_limited_risk.unwrap_or(false);
-        if limited && !self.limited_risk.swap(true, Ordering::Relaxed) {
+        let was = self.limited_risk.swap(limited, Ordering::Relaxed);
+        if limited && !was {
             tracing::info!(
                 "the account is limited-risk: every new order carries a guaranteed stop loss, which the broker closes at its own price"
             );
         }
-        self.limited_risk.store(limited, Ordering::Relaxed);
         Ok(())
     }
 

@@ -557,7 +557,7 @@ impl<B: Broker + 'static> Engine<B> {
                 return Err(e.into());
             }
         };
-        if let Some((id, _)) = self.unseen.waiting(Instant::now()).first() {
+        if let Some(id) = self.unseen.waiting().first() {
             // The order may still fill: no other may leave until its fate is known.
             self.pause(Pause::NeedsReconcile(format!(
                 "order {id} was sent but the broker shows no trace of it yet; trading waits up to {:?} for it before concluding it never arrived",
