@@ -852,11 +852,12 @@ async fn the_broker_says_live_or_demo_and_a_mismatch_is_refused_naming_both() {
     assert!(!client.account_is_live());
 }
 
-/// Records every pair handed over, or refuses them all.
+/// Records every pair handed over, or refuses them all; tracks the refreshes in flight.
 #[derive(Debug, Default)]
 struct Keeper {
     kept: std::sync::Mutex<Vec<ctrader_client::RefreshedTokens>>,
     refuse: bool,
+    in_flight: tokio_util::task::TaskTracker,
 }
 
 impl ctrader_client::TokenKeeper for Keeper {
@@ -872,6 +873,55 @@ impl ctrader_client::TokenKeeper for Keeper {
             Ok(())
         })
     }
+
+    fn refresh_started(&self) -> Option<tokio_util::task::task_tracker::TaskTrackerToken> {
+        Some(self.in_flight.token())
+    }
+}
+
+#[tokio::test]
+async fn a_connection_given_up_during_a_token_refresh_still_keeps_the_pair_the_broker_issued() {
+    // The broker rotates the tokens the moment a refresh arrives; its answer is 600 ms late.
+    // The caller gives up connecting after 250 ms (a shutdown during a reconnection does).
+    let env = start_sim(|c| c.faults.refresh_reply_delay = Some(Duration::from_millis(600))).await;
+    let mut config = env.config();
+    config.credentials.access_token = Secret::new("expired-token");
+    config.credentials.refresh_token = Some(SimCredentials::default().refresh_token);
+    let keeper = Arc::new(Keeper::default());
+    let connecting = CTraderClient::connect_with(
+        config.clone(),
+        Arc::new(domain::SystemClock),
+        Arc::clone(&keeper) as Arc<dyn ctrader_client::TokenKeeper>,
+    );
+    let given_up = tokio::time::timeout(Duration::from_millis(250), connecting).await;
+    assert!(
+        given_up.is_err(),
+        "the refresh's answer is held: no client yet"
+    );
+
+    // The owner waits for the refresh in flight, as the bot does before it exits.
+    keeper.in_flight.close();
+    within(LIMIT, "the refresh in flight", keeper.in_flight.wait()).await;
+    let kept = keeper.kept.lock().unwrap().clone();
+    assert_eq!(kept.len(), 1, "the pair the broker issued was kept");
+
+    // The original refresh token is spent; the kept pair is the one that works.
+    let mut spent = config.clone();
+    spent.credentials.access_token = Secret::new("expired-token");
+    let err = within(LIMIT, "connect", CTraderClient::connect(spent))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::TokenRefreshFailed { .. }),
+        "{err:?}"
+    );
+    let mut fresh = config;
+    fresh.credentials.access_token = kept[0].access_token.clone();
+    fresh.credentials.refresh_token = Some(kept[0].refresh_token.clone());
+    let (client, _events) = env.connect_with(fresh).await;
+    within(LIMIT, "reconcile with the kept pair", client.open_state())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -313,105 +313,113 @@ pub async fn trade(
         TokenVault::new(store.clone(), account_id, &broker.credentials.client_secret)
             .map_err(SessionError::Failed)?,
     );
-    // A broker that drops the link or goes silent while the session starts is the same blip it
-    // would be later: wait and start again, as a reconnect would, instead of exiting for a person.
-    let mut pause = START_RETRY_FIRST;
-    let mut reached = false;
-    loop {
-        let (client, engine, events) = loop {
-            // Asked at every attempt: an attempt may have refreshed (and spent) the tokens before.
-            let start = vault
-                .start_tokens(
-                    &broker.credentials.access_token,
-                    broker.credentials.refresh_token.as_ref(),
-                )
-                .await
-                .map_err(SessionError::Failed)?;
-            let mut broker = broker.clone();
-            if start.origin == TokenOrigin::Stored {
-                broker.token_expiry = start.expiry;
-            }
-            broker.credentials.access_token = start.access;
-            broker.credentials.refresh_token = start.refresh;
-            let mut session_obs = obs.clone();
-            session_obs.alerts.token_expires_at = broker.token_expiry.map(|t| t.expires_at);
-            let session = SessionParts {
-                config,
-                broker,
-                store: store.clone(),
-                clock: clock.clone(),
-                obs: session_obs,
-                sentiment: sentiment.clone(),
-                options,
-                vault: vault.clone(),
+    // Every exit, refused or stopped, first lets a token refresh in flight be kept: the broker
+    // spent the old refresh token when it answered, so the next start needs the new pair.
+    let refresh_answer_wait = broker.timing.request_timeout.saturating_mul(2);
+    let traded: Result<(), SessionError> = async {
+        // A broker that drops the link or goes silent while the session starts is the same blip
+        // it would be later: wait and start again, as a reconnect would, not exit for a person.
+        let mut pause = START_RETRY_FIRST;
+        let mut reached = false;
+        loop {
+            let (client, engine, events) = loop {
+                // Asked at every attempt: an attempt may have refreshed (and spent) the tokens before.
+                let start = vault
+                    .start_tokens(
+                        &broker.credentials.access_token,
+                        broker.credentials.refresh_token.as_ref(),
+                    )
+                    .await
+                    .map_err(SessionError::Failed)?;
+                let mut broker = broker.clone();
+                if start.origin == TokenOrigin::Stored {
+                    broker.token_expiry = start.expiry;
+                }
+                broker.credentials.access_token = start.access;
+                broker.credentials.refresh_token = start.refresh;
+                let mut session_obs = obs.clone();
+                session_obs.alerts.token_expires_at = broker.token_expiry.map(|t| t.expires_at);
+                let session = SessionParts {
+                    config,
+                    broker,
+                    store: store.clone(),
+                    clock: clock.clone(),
+                    obs: session_obs,
+                    sentiment: sentiment.clone(),
+                    options,
+                    vault: vault.clone(),
+                };
+                match start_session(session, shutdown.clone()).await {
+                    Ok(Some(started)) => break started,
+                    Ok(None) => return Ok(()),
+                    Err(StartFailure::Fatal(e)) => {
+                        return Err(refusal_notified(&obs, clock.as_ref(), e));
+                    }
+                    // A broker never reached since this process started is more likely a wrong host or
+                    // port than a blip: say so and exit, for the operator or the supervisor.
+                    Err(StartFailure::Transient(
+                        e @ (BrokerError::Io { .. } | BrokerError::Tls { .. }),
+                    )) if !reached => {
+                        return Err(refusal_notified(
+                            &obs,
+                            clock.as_ref(),
+                            SessionError::Failed(e.to_string()),
+                        ));
+                    }
+                    Err(StartFailure::Transient(why)) => {
+                        reached = true;
+                        let wait = paced(pause, config.broker.simulator_clock.as_ref());
+                        tracing::warn!(
+                            reason = %why,
+                            retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                            "the session did not start; starting again"
+                        );
+                        obs.status
+                            .update(|s| s.connection = observability::ConnectionState::Connecting);
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = wait_for(shutdown.clone()) => return Ok(()),
+                        }
+                        pause = (pause * 2).min(START_RETRY_MAX);
+                    }
+                }
             };
-            match start_session(session, shutdown.clone()).await {
-                Ok(Some(started)) => break started,
-                Ok(None) => return Ok(()),
-                Err(StartFailure::Fatal(e)) => {
-                    return Err(refusal_notified(&obs, clock.as_ref(), e));
+            let outcome = engine.run(events, wait_for(shutdown.clone())).await;
+            client.shutdown();
+            let stop = client.stop_reason();
+            match outcome {
+                Ok(_) => return Ok(()),
+                // Refused credentials (a spent refresh token) need a person: refusing, not failing.
+                Err(e)
+                    if stop
+                        .as_ref()
+                        .is_some_and(BrokerError::is_credentials_problem) =>
+                {
+                    return Err(SessionError::Refused(e.to_string()));
                 }
-                // A broker never reached since this process started is more likely a wrong host or
-                // port than a blip: say so and exit, for the operator or the supervisor.
-                Err(StartFailure::Transient(
-                    e @ (BrokerError::Io { .. } | BrokerError::Tls { .. }),
-                )) if !reached => {
-                    return Err(refusal_notified(
-                        &obs,
-                        clock.as_ref(),
-                        SessionError::Failed(e.to_string()),
-                    ));
-                }
-                Err(StartFailure::Transient(why)) => {
-                    reached = true;
-                    let wait = paced(pause, config.broker.simulator_clock.as_ref());
+                // Found by the year soak: a token refresh racing a reconnection left the account
+                // unauthorised on the new connection, the client stopped, and `run` exited 1. As at
+                // start-up, a new session authorises the account afresh (the engine reconciles first).
+                Err(e) if stop.as_ref().is_some_and(lost_account_authorisation) => {
+                    let wait = paced(START_RETRY_FIRST, config.broker.simulator_clock.as_ref());
                     tracing::warn!(
-                        reason = %why,
+                        error = %e,
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "the session did not start; starting again"
+                        "the broker no longer counts the account authorised on this connection; starting a new session"
                     );
-                    obs.status
-                        .update(|s| s.connection = observability::ConnectionState::Connecting);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = wait_for(shutdown.clone()) => return Ok(()),
                     }
-                    pause = (pause * 2).min(START_RETRY_MAX);
+                    pause = START_RETRY_FIRST;
                 }
+                Err(e) => return Err(SessionError::Failed(e.to_string())),
             }
-        };
-        let outcome = engine.run(events, wait_for(shutdown.clone())).await;
-        client.shutdown();
-        let stop = client.stop_reason();
-        match outcome {
-            Ok(_) => return Ok(()),
-            // Refused credentials (a spent refresh token) need a person: refusing, not failing.
-            Err(e)
-                if stop
-                    .as_ref()
-                    .is_some_and(BrokerError::is_credentials_problem) =>
-            {
-                return Err(SessionError::Refused(e.to_string()));
-            }
-            // Found by the year soak: a token refresh racing a reconnection left the account
-            // unauthorised on the new connection, the client stopped, and `run` exited 1. As at
-            // start-up, a new session authorises the account afresh (the engine reconciles first).
-            Err(e) if stop.as_ref().is_some_and(lost_account_authorisation) => {
-                let wait = paced(START_RETRY_FIRST, config.broker.simulator_clock.as_ref());
-                tracing::warn!(
-                    error = %e,
-                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "the broker no longer counts the account authorised on this connection; starting a new session"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = wait_for(shutdown.clone()) => return Ok(()),
-                }
-                pause = START_RETRY_FIRST;
-            }
-            Err(e) => return Err(SessionError::Failed(e.to_string())),
         }
     }
+    .await;
+    vault.settle(refresh_answer_wait).await;
+    traded
 }
 
 /// A wait the bot makes before asking the broker again (a session start, a reconnection), in

@@ -5,12 +5,15 @@
 //! the environment's once the operator put another pair there. No token is ever logged.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ctrader_client::{KeepFuture, RefreshedTokens, TokenExpiry, TokenKeeper};
 use domain::{Clock, Secret, SystemClock};
 use persistence::{SealedTokens, TradeStore};
 use ring::rand::SecureRandom as _;
 use ring::{aead, hkdf, hmac, rand};
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// Domain separation for the derived keys: changing it makes every stored pair unreadable.
 const SALT: &[u8] = b"palm-oil-bot token vault v1";
@@ -51,6 +54,8 @@ pub struct TokenVault {
     random: rand::SystemRandom,
     /// The fingerprint of the environment pair the session's tokens descend from.
     source: Mutex<String>,
+    /// Refreshes between their request and their answer being kept.
+    refreshes: TaskTracker,
 }
 
 impl std::fmt::Debug for TokenVault {
@@ -92,6 +97,7 @@ impl TokenVault {
             fingerprint_key: hmac::Key::new(hmac::HMAC_SHA256, &fingerprint),
             random: rand::SystemRandom::new(),
             source: Mutex::new(String::new()),
+            refreshes: TaskTracker::new(),
         })
     }
 
@@ -167,6 +173,32 @@ impl TokenVault {
         }
     }
 
+    /// Waits, at most `within`, until no refresh is between its request and its answer being
+    /// kept; false when one still is. Called before the process stops: the broker spends the
+    /// old refresh token the moment it answers, so an answer left unread (a SIGTERM during a
+    /// refresh) would leave the next start only dead tokens.
+    pub async fn settle(&self, within: Duration) -> bool {
+        if self.refreshes.is_empty() {
+            return true;
+        }
+        tracing::info!("waiting for the broker's answer to a token refresh before stopping");
+        self.refreshes.close();
+        let settled = tokio::time::timeout(within, self.refreshes.wait())
+            .await
+            .is_ok();
+        self.refreshes.reopen();
+        if settled {
+            tracing::info!("the token refresh in flight was answered and its pair stored");
+        } else {
+            tracing::error!(
+                waited_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+                "stopping with a token refresh still unanswered: the next start may find the \
+                 refresh token spent and need new tokens from `palm-oil-bot auth`"
+            );
+        }
+        settled
+    }
+
     fn seal(&self, tokens: &RefreshedTokens, source: &str) -> Result<Vec<u8>, String> {
         let access = tokens.access_token.expose().as_bytes();
         let refresh = tokens.refresh_token.expose().as_bytes();
@@ -239,6 +271,10 @@ impl TokenKeeper for TokenVault {
             Ok(())
         })
     }
+
+    fn refresh_started(&self) -> Option<TaskTrackerToken> {
+        Some(self.refreshes.token())
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +323,41 @@ mod tests {
         let start = again.start_tokens(&fresh.0, Some(&fresh.1)).await.unwrap();
         assert_eq!(start.origin, TokenOrigin::NewInEnvironment);
         assert_eq!(start.access.expose(), "access-new");
+    }
+
+    #[tokio::test]
+    async fn stopping_waits_for_a_refresh_in_flight_to_be_kept_but_not_forever() {
+        let store: Arc<dyn TradeStore> = Arc::new(MemoryTradeStore::new());
+        let v = Arc::new(vault(&store, "client-secret"));
+        v.start_tokens(&Secret::new("access-0"), None)
+            .await
+            .unwrap();
+        assert!(
+            v.settle(Duration::from_millis(1)).await,
+            "nothing in flight"
+        );
+
+        // An answer that never comes: the wait gives up and says so.
+        let stuck = v.refresh_started();
+        assert!(!v.settle(Duration::from_millis(50)).await);
+        drop(stuck);
+
+        // An answer kept 100 ms later: the wait sees it stored.
+        let in_flight = v.refresh_started();
+        let keeper = Arc::clone(&v);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            keeper.keep(&refreshed(3)).await.unwrap();
+            drop(in_flight);
+        });
+        assert!(v.settle(Duration::from_secs(10)).await);
+        let start = v
+            .start_tokens(&Secret::new("access-0"), None)
+            .await
+            .unwrap();
+        assert_eq!(start.access.expose(), "access-3");
+        // The vault takes later refreshes as before.
+        assert!(v.refresh_started().is_some());
     }
 
     #[tokio::test]

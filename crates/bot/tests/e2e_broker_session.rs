@@ -196,6 +196,56 @@ fn a_refreshed_pair_survives_sigkill_and_a_restart_with_the_original_environment
 }
 
 #[test]
+fn a_sigterm_while_a_token_refresh_is_answered_waits_for_the_new_pair_and_the_restart_uses_it() {
+    // Found by the month soak in CI: the access token expired as the last SIGTERM came, the bot
+    // stopped before reading the refresh's answer, and the next start held only a spent refresh
+    // token ("the broker refused the refresh token"), needing a person. Here the first access
+    // token expires after 4 s and the answer to the refresh is 1.5 s late, as a slow network's.
+    let world = world(|c| {
+        c.token_lifetime = Duration::from_secs(4);
+        c.faults.refresh_reply_delay = Some(Duration::from_millis(1_500));
+    });
+    let refresh = SimCredentials::default().refresh_token;
+    let env = [("CTRADER_REFRESH_TOKEN", refresh.expose())];
+    let mut bot = spawn(&world, &[], &env);
+    bot.expect_message(0, RECONCILED, READY);
+    bot.expect_message(0, "asking the broker for a new cTrader token pair", READY);
+    let status = bot.terminate(EXIT);
+    let out = text(&bot);
+    assert_eq!(status.code(), Some(0), "{out}");
+    let waited = bot.expect_message(
+        0,
+        "waiting for the broker's answer to a token refresh before stopping",
+        EXIT,
+    );
+    let stored = bot.expect_message(0, "refreshed cTrader tokens stored (encrypted)", EXIT);
+    assert!(
+        waited < stored,
+        "the wait came before the pair was stored:\n{out}"
+    );
+    bot.expect_message(
+        stored,
+        "the token refresh in flight was answered and its pair stored",
+        EXIT,
+    );
+
+    // The environment's pair is spent; the restart must start with the stored one, unattended.
+    let mut again = spawn(&world, &[], &env);
+    again.expect_message(
+        0,
+        "using the stored cTrader token pair (refreshed from the environment's)",
+        READY,
+    );
+    again.expect_message(0, RECONCILED, READY);
+    let status = again.terminate(EXIT);
+    assert_eq!(status.code(), Some(0), "{}", again.transcript());
+    assert_no_token_in(
+        "the runs' logs",
+        format!("{out}\n{}", text(&again)).as_bytes(),
+    );
+}
+
+#[test]
 fn a_refresh_token_the_broker_refuses_stops_trading_with_exit_3() {
     let world = world(|c| c.token_lifetime = Duration::from_secs(3));
     let mut bot = spawn(

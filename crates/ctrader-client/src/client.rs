@@ -355,7 +355,7 @@ impl Inner {
 
     /// Opens a new link and makes it ready: application auth, account auth (refreshing the token if
     /// needed), the account's money digits, and every spot subscription.
-    async fn establish(&self) -> Result<Arc<Link>, BrokerError> {
+    async fn establish(self: &Arc<Self>) -> Result<Arc<Link>, BrokerError> {
         let timing = &self.config.timing;
         let stream = tokio::time::timeout(
             timing.connect_timeout,
@@ -425,7 +425,7 @@ impl Inner {
     }
 
     /// Account auth; on a token error, refreshes once (when a refresh token is configured).
-    async fn authorise_account(&self, link: &Link) -> Result<(), BrokerError> {
+    async fn authorise_account(self: &Arc<Self>, link: &Arc<Link>) -> Result<(), BrokerError> {
         match self.account_auth_once(link).await {
             Err(BrokerError::TokenRevoked { code }) => {
                 self.refresh_after_refusal(link, code).await?;
@@ -437,7 +437,11 @@ impl Inner {
 
     /// Refreshes the tokens after the broker refused the access token with `code`, or says
     /// why that is impossible.
-    async fn refresh_after_refusal(&self, link: &Link, code: String) -> Result<(), BrokerError> {
+    async fn refresh_after_refusal(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        code: String,
+    ) -> Result<(), BrokerError> {
         if lock(&self.tokens).refresh.is_none() {
             return Err(BrokerError::TokenRevoked { code });
         }
@@ -448,7 +452,10 @@ impl Inner {
     /// account of the other kind than the host, the operator or the first connection expects.
     /// Runs before the account is authorised, so no request ever reaches an account of the
     /// wrong kind.
-    async fn check_account_environment(&self, link: &Link) -> Result<(), BrokerError> {
+    async fn check_account_environment(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+    ) -> Result<(), BrokerError> {
         let listed = match self.account_list_once(link).await {
             Err(BrokerError::TokenRevoked { code }) => {
                 self.refresh_after_refusal(link, code).await?;
@@ -555,12 +562,38 @@ impl Inner {
     }
 
     /// Trades the refresh token for new tokens, keeps them, and hands them to the owner to persist.
-    async fn refresh_tokens(&self, link: &Link) -> Result<(), BrokerError> {
+    /// The exchange runs as a task of its own that finishes even when the caller gives up (a
+    /// shutdown during a reconnection): the broker spends the old refresh token the moment it
+    /// answers, so an answer left unread would leave only dead tokens for the next start. The
+    /// keeper's guard is held until the answer is kept, so its owner can wait for it at exit.
+    async fn refresh_tokens(self: &Arc<Self>, link: &Arc<Link>) -> Result<(), BrokerError> {
         let Some(refresh) = lock(&self.tokens).refresh.clone() else {
             return Err(BrokerError::TokenRevoked {
                 code: "no refresh token".into(),
             });
         };
+        let in_flight = self.keeper.refresh_started();
+        let inner = Arc::clone(self);
+        let link = Arc::clone(link);
+        let exchange = tokio::spawn(async move {
+            let exchanged = inner.exchange_refresh_token(&link, refresh).await;
+            drop(in_flight);
+            exchanged
+        });
+        exchange.await.unwrap_or_else(|e| {
+            Err(BrokerError::Stopped(format!(
+                "the token refresh ended before its answer was kept: {e}"
+            )))
+        })
+    }
+
+    /// Sends the refresh, keeps the new pair, then uses it.
+    async fn exchange_refresh_token(
+        &self,
+        link: &Link,
+        refresh: Secret,
+    ) -> Result<(), BrokerError> {
+        tracing::info!("asking the broker for a new cTrader token pair");
         let req = ProtoOaRefreshTokenReq {
             refresh_token: refresh.expose().to_owned(),
             ..Default::default()
@@ -1333,7 +1366,7 @@ async fn supervise(
     }
 }
 
-async fn reauthorise(inner: &Inner, link: &Link) -> Result<(), BrokerError> {
+async fn reauthorise(inner: &Arc<Inner>, link: &Arc<Link>) -> Result<(), BrokerError> {
     inner.authorise_account(link).await?;
     inner.resubscribe(link).await
 }
@@ -1342,7 +1375,7 @@ async fn reauthorise(inner: &Inner, link: &Link) -> Result<(), BrokerError> {
 /// the client shuts down. A maintenance window (announced before, or in answer to an attempt) is
 /// waited out instead of the next backoff delay.
 async fn reconnect(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     delays: &mut crate::backoff::FullJitterDelays,
     mut maintenance: Option<Timestamp>,
 ) -> Result<Arc<Link>, BrokerError> {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use domain::{Secret, Timestamp};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// A pair the broker issued in exchange for a refresh token. `Debug` shows no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,14 @@ pub type KeepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send
 pub trait TokenKeeper: Send + Sync + std::fmt::Debug {
     /// Stores `tokens` so the next start finds them.
     fn keep<'a>(&'a self, tokens: &'a RefreshedTokens) -> KeepFuture<'a>;
+
+    /// Told just before a refresh request leaves. The client holds what this returns until the
+    /// answer has been kept or the refresh has failed, so an owner stopping the process can wait
+    /// for it: once the broker has answered, the old pair is dead whether or not anyone read
+    /// the answer. `None` (the default) when nothing waits.
+    fn refresh_started(&self) -> Option<TaskTrackerToken> {
+        None
+    }
 }
 
 /// Keeps refreshed tokens in memory only (tests, the demo): a restart starts from the

@@ -17,6 +17,10 @@ pub struct FaultPlan {
     /// Hold every reply this long before sending it (pushed events are not delayed, nor the
     /// answer to a token refresh, whose loss no client could recover from).
     pub reply_delay: Option<Duration>,
+    /// Hold the answer to a token refresh this long, as a slow network delivers a real server's
+    /// answer late. The tokens rotate at once: a client that stops without reading the answer
+    /// is left with a spent refresh token.
+    pub refresh_reply_delay: Option<Duration>,
     /// Work each new order this long after it arrives, as a busy server's queue or a slow network
     /// may: an order sent just before its client died can fill after a new client has already
     /// looked for it. The order is worked even when its connection has gone meanwhile.
@@ -142,6 +146,14 @@ impl FaultPlan {
         {
             return Err(SimError::Config(
                 "reply delay must be at most 600 s".to_owned(),
+            ));
+        }
+        if self
+            .refresh_reply_delay
+            .is_some_and(|d| d > Duration::from_secs(60))
+        {
+            return Err(SimError::Config(
+                "refresh reply delay must be at most 60 s".to_owned(),
             ));
         }
         if self

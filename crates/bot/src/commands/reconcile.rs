@@ -163,7 +163,8 @@ async fn reconcile_with(
     if !dry_run && start.origin == TokenOrigin::Stored {
         broker.token_expiry = start.expiry;
     }
-    let client = CTraderClient::connect_with(broker, clock.clone(), vault)
+    let refresh_answer_wait = broker.timing.request_timeout.saturating_mul(2);
+    let client = CTraderClient::connect_with(broker, clock.clone(), vault.clone())
         .await
         .map_err(|e| broker_failure(&e))?;
     let outcome = reconcile_and_report(
@@ -178,6 +179,8 @@ async fn reconcile_with(
     )
     .await;
     client.shutdown();
+    // A refresh the session started is kept before the command ends, or its pair is lost.
+    vault.settle(refresh_answer_wait).await;
     match outcome {
         Ok((_, report)) => Ok(report),
         Err(e) => Err(Failure::Refused(e.to_string())),

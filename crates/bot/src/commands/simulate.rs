@@ -123,6 +123,10 @@ pub struct SimulateArgs {
     /// connection has gone by then), as a busy server's queue may.
     #[arg(long, value_name = "MS", help_heading = "Faults")]
     pub order_delay_ms: Option<u64>,
+    /// Fault: hold the answer to each token refresh this many milliseconds; the tokens rotate
+    /// at once, as a real server's do when its answer is late.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    pub refresh_reply_delay_ms: Option<u64>,
     /// Fault: refuse the next new order with this cTrader error code (e.g. NOT_ENOUGH_MONEY).
     #[arg(long, value_name = "CODE", help_heading = "Faults")]
     pub reject_next_order: Option<String>,
@@ -468,6 +472,7 @@ impl SimulateArgs {
             drop_every: self.drop_every,
             reply_delay: self.reply_delay_ms.map(Duration::from_millis),
             order_delay: self.order_delay_ms.map(Duration::from_millis),
+            refresh_reply_delay: self.refresh_reply_delay_ms.map(Duration::from_millis),
             reject_next_order: self.reject_next_order.clone(),
             duplicate_execution_events: self.duplicate_executions,
             external_close_every: self.external_close_every,
@@ -849,6 +854,8 @@ mod tests {
             "40",
             "--order-delay-ms",
             "900",
+            "--refresh-reply-delay-ms",
+            "1200",
             "--reject-next-order",
             "NOT_ENOUGH_MONEY",
             "--duplicate-executions",
@@ -889,6 +896,7 @@ mod tests {
         assert_eq!(f.drop_every, Some(Duration::from_millis(2500)));
         assert_eq!(f.reply_delay, Some(Duration::from_millis(40)));
         assert_eq!(f.order_delay, Some(Duration::from_millis(900)));
+        assert_eq!(f.refresh_reply_delay, Some(Duration::from_millis(1200)));
         assert_eq!(f.reject_next_order.as_deref(), Some("NOT_ENOUGH_MONEY"));
         assert!(f.duplicate_execution_events && f.silence_heartbeats);
         assert_eq!(f.external_close_every, Some(Duration::from_secs(30)));

@@ -46,6 +46,12 @@ impl FaultControl {
         self.update(|plan| plan.reply_delay = delay)
     }
 
+    /// Holds the answer to each token refresh this long (the tokens rotate at once); `None`
+    /// answers at once.
+    pub fn delay_refresh_replies(&self, delay: Option<Duration>) -> Result<(), SimError> {
+        self.update(|plan| plan.refresh_reply_delay = delay)
+    }
+
     /// Works each new order this long after it arrives (even when its connection has gone by
     /// then); `None` works orders at once.
     pub fn delay_orders(&self, delay: Option<Duration>) -> Result<(), SimError> {

@@ -272,12 +272,15 @@ impl Session {
         }
         let duplicate = faults.duplicate_execution_events;
         let mut outcome = Outcome::send(duplicate_executions(replies, duplicate));
-        // A token refresh's answer is never held: the tokens are already rotated and single-use,
-        // so a client killed while waiting for it is locked out for good (as with a real server);
-        // the fault is for orders in flight, and would test nothing but that.
-        outcome.delay = faults
-            .reply_delay
-            .filter(|_| payload_type != REFRESH_TOKEN_REQ);
+        // The held-replies fault never holds a token refresh's answer: the tokens are already
+        // rotated and single-use, so a client killed while waiting for it is locked out for good
+        // (as with a real server), and that fault is for orders in flight. A late refresh answer
+        // is a fault of its own.
+        outcome.delay = if payload_type == REFRESH_TOKEN_REQ {
+            faults.refresh_reply_delay
+        } else {
+            faults.reply_delay
+        };
         if faults.malformed_frame_after_messages == Some(self.received) {
             outcome.frames.push(Outgoing::Raw(MALFORMED_FRAME.to_vec()));
         }
