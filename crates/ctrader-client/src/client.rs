@@ -573,6 +573,11 @@ impl Inner {
             });
         };
         let in_flight = self.keeper.refresh_started();
+        // Checked after the keeper's guard is taken: an owner that shut the client down and then
+        // found no refresh in flight can stop at once, for none will start after.
+        if self.shutdown.is_cancelled() {
+            return Err(BrokerError::Stopped("shut down".into()));
+        }
         let inner = Arc::clone(self);
         let link = Arc::clone(link);
         let exchange = tokio::spawn(async move {
