@@ -200,10 +200,11 @@ fn a_sigterm_while_a_token_refresh_is_answered_waits_for_the_new_pair_and_the_re
     // Found by the month soak in CI: the access token expired as the last SIGTERM came, the bot
     // stopped before reading the refresh's answer, and the next start held only a spent refresh
     // token ("the broker refused the refresh token"), needing a person. Here the first access
-    // token expires after 4 s and the answer to the refresh is 1.5 s late, as a slow network's.
+    // token expires after 4 s and the answer to the refresh is 3 s late, as a slow network's (the
+    // SIGTERM must reach the bot, and its engine stop, before the answer does).
     let world = world(|c| {
         c.token_lifetime = Duration::from_secs(4);
-        c.faults.refresh_reply_delay = Some(Duration::from_millis(1_500));
+        c.faults.refresh_reply_delay = Some(Duration::from_secs(3));
     });
     let refresh = SimCredentials::default().refresh_token;
     let env = [("CTRADER_REFRESH_TOKEN", refresh.expose())];

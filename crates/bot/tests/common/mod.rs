@@ -59,12 +59,35 @@ impl Rng {
 /// The simulated broker, its runtime, and a scratch directory with the database.
 pub struct World {
     pub sim: SimHandle,
-    pub rt: tokio::runtime::Runtime,
+    pub rt: TestRuntime,
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
     pub ca: PathBuf,
     /// The simulator's credentials (and account), which the bot is given.
     pub creds: SimCredentials,
+}
+
+/// The world's async runtime (simulator and store reads), shut down within a bound when the world
+/// is dropped: once, after a year soak had passed every check, dropping it waited for minutes
+/// on a task in sqlx's pool maintenance that kept its worker busy, and a test must end by itself.
+pub struct TestRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for TestRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until the world is dropped")
+    }
+}
+
+impl Drop for TestRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_timeout(Duration::from_secs(10));
+        }
+    }
 }
 
 impl World {
@@ -140,7 +163,7 @@ impl World {
         let db = dir.path().join("bot.db");
         World {
             sim,
-            rt,
+            rt: TestRuntime(Some(rt)),
             dir,
             db,
             ca,
