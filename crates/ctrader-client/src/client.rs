@@ -1249,15 +1249,19 @@ async fn supervise(
             reason = link.closed() => reason,
             () = sleep_until_wall(refresh_due) => {
                 tracing::info!("refreshing the cTrader access token before it expires");
-                let refreshed = async {
-                    inner.refresh_tokens(&link).await?;
-                    reauthorise(&inner, &link).await
-                };
-                match refreshed.await {
+                match inner.refresh_tokens(&link).await {
+                    // This connection's account stays authorised with the old token until the
+                    // broker's invalidation reaches it, and authorising it again meanwhile is
+                    // answered "already logged in": a request after that invalidation is refused
+                    // ACCOUNT_NOT_AUTHORIZED (the year soak's log showed a subscription refused
+                    // so, which stopped the client). A new connection authorises the account with
+                    // the new token from its first request.
                     Ok(()) => {
-                        // The account was authorised again: events may have been missed.
-                        inner.emit(BrokerEvent::Reconnected);
-                        continue;
+                        let reason =
+                            "token refreshed: reconnecting to authorise the account with the new token"
+                                .to_owned();
+                        link.close(reason.clone());
+                        reason
                     }
                     Err(e) if e.is_transient() => {
                         let reason = format!("token refresh failed: {e}");
@@ -1293,7 +1297,9 @@ async fn supervise(
                             inner.emit(BrokerEvent::Reconnected);
                             continue;
                         }
-                        Err(e) if e.is_transient() => {
+                        // Authorised, then refused as unauthorised (another invalidation came
+                        // between): a new connection starts the account's session afresh.
+                        Err(e) if e.is_transient() || session_lost(&e) => {
                             let reason = format!("re-authorisation failed: {e}");
                             link.close(reason.clone());
                             reason
@@ -1369,6 +1375,11 @@ async fn supervise(
             }
         }
     }
+}
+
+/// True for a refusal that says the account's session on this connection is gone.
+fn session_lost(error: &BrokerError) -> bool {
+    matches!(error, BrokerError::Refused { code, .. } if SESSION_CODES.contains(&code.as_str()))
 }
 
 async fn reauthorise(inner: &Arc<Inner>, link: &Arc<Link>) -> Result<(), BrokerError> {

@@ -21,6 +21,11 @@ pub struct FaultPlan {
     /// answer late. The tokens rotate at once: a client that stops without reading the answer
     /// is left with a spent refresh token.
     pub refresh_reply_delay: Option<Duration>,
+    /// A refreshed token's invalidation reaches each connection only after it has answered one
+    /// more request, as a server whose event trails its answer: a connection whose account is
+    /// authorised with the old token answers a new authorisation `ALREADY_LOGGED_IN`, then loses
+    /// the account's session.
+    pub late_token_invalidation: bool,
     /// Work each new order this long after it arrives, as a busy server's queue or a slow network
     /// may: an order sent just before its client died can fill after a new client has already
     /// looked for it. The order is worked even when its connection has gone meanwhile.

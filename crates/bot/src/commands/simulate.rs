@@ -127,6 +127,10 @@ pub struct SimulateArgs {
     /// at once, as a real server's do when its answer is late.
     #[arg(long, value_name = "MS", help_heading = "Faults")]
     pub refresh_reply_delay_ms: Option<u64>,
+    /// Fault: a refreshed token's invalidation reaches each connection only after its next
+    /// answer (an account authorised with the old token answers ALREADY_LOGGED_IN meanwhile).
+    #[arg(long, help_heading = "Faults")]
+    pub late_token_invalidation: bool,
     /// Fault: refuse the next new order with this cTrader error code (e.g. NOT_ENOUGH_MONEY).
     #[arg(long, value_name = "CODE", help_heading = "Faults")]
     pub reject_next_order: Option<String>,
@@ -473,6 +477,7 @@ impl SimulateArgs {
             reply_delay: self.reply_delay_ms.map(Duration::from_millis),
             order_delay: self.order_delay_ms.map(Duration::from_millis),
             refresh_reply_delay: self.refresh_reply_delay_ms.map(Duration::from_millis),
+            late_token_invalidation: self.late_token_invalidation,
             reject_next_order: self.reject_next_order.clone(),
             duplicate_execution_events: self.duplicate_executions,
             external_close_every: self.external_close_every,
@@ -856,6 +861,7 @@ mod tests {
             "900",
             "--refresh-reply-delay-ms",
             "1200",
+            "--late-token-invalidation",
             "--reject-next-order",
             "NOT_ENOUGH_MONEY",
             "--duplicate-executions",
@@ -897,6 +903,7 @@ mod tests {
         assert_eq!(f.reply_delay, Some(Duration::from_millis(40)));
         assert_eq!(f.order_delay, Some(Duration::from_millis(900)));
         assert_eq!(f.refresh_reply_delay, Some(Duration::from_millis(1200)));
+        assert!(f.late_token_invalidation);
         assert_eq!(f.reject_next_order.as_deref(), Some("NOT_ENOUGH_MONEY"));
         assert!(f.duplicate_execution_events && f.silence_heartbeats);
         assert_eq!(f.external_close_every, Some(Duration::from_secs(30)));

@@ -52,6 +52,11 @@ impl FaultControl {
         self.update(|plan| plan.refresh_reply_delay = delay)
     }
 
+    /// Delivers a refreshed token's invalidation to each connection only after its next answer.
+    pub fn late_token_invalidation(&self, on: bool) -> Result<(), SimError> {
+        self.update(|plan| plan.late_token_invalidation = on)
+    }
+
     /// Works each new order this long after it arrives (even when its connection has gone by
     /// then); `None` works orders at once.
     pub fn delay_orders(&self, delay: Option<Duration>) -> Result<(), SimError> {

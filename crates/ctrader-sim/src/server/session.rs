@@ -103,6 +103,8 @@ pub(super) async fn serve(
     let mut held: VecDeque<(tokio::time::Instant, Outcome)> = VecDeque::new();
     // New orders the order-delay fault holds before working them, in arrival order.
     let mut queued: VecDeque<(tokio::time::Instant, ProtoMessage)> = VecDeque::new();
+    // A token invalidation the late-invalidation fault holds until the next answer.
+    let mut late_invalidation: Option<Arc<Push>> = None;
     loop {
         let next_due = held.front().map(|(due, _)| *due);
         let next_order = queued.front().map(|(due, _)| *due);
@@ -122,7 +124,13 @@ pub(super) async fn serve(
                         queued.push_back((tokio::time::Instant::now() + delay, message));
                         continue;
                     }
-                    None => session.on_frame(message),
+                    None => {
+                        let mut outcome = session.on_frame(message);
+                        if let Some(push) = late_invalidation.take() {
+                            outcome.frames.extend(session.on_push(&push).frames);
+                        }
+                        outcome
+                    }
                 },
                 Some(Err(error)) => {
                     // Over the size cap, or not a ProtoMessage: the stream cannot be trusted.
@@ -132,6 +140,13 @@ pub(super) async fn serve(
                 None => break,
             },
             push = pushes.recv() => match push {
+                Ok(push)
+                    if matches!(*push, Push::TokenInvalidated { .. })
+                        && session.invalidates_late() =>
+                {
+                    late_invalidation = Some(push);
+                    continue;
+                }
                 Ok(push) => session.on_push(&push),
                 Err(RecvError::Lagged(missed)) => {
                     shared.pushes_missed.fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
@@ -231,6 +246,11 @@ impl Session {
     }
 
     /// How long the order-delay fault holds `message` before it is worked: only new orders.
+    /// Whether a token invalidation waits for this connection's next answer (a fault).
+    fn invalidates_late(&self) -> bool {
+        lock(&self.shared.faults).late_token_invalidation
+    }
+
     fn order_delay(&self, message: &ProtoMessage) -> Option<Duration> {
         if message.payload_type != NEW_ORDER_REQ {
             return None;
