@@ -1017,6 +1017,7 @@ fn the_bot_runs_unattended_through_simulated_months() {
         "closes": closes,
         "losing_positions": losses.len(),
         "worst_loss_fraction": worst,
+        "loss_fractions": losses,
         "kill_switch": kill_switch,
         "median_ms_to_ready": ready,
         "rss_kib_early_median": early_rss,
