@@ -21,6 +21,9 @@ pub struct FaultPlan {
     /// answer late. The tokens rotate at once: a client that stops without reading the answer
     /// is left with a spent refresh token.
     pub refresh_reply_delay: Option<Duration>,
+    /// Hold the answers to new orders this long (the order is worked at once), and no other
+    /// reply: an order in flight for that long while the rest of the session goes on.
+    pub order_reply_delay: Option<Duration>,
     /// A refreshed token's invalidation reaches each connection only after it has answered one
     /// more request, as a server whose event trails its answer: a connection whose account is
     /// authorised with the old token answers a new authorisation `ALREADY_LOGGED_IN`, then loses
@@ -151,6 +154,14 @@ impl FaultPlan {
         {
             return Err(SimError::Config(
                 "reply delay must be at most 600 s".to_owned(),
+            ));
+        }
+        if self
+            .order_reply_delay
+            .is_some_and(|d| d > Duration::from_secs(60))
+        {
+            return Err(SimError::Config(
+                "order reply delay must be at most 60 s".to_owned(),
             ));
         }
         if self

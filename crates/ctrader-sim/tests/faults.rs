@@ -121,6 +121,53 @@ async fn spots_keep_flowing_while_an_order_answer_is_held() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_answer_can_be_held_while_every_other_request_is_answered_at_once() {
+    let sim = TestSim::start(|_| {}).await;
+    let account = sim.account();
+    let mut client = sim.authorised().await;
+    sim.handle
+        .faults()
+        .delay_order_replies(Some(Duration::from_millis(800)))
+        .unwrap();
+    let started = Instant::now();
+    let order = client.send(market_buy(account, 100, None, None)).await;
+    let trader = client
+        .send(ProtoOaTraderReq {
+            ctid_trader_account_id: account,
+            ..Default::default()
+        })
+        .await;
+    let mut answered = Vec::new();
+    let mut open_when_trader_answered = None;
+    for _ in 0..5_000 {
+        let (id, _) = client.next().await;
+        if let Some(id) = id
+            && (id == order || id == trader)
+        {
+            if id == trader {
+                open_when_trader_answered = Some(sim.handle.open_positions().len());
+            }
+            answered.push((id == order, started.elapsed()));
+            if answered.iter().any(|(is_order, _)| *is_order) {
+                break;
+            }
+        }
+    }
+    let trader_at = answered.iter().find(|(o, _)| !o).map(|(_, t)| *t);
+    let order_at = answered.iter().find(|(o, _)| *o).map(|(_, t)| *t);
+    let (Some(trader_at), Some(order_at)) = (trader_at, order_at) else {
+        panic!("answers: {answered:?}")
+    };
+    assert!(trader_at < Duration::from_millis(800), "{trader_at:?}");
+    assert!(order_at >= Duration::from_millis(800), "{order_at:?}");
+    assert_eq!(
+        open_when_trader_answered,
+        Some(1),
+        "the order was worked at once; only its answer waited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_order_is_rejected_once() {
     let sim = TestSim::start(|_| {}).await;
     let mut client = sim.authorised().await;

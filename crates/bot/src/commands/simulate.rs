@@ -127,6 +127,10 @@ pub struct SimulateArgs {
     /// at once, as a real server's do when its answer is late.
     #[arg(long, value_name = "MS", help_heading = "Faults")]
     pub refresh_reply_delay_ms: Option<u64>,
+    /// Fault: hold the answers to new orders this many milliseconds (each is worked at once),
+    /// and no other reply.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    pub order_reply_delay_ms: Option<u64>,
     /// Fault: a refreshed token's invalidation reaches each connection only after its next
     /// answer (an account authorised with the old token answers ALREADY_LOGGED_IN meanwhile).
     #[arg(long, help_heading = "Faults")]
@@ -477,6 +481,7 @@ impl SimulateArgs {
             reply_delay: self.reply_delay_ms.map(Duration::from_millis),
             order_delay: self.order_delay_ms.map(Duration::from_millis),
             refresh_reply_delay: self.refresh_reply_delay_ms.map(Duration::from_millis),
+            order_reply_delay: self.order_reply_delay_ms.map(Duration::from_millis),
             late_token_invalidation: self.late_token_invalidation,
             reject_next_order: self.reject_next_order.clone(),
             duplicate_execution_events: self.duplicate_executions,
@@ -862,6 +867,8 @@ mod tests {
             "--refresh-reply-delay-ms",
             "1200",
             "--late-token-invalidation",
+            "--order-reply-delay-ms",
+            "700",
             "--reject-next-order",
             "NOT_ENOUGH_MONEY",
             "--duplicate-executions",
@@ -904,6 +911,7 @@ mod tests {
         assert_eq!(f.order_delay, Some(Duration::from_millis(900)));
         assert_eq!(f.refresh_reply_delay, Some(Duration::from_millis(1200)));
         assert!(f.late_token_invalidation);
+        assert_eq!(f.order_reply_delay, Some(Duration::from_millis(700)));
         assert_eq!(f.reject_next_order.as_deref(), Some("NOT_ENOUGH_MONEY"));
         assert!(f.duplicate_execution_events && f.silence_heartbeats);
         assert_eq!(f.external_close_every, Some(Duration::from_secs(30)));

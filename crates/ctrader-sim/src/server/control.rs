@@ -57,6 +57,12 @@ impl FaultControl {
         self.update(|plan| plan.late_token_invalidation = on)
     }
 
+    /// Holds the answers to new orders this long (each is worked at once), no other reply;
+    /// `None` answers at once.
+    pub fn delay_order_replies(&self, delay: Option<Duration>) -> Result<(), SimError> {
+        self.update(|plan| plan.order_reply_delay = delay)
+    }
+
     /// Works each new order this long after it arrives (even when its connection has gone by
     /// then); `None` works orders at once.
     pub fn delay_orders(&self, delay: Option<Duration>) -> Result<(), SimError> {

@@ -296,10 +296,10 @@ impl Session {
         // rotated and single-use, so a client killed while waiting for it is locked out for good
         // (as with a real server), and that fault is for orders in flight. A late refresh answer
         // is a fault of its own.
-        outcome.delay = if payload_type == REFRESH_TOKEN_REQ {
-            faults.refresh_reply_delay
-        } else {
-            faults.reply_delay
+        outcome.delay = match payload_type {
+            REFRESH_TOKEN_REQ => faults.refresh_reply_delay,
+            NEW_ORDER_REQ => faults.order_reply_delay.or(faults.reply_delay),
+            _ => faults.reply_delay,
         };
         if faults.malformed_frame_after_messages == Some(self.received) {
             outcome.frames.push(Outgoing::Raw(MALFORMED_FRAME.to_vec()));
