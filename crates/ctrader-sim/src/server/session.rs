@@ -245,12 +245,12 @@ impl Session {
         }
     }
 
-    /// How long the order-delay fault holds `message` before it is worked: only new orders.
     /// Whether a token invalidation waits for this connection's next answer (a fault).
     fn invalidates_late(&self) -> bool {
         lock(&self.shared.faults).late_token_invalidation
     }
 
+    /// How long the order-delay fault holds `message` before it is worked: only new orders.
     fn order_delay(&self, message: &ProtoMessage) -> Option<Duration> {
         if message.payload_type != NEW_ORDER_REQ {
             return None;
