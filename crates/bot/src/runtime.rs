@@ -315,7 +315,7 @@ pub async fn trade(
     );
     // Every exit, refused or stopped, first lets a token refresh in flight be kept: the broker
     // spent the old refresh token when it answered, so the next start needs the new pair.
-    let refresh_answer_wait = broker.timing.request_timeout.saturating_mul(2);
+    let refresh_answer_wait = crate::token_vault::refresh_answer_wait(&broker.timing);
     let traded: Result<(), SessionError> = async {
         // A broker that drops the link or goes silent while the session starts is the same blip
         // it would be later: wait and start again, as a reconnect would, not exit for a person.

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ctrader_client::{KeepFuture, RefreshedTokens, TokenExpiry, TokenKeeper};
+use ctrader_client::{KeepFuture, RefreshedTokens, Timing, TokenExpiry, TokenKeeper};
 use domain::{Clock, Secret, SystemClock};
 use persistence::{SealedTokens, TradeStore};
 use ring::rand::SecureRandom as _;
@@ -77,6 +77,11 @@ fn derive(secret: &Secret, purpose: &[u8]) -> Result<[u8; 32], String> {
     okm.fill(&mut key)
         .map_err(|_| "token vault: key derivation failed".to_owned())?;
     Ok(key)
+}
+
+/// How long an exit waits for a refresh in flight: the refresh request's own timeout, twice.
+pub fn refresh_answer_wait(timing: &Timing) -> Duration {
+    timing.request_timeout.saturating_mul(2)
 }
 
 impl TokenVault {
@@ -182,11 +187,11 @@ impl TokenVault {
             return true;
         }
         tracing::info!("waiting for the broker's answer to a token refresh before stopping");
+        // Closed for good: `wait` needs it, and a later refresh still takes a guard.
         self.refreshes.close();
         let settled = tokio::time::timeout(within, self.refreshes.wait())
             .await
             .is_ok();
-        self.refreshes.reopen();
         if settled {
             tracing::info!("the token refresh in flight was answered and its pair stored");
         } else {

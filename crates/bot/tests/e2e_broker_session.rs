@@ -151,6 +151,21 @@ fn assert_no_token_in(what: &str, bytes: &[u8]) {
     }
 }
 
+/// Starts the bot again with `env` (whose pair a refresh spent): it must take the stored pair,
+/// reconcile and stop cleanly. Returns its log.
+fn restart_with_the_stored_pair(world: &World, env: &[(&str, &str)]) -> String {
+    let mut again = spawn(world, &[], env);
+    again.expect_message(
+        0,
+        "using the stored cTrader token pair (refreshed from the environment's)",
+        READY,
+    );
+    again.expect_message(0, RECONCILED, READY);
+    let status = again.terminate(EXIT);
+    assert_eq!(status.code(), Some(0), "{}", again.transcript());
+    text(&again)
+}
+
 #[test]
 fn a_refreshed_pair_survives_sigkill_and_a_restart_with_the_original_environment() {
     // Access tokens live 5 s: the first expires while the bot runs, and it refreshes it.
@@ -178,16 +193,8 @@ fn a_refreshed_pair_survives_sigkill_and_a_restart_with_the_original_environment
     assert_no_token_in("the first run's log", first.as_bytes());
 
     // The environment still holds the original pair, now dead: the stored pair is newer.
-    let mut again = spawn(&world, &[], &env);
-    again.expect_message(
-        0,
-        "using the stored cTrader token pair (refreshed from the environment's)",
-        READY,
-    );
-    again.expect_message(0, RECONCILED, READY);
-    let status = again.terminate(EXIT);
-    assert_eq!(status.code(), Some(0), "{}", again.transcript());
-    assert_no_token_in("the second run's log", text(&again).as_bytes());
+    let again = restart_with_the_stored_pair(&world, &env);
+    assert_no_token_in("the second run's log", again.as_bytes());
     for file in ["bot.db", "bot.db-wal"] {
         if let Ok(bytes) = std::fs::read(world.dir.path().join(file)) {
             assert_no_token_in(file, &bytes);
@@ -231,19 +238,8 @@ fn a_sigterm_while_a_token_refresh_is_answered_waits_for_the_new_pair_and_the_re
     );
 
     // The environment's pair is spent; the restart must start with the stored one, unattended.
-    let mut again = spawn(&world, &[], &env);
-    again.expect_message(
-        0,
-        "using the stored cTrader token pair (refreshed from the environment's)",
-        READY,
-    );
-    again.expect_message(0, RECONCILED, READY);
-    let status = again.terminate(EXIT);
-    assert_eq!(status.code(), Some(0), "{}", again.transcript());
-    assert_no_token_in(
-        "the runs' logs",
-        format!("{out}\n{}", text(&again)).as_bytes(),
-    );
+    let again = restart_with_the_stored_pair(&world, &env);
+    assert_no_token_in("the runs' logs", format!("{out}\n{again}").as_bytes());
 }
 
 #[test]

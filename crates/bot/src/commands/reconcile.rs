@@ -163,7 +163,7 @@ async fn reconcile_with(
     if !dry_run && start.origin == TokenOrigin::Stored {
         broker.token_expiry = start.expiry;
     }
-    let refresh_answer_wait = broker.timing.request_timeout.saturating_mul(2);
+    let refresh_answer_wait = crate::token_vault::refresh_answer_wait(&broker.timing);
     let client = CTraderClient::connect_with(broker, clock.clone(), vault.clone())
         .await
         .map_err(|e| broker_failure(&e))?;
